@@ -1,0 +1,28 @@
+"""tuneforge: turn a foundation LLM into a task model by prompting, fine-tuning or distillation,
+compare the routes side by side, and serve the winner from precomputed predictions.
+
+    import tuneforge
+    results = tuneforge.prompt("fruit", config=tuneforge.PromptingConfig(shots=(0, 1, 5)))
+"""
+
+import importlib
+
+__version__ = "0.1.0"
+
+# Imported on first use, so `tuneforge --help` does not wait for torch.
+_API = {
+    "prompt": "tuneforge.api",
+    "model_info": "tuneforge.api",
+    "tasks": "tuneforge.api",
+    "PromptingConfig": "tuneforge.evaluate.prompting",
+    "load_task": "tuneforge.data.splits",
+    "load_model": "tuneforge.model.load",
+    "count_parameters": "tuneforge.model.params",
+}
+__all__ = list(_API)
+
+
+def __getattr__(name):
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'tuneforge' has no attribute {name!r}")

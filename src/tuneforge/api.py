@@ -1,0 +1,58 @@
+"""The Python API: what each `tuneforge` subcommand does, as functions."""
+
+from pathlib import Path
+
+from tuneforge.atomic import write_json_atomic
+from tuneforge.data.splits import Task, load_task
+from tuneforge.data.tasks import builtin_info, builtin_tasks, read_examples, builtin_path
+from tuneforge.evaluate.prompting import PromptingConfig, check_feasible, compare_prompting
+from tuneforge.model.load import load_model
+from tuneforge.model.params import count_parameters
+
+
+def prompt(
+    task: str | None = "fruit",
+    *,
+    model: str | None = None,
+    dtype: str = "auto",
+    config: PromptingConfig = PromptingConfig(),
+    train: str | None = None,
+    dev: str | None = None,
+    test: str | None = None,
+    split_seed: int = 0,
+    instruction: str | None = None,
+    out: str | Path | None = None,
+) -> dict:
+    """Compare zero-, one- and few-shot prompting of `model` (default: the embedded model) on `task`.
+
+    Returns the results record; with `out`, also writes it there as JSON (atomically)."""
+    data = load_task(task, train=train, dev=dev, test=test, seed=split_seed, instruction=instruction)
+    check_feasible(data, config)
+    loaded = load_model(model, dtype=dtype)
+    results = compare_prompting(loaded, data, config)
+    results["task"]["split_seed"] = split_seed
+    if out is not None:
+        write_json_atomic(out, results)
+    return results
+
+
+def model_info(model: str | None = None, dtype: str = "auto") -> dict:
+    """Where a model lives, its fingerprint, dtype and parameter counts."""
+    loaded = load_model(model, dtype=dtype)
+    return {
+        "path": str(loaded.path),
+        "fingerprint": loaded.fingerprint,
+        "dtype": str(loaded.dtype).removeprefix("torch."),
+        "device": str(loaded.device),
+        "parameters": count_parameters(loaded.model, loaded.path),
+    }
+
+
+def tasks() -> list[dict]:
+    """The built-in tasks with their kind, size and description."""
+    return [
+        {**builtin_info(name), "examples": len(read_examples(builtin_path(name)))} for name in builtin_tasks()
+    ]
+
+
+__all__ = ["prompt", "model_info", "tasks", "PromptingConfig", "load_task", "load_model"]

@@ -1,0 +1,159 @@
+"""The `tuneforge` command: parse, call the Python API, print. Bad input exits 2 with one line."""
+
+import argparse
+import json
+import os
+import sys
+
+from tuneforge.errors import TuneforgeError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        """One line, exit status 2 (argparse would print the whole usage first)."""
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _quiet_libraries()
+    try:
+        return args.func(args) or 0
+    except TuneforgeError as e:
+        print(f"tuneforge: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tuneforge: interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="tuneforge", description="Turn a foundation LLM into a task model, every route compared.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("prompt", help="compare zero-, one- and few-shot prompting on a task",
+                       description="Compare zero-, one- and few-shot prompting of an unchanged model on a task.")
+    _task_args(p)
+    _model_args(p)
+    _prompting_args(p)
+    p.set_defaults(func=cmd_prompt)
+
+    p = sub.add_parser("demo", help="the built-in demo on the embedded default model",
+                       description="Prompting comparison (0/1/5 shots, raw and calibrated) on the built-in "
+                                   "fruit task with the embedded default model.")
+    p.add_argument("--out", default="runs/demo/prompting.json", help="results JSON (default: %(default)s)")
+    _model_args(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("tasks", help="list the built-in tasks", description="List the built-in tasks.")
+    p.set_defaults(func=cmd_tasks)
+
+    p = sub.add_parser("model", help="show a model's path, fingerprint and parameters",
+                       description="Load a model (converting the embedded default on first use) and describe it.")
+    _model_args(p)
+    p.set_defaults(func=cmd_model)
+    return parser
+
+
+def _task_args(p):
+    g = p.add_argument_group("task data")
+    g.add_argument("--task", default=None, help="built-in task name or a data file (JSONL/CSV); see `tuneforge tasks`")
+    g.add_argument("--train", help="train split file (with --test: use these splits instead of splitting --task)")
+    g.add_argument("--dev", help="dev split file (optional)")
+    g.add_argument("--test", help="test split file")
+    g.add_argument("--split-seed", type=int, default=0, help="seed of the train/dev/test split (default: 0)")
+    g.add_argument("--instruction", default=None, help="instruction line (default: the task's own, if any)")
+    g.add_argument("--no-instruction", action="store_true", help="no instruction line")
+
+
+def _model_args(p):
+    g = p.add_argument_group("model")
+    g.add_argument("--model", default=None, help="local Hugging Face model directory or hub id "
+                                                   "(default: the embedded SmolLM2-135M-Instruct)")
+    g.add_argument("--dtype", default="auto", help="auto (bf16 where the CPU has it), bf16 or fp32")
+
+
+def _prompting_args(p):
+    g = p.add_argument_group("prompting")
+    g.add_argument("--shots", default="0,1,5", help="comma-separated shot counts (default: %(default)s)")
+    g.add_argument("--format", default="plain", help="comma-separated prompt formats: plain, chat")
+    g.add_argument("--pick", default="random,similar",
+                   help="comma-separated demonstration pickers: first, random, similar (default: %(default)s)")
+    g.add_argument("--draws", type=int, default=3, help="demonstration draws per few-shot condition")
+    g.add_argument("--seed", type=int, default=0, help="seed of the first demonstration draw")
+    g.add_argument("--calibrate", action="store_true", help="also report contextual calibration (label tasks)")
+    g.add_argument("--split", default="test", help="split to evaluate: test (final) or dev")
+    g.add_argument("--batch-size", type=int, default=16, help="prompts per forward pass")
+    g.add_argument("--out", default=None, help="results JSON (default: runs/prompt-<task>.json)")
+
+
+def cmd_prompt(args) -> int:
+    from tuneforge.api import prompt
+    from tuneforge.evaluate.prompting import PromptingConfig
+
+    config = PromptingConfig(
+        shots=_int_list(args.shots, "--shots"), formats=tuple(_str_list(args.format)), picks=tuple(_str_list(args.pick)),
+        draws=args.draws, seed=args.seed, calibrate=args.calibrate, split=args.split, batch_size=args.batch_size,
+    )
+    if args.task is None and args.train is None:
+        args.task = "fruit"
+    name = args.task or os.path.splitext(os.path.basename(args.train))[0]
+    out = args.out or f"runs/prompt-{os.path.splitext(os.path.basename(name))[0]}.json"
+    instruction = "" if args.no_instruction else args.instruction
+    results = prompt(args.task, model=args.model, dtype=args.dtype, config=config, train=args.train, dev=args.dev,
+                     test=args.test, split_seed=args.split_seed, instruction=instruction, out=out)
+    _print_results(results, out)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from tuneforge.api import prompt
+    from tuneforge.evaluate.prompting import PromptingConfig
+
+    config = PromptingConfig(shots=(0, 1, 5), formats=("plain", "chat"), calibrate=True)
+    results = prompt("fruit", model=args.model, dtype=args.dtype, config=config, out=args.out)
+    _print_results(results, args.out)
+    return 0
+
+
+def cmd_tasks(args) -> int:
+    from tuneforge.api import tasks
+
+    for t in tasks():
+        print(f"{t['name']:<10} {t['kind']:<9} {t['examples']:>4} examples  {t.get('description', '')}")
+    return 0
+
+
+def cmd_model(args) -> int:
+    from tuneforge.api import model_info
+
+    print(json.dumps(model_info(args.model, args.dtype), indent=2))
+    return 0
+
+
+def _print_results(results: dict, out: str) -> None:
+    from tuneforge.console import render_prompting
+
+    render_prompting(results)
+    print(f"results: {out}")
+
+
+def _int_list(text: str, flag: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in _str_list(text))
+    except ValueError:
+        raise TuneforgeError(f"{flag}: expected comma-separated integers, got {text!r}") from None
+
+
+def _str_list(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def _quiet_libraries() -> None:
+    """Library progress bars and advice would bury tuneforge's own output."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""Results as terminal tables (rich)."""
+
+from rich.console import Console
+from rich.table import Table
+
+
+def render_prompting(results: dict, console: Console | None = None) -> None:
+    """The prompting comparison: a row per condition and variant, CIs, the parameter check, a confusion table."""
+    console = console or Console(width=max(Console().width, 120))
+    metric = results["metric"]
+    task = results["task"]
+    n = task["sizes"][results["split"]]
+    table = Table(title=f"prompting · task {task['name']} · {results['split']} split ({n} examples)",
+                  caption=f"{metric}: mean ± sd over demonstration draws, 95% bootstrap CI over examples")
+    for col in ("format", "shots", "pick", "draws", "scores", metric, "95% CI", "macro-F1", "ms/example"):
+        table.add_column(col, justify="left" if col in ("format", "pick", "scores") else "right")
+    for c in results["conditions"]:
+        for v, m in c["variants"].items():
+            ci = m[metric]["ci95"]
+            f1 = _mean_sd(m["macro_f1"], c["draws"]) if "macro_f1" in m else "-"
+            table.add_row(c["style"], str(c["shots"]), c["pick"] or "-", str(c["draws"]), v,
+                          _mean_sd(m[metric], c["draws"]), f"[{ci[0]:.3f}, {ci[1]:.3f}]", f1,
+                          f"{c['ms_per_example']:.1f}")
+    console.print(table)
+    if task.get("instruction"):
+        console.print(f"instruction: {task['instruction']!r}")
+    p = results["parameters"]
+    verdict = "unchanged" if p["unchanged"] else "CHANGED"
+    console.print(f"parameters: {p['before']['total']:,} before, {p['after']['total']:,} after; weights fingerprint "
+                  f"{p['weights_fingerprint_before'][:12]} -> {p['weights_fingerprint_after'][:12]} ({verdict})")
+    if task["kind"] == "labels":
+        score = lambda c, v: c["variants"][v][metric]["mean"]  # noqa: E731
+        best, v = max(((c, v) for c in results["conditions"] for v in c["variants"]), key=lambda cv: score(*cv))
+        title = f"confusion · best row: {best['style']} {best['shots']}-shot {best['pick'] or ''} ({v}), first draw"
+        console.print(_confusion_table(best["variants"][v]["confusion"], title))
+
+
+def _mean_sd(m: dict, draws: int) -> str:
+    return f"{m['mean']:.3f} ± {m['sd']:.3f}" if draws > 1 else f"{m['mean']:.3f}"
+
+
+def _confusion_table(conf: dict, title: str) -> Table:
+    predicted = sorted({p for row in conf.values() for p in row} | set(conf))
+    table = Table(title=title)
+    table.add_column("gold \\ predicted")
+    for p in predicted:
+        table.add_column(p[:6], justify="right")
+    for gold, row in conf.items():
+        table.add_row(gold, *[str(row.get(p, "")) for p in predicted])
+    return table

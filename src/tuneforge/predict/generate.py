@@ -1,0 +1,32 @@
+"""Greedy generation for open tasks, batched, stopping at the end of the line."""
+
+import torch
+
+from tuneforge.predict.score import _left_pad
+
+
+@torch.inference_mode()
+def generate_lines(
+    model, tokenizer, prompts: list[list[int]], *, max_new_tokens: int = 48, batch_size: int = 16
+) -> list[str]:
+    """The first line the model writes after each prompt (greedy, so deterministic).
+
+    Prompts are bucketed by length and left-padded; generation stops at a newline or end of turn."""
+    outputs = [""] * len(prompts)
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        ids, mask = _left_pad([prompts[i] for i in rows], tokenizer.pad_token_id)
+        new = model.generate(
+            input_ids=ids.to(model.device),
+            attention_mask=mask.to(model.device),
+            do_sample=False,
+            max_new_tokens=max_new_tokens,
+            stop_strings=["\n"],
+            tokenizer=tokenizer,
+            pad_token_id=tokenizer.pad_token_id,
+        )[:, ids.shape[1] :]
+        for row, tokens in zip(rows, new):
+            text = tokenizer.decode(tokens, skip_special_tokens=True)
+            outputs[row] = text.split("\n", 1)[0].strip()
+    return outputs
