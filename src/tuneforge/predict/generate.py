@@ -1,8 +1,24 @@
 """Greedy generation for open tasks, batched, stopping at the end of the line."""
 
 import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
 
 from tuneforge.predict.score import _left_pad
+
+
+class StopAtNewline(StoppingCriteria):
+    """Stops a row once its last token contains a newline. (transformers' `stop_strings` does the
+    same but first scans the whole vocabulary, ~17 s for 49k tokens on this CPU.)"""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.has_newline: dict[int, bool] = {}
+
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+        last = input_ids[:, -1].tolist()
+        for tok in set(last) - self.has_newline.keys():
+            self.has_newline[tok] = "\n" in self.tokenizer.decode([tok])
+        return torch.tensor([self.has_newline[t] for t in last], device=input_ids.device)
 
 
 @torch.inference_mode()
@@ -22,8 +38,7 @@ def generate_lines(
             attention_mask=mask.to(model.device),
             do_sample=False,
             max_new_tokens=max_new_tokens,
-            stop_strings=["\n"],
-            tokenizer=tokenizer,
+            stopping_criteria=StoppingCriteriaList([StopAtNewline(tokenizer)]),
             pad_token_id=tokenizer.pad_token_id,
         )[:, ids.shape[1] :]
         for row, tokens in zip(rows, new):
