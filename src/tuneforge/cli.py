@@ -4,6 +4,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 from tuneforge.errors import TuneforgeError
 
@@ -97,8 +98,7 @@ def cmd_prompt(args) -> int:
     )
     if args.task is None and args.train is None:
         args.task = "fruit"
-    name = args.task or os.path.splitext(os.path.basename(args.train))[0]
-    out = args.out or f"runs/prompt-{os.path.splitext(os.path.basename(name))[0]}.json"
+    out = args.out or f"runs/prompt-{Path(args.task or args.train).stem}.json"
     instruction = "" if args.no_instruction else args.instruction
     results = prompt(args.task, model=args.model, dtype=args.dtype, config=config, train=args.train, dev=args.dev,
                      test=args.test, split_seed=args.split_seed, instruction=instruction, out=out)
