@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -150,9 +151,16 @@ def _str_list(text: str) -> list[str]:
 
 
 def _quiet_libraries() -> None:
-    """Library progress bars and advice would bury tuneforge's own output."""
+    """Library progress bars and advice would bury tuneforge's own output; tuneforge's own status
+    lines (e.g. the one-time model conversion) go to stderr."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TQDM_DISABLE", "1")  # the GGUF loader's own tqdm bar
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    logging.basicConfig(format="tuneforge: %(message)s", level=logging.WARNING)
+    logging.getLogger("tuneforge").setLevel(logging.INFO)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
 
 if __name__ == "__main__":

