@@ -82,3 +82,13 @@ def test_open_task_generates_synonyms_on_the_real_model(tmp_path):
     preds = results["conditions"][1]["predictions"]["raw"]
     assert results["metric"] == "exact_match" and len(preds) == results["task"]["sizes"]["dev"]
     assert sum("," in p for p in preds) >= len(preds) // 2, f"few-shot answers should be lists: {preds}"
+
+
+def test_demo_command_runs_end_to_end(tmp_path):
+    out = tmp_path / "demo.json"
+    proc = _run(["demo", "--out", str(out)], timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(out.read_text())
+    assert {c["style"] for c in results["conditions"]} == {"plain", "chat"}
+    assert all(set(c["variants"]) == {"raw", "calibrated"} for c in results["conditions"])
+    assert "Traceback" not in proc.stderr
