@@ -14,6 +14,8 @@ _API = {
     "prompt": "tuneforge.api",
     "model_info": "tuneforge.api",
     "tasks": "tuneforge.api",
+    "finetune": "tuneforge.api",
+    "FinetuneConfig": "tuneforge.adapt.finetune",
     "PromptingConfig": "tuneforge.evaluate.prompting",
     "load_task": "tuneforge.data.splits",
     "load_model": "tuneforge.model.load",

@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+from tuneforge.adapt.finetune import FinetuneConfig
+from tuneforge.adapt.finetune import finetune as run_finetune
 from tuneforge.atomic import write_json_atomic
 from tuneforge.data.splits import Task, load_task
 from tuneforge.data.tasks import builtin_info, builtin_tasks, read_examples, builtin_path
@@ -36,6 +38,27 @@ def prompt(
     return results
 
 
+def finetune(
+    task: str | None = "fruit",
+    *,
+    model: str | None = None,
+    config: FinetuneConfig = FinetuneConfig(),
+    out: str | Path = "runs/finetune",
+    resume: bool = False,
+    train: str | None = None,
+    dev: str | None = None,
+    test: str | None = None,
+    split_seed: int = 0,
+    instruction: str | None = None,
+    progress=None,
+) -> dict:
+    """Fine-tune `model` (default: the embedded model) on `task` with LoRA or every weight; artifacts
+    and results.json go to `out`. `resume` continues a killed run from its last checkpoint."""
+    data = load_task(task, train=train, dev=dev, test=test, seed=split_seed, instruction=instruction)
+    loaded = load_model(model, dtype="fp32")  # fp32 master weights; bf16 comes from autocast
+    return run_finetune(loaded, data, config, Path(out), resume=resume, progress=progress)
+
+
 def model_info(model: str | None = None, dtype: str = "auto") -> dict:
     """Where a model lives, its fingerprint, dtype and parameter counts."""
     loaded = load_model(model, dtype=dtype)
@@ -55,4 +78,5 @@ def tasks() -> list[dict]:
     ]
 
 
-__all__ = ["prompt", "model_info", "tasks", "PromptingConfig", "load_task", "load_model"]
+__all__ = ["prompt", "finetune", "model_info", "tasks", "PromptingConfig", "FinetuneConfig", "load_task",
+           "load_model"]

@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from tuneforge.errors import TuneforgeError
@@ -39,6 +40,16 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(p)
     _prompting_args(p)
     p.set_defaults(func=cmd_prompt)
+
+    p = sub.add_parser("finetune", help="fine-tune a model on a task: LoRA or every weight",
+                       description="Fine-tune on the train split (LoRA through peft, or every weight), evaluate on "
+                                   "dev while training, keep the best, evaluate on test once. Runs data-parallel "
+                                   "under `accelerate launch`.")
+    _task_args(p)
+    p.add_argument("--model", default=None, help="local Hugging Face model directory or hub id "
+                                                   "(default: the embedded SmolLM2-135M-Instruct)")
+    _finetune_args(p)
+    p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser("demo", help="the built-in demo on the embedded default model",
                        description="Prompting comparison (0/1/5 shots, raw and calibrated) on the built-in "
@@ -87,6 +98,60 @@ def _prompting_args(p):
     g.add_argument("--split", default="test", help="split to evaluate: test (final) or dev")
     g.add_argument("--batch-size", type=int, default=16, help="prompts per forward pass")
     g.add_argument("--out", default=None, help="results JSON (default: runs/prompt-<task>.json)")
+
+
+def _finetune_args(p):
+    from tuneforge.adapt.finetune import FinetuneConfig
+
+    d = FinetuneConfig()
+    g = p.add_argument_group("fine-tuning")
+    g.add_argument("--method", default=d.method, help="lora or full (default: %(default)s)")
+    g.add_argument("--epochs", type=int, default=d.epochs, help="passes over the train split (default: %(default)s)")
+    g.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (default: LoRA 1e-3, full 5e-5)")
+    g.add_argument("--batch-size", type=int, default=d.batch_size, help="rows per micro-batch (default: %(default)s)")
+    g.add_argument("--grad-accum", type=int, default=d.grad_accum, help="micro-batches per optimizer step")
+    g.add_argument("--warmup-ratio", type=float, default=d.warmup_ratio, help="share of steps warming up")
+    g.add_argument("--schedule", default=d.schedule, help="cosine, linear or constant (default: %(default)s)")
+    g.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay")
+    g.add_argument("--lora-r", type=int, default=d.lora_r, help="LoRA rank (default: %(default)s)")
+    g.add_argument("--lora-alpha", type=float, default=d.lora_alpha, help="LoRA alpha (default: %(default)s)")
+    g.add_argument("--lora-dropout", type=float, default=d.lora_dropout, help="LoRA dropout")
+    g.add_argument("--lora-targets", default=",".join(d.lora_targets), help="comma-separated module names")
+    g.add_argument("--format", default=d.format, help="prompt format of the training rows: plain or chat")
+    g.add_argument("--eval-every", type=int, default=d.eval_every, help="steps between dev evaluations (0: per epoch)")
+    g.add_argument("--patience", type=int, default=d.patience, help="early stopping patience in evaluations (0: off)")
+    g.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between checkpoints")
+    g.add_argument("--seed", type=int, default=d.seed, help="training seed (default: %(default)s)")
+    g.add_argument("--autocast", default=d.autocast, help="bf16 autocast: auto, on or off")
+    g.add_argument("--merge", action="store_true", help="LoRA: also save the merged model")
+    g.add_argument("--out", default="runs/finetune", help="output folder (default: %(default)s)")
+    g.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
+
+
+def cmd_finetune(args) -> int:
+    from tuneforge.adapt.finetune import FinetuneConfig
+    from tuneforge.api import finetune
+    from tuneforge.console import render_finetune, training_progress
+
+    config = FinetuneConfig(
+        method=args.method, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, grad_accum=args.grad_accum,
+        warmup_ratio=args.warmup_ratio, schedule=args.schedule, weight_decay=args.weight_decay,
+        lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
+        lora_targets=tuple(_str_list(args.lora_targets)), format=args.format, eval_every=args.eval_every,
+        patience=args.patience, checkpoint_every=args.checkpoint_every, seed=args.seed, autocast=args.autocast,
+        merge=args.merge,
+    )
+    if args.task is None and args.train is None:
+        args.task = "fruit"
+    instruction = "" if args.no_instruction else args.instruction
+    with training_progress() as progress:
+        results = finetune(args.task, model=args.model, config=config, out=args.out, resume=args.resume,
+                           train=args.train, dev=args.dev, test=args.test, split_seed=args.split_seed,
+                           instruction=instruction, progress=progress)
+    if "parameters" in results:  # the main process (the others return quietly under accelerate launch)
+        render_finetune(results)
+        print(f"results: {os.path.join(args.out, 'results.json')}")
+    return 0
 
 
 def cmd_prompt(args) -> int:
@@ -156,6 +221,7 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TQDM_DISABLE", "1")  # the GGUF loader's own tqdm bar
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    warnings.filterwarnings("ignore", category=FutureWarning)  # deprecations between peft and transformers
     logging.basicConfig(format="tuneforge: %(message)s", level=logging.WARNING)
     logging.getLogger("tuneforge").setLevel(logging.INFO)
     from transformers.utils import logging as hf_logging

@@ -1,6 +1,10 @@
 """Results as terminal tables (rich)."""
 
+import os
+from contextlib import contextmanager
+
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 
@@ -48,3 +52,43 @@ def _confusion_table(conf: dict, title: str) -> Table:
     for gold, row in conf.items():
         table.add_row(gold, *[str(row.get(p, "")) for p in predicted])
     return table
+
+
+@contextmanager
+def training_progress():
+    """A progress bar with loss, throughput and ETA (main process only); yields the loop's callback."""
+    if os.environ.get("RANK", "0") != "0":
+        yield None
+        return
+    columns = [TextColumn("step {task.completed}/{task.total}"), BarColumn(), TextColumn("{task.fields[info]}"),
+               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
+    with Progress(*columns, console=Console(stderr=True)) as bar:
+        task = bar.add_task("train", total=None, info="")
+        tokens = [0]
+
+        def update(step, total, record, elapsed):
+            tokens[0] += record["tokens"]
+            dev = f" dev {record['dev_score']:.3f}" if "dev_score" in record else ""
+            bar.update(task, completed=step, total=total,
+                       info=f"loss {record['loss']:.3f}{dev} · {tokens[0] / max(elapsed, 1e-9):,.0f} tok/s")
+
+        yield update
+
+
+def render_finetune(results: dict, console: Console | None = None) -> None:
+    """What a fine-tuning run produced: test metric with CI, parameter accounting, best dev step."""
+    console = console or Console(width=max(Console().width, 120))
+    metric, p = results["metric"], results["parameters"]
+    m = results["test"][metric]
+    table = Table(title=f"fine-tuning · {results['method']} · task {results['task']['name']} · test split "
+                        f"({results['task']['sizes']['test']} examples)")
+    for col in ("method", metric, "95% CI", "parameters", "trainable", "% of base", "after merge/save",
+                "best dev", "steps"):
+        table.add_column(col, justify="left" if col == "method" else "right")
+    after = p.get("after_merge", p.get("after"))
+    table.add_row(results["method"], f"{m['mean']:.3f}", f"[{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}]",
+                  f"{p['base']:,}", f"{p['trainable']:,}", f"{p['trainable_pct_of_base']:.2f}%",
+                  f"{after:,}" if after is not None else "-",
+                  f"{results['best_dev_score']:.3f} @ {results['best_step']}" if results["best_step"] else "-",
+                  str(results["steps"]))
+    console.print(table)

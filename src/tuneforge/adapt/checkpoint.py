@@ -1,0 +1,88 @@
+"""Training checkpoints: trainable weights, optimizer, scheduler, RNG states and data position.
+
+A checkpoint is a folder written under a temporary name and renamed into place, so a run killed at
+any moment leaves only complete checkpoints. Tensors go to safetensors; the optimizer state goes
+through `torch.save` and comes back with `torch.load(weights_only=True)` (tensors and numbers only,
+no unpickling of code).
+"""
+
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from tuneforge.errors import TuneforgeError
+
+
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The trainable parameters by name, copied to the CPU."""
+    return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def load_trainable(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in state.items():
+            params[name].copy_(value)
+
+
+def save_checkpoint(folder: Path, step: int, model, optimizer, scheduler, state: dict, best: dict | None) -> Path:
+    """Write checkpoint `step` atomically and delete the older ones."""
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"step-{step:08d}"
+    tmp = folder / f".tmp-step-{step:08d}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    save_file(trainable_state(model), tmp / "trainable.safetensors")
+    if best is not None:
+        save_file(best, tmp / "best.safetensors")
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    save_file({"torch": torch.get_rng_state()}, tmp / "rng.safetensors")
+    record = {**state, "step": step, "scheduler": scheduler.state_dict(), "python_rng": _py_rng()}
+    (tmp / "state.json").write_text(json.dumps(record))
+    _fsync_dir(tmp)
+    shutil.rmtree(final, ignore_errors=True)
+    os.rename(tmp, final)
+    for old in folder.glob("step-*"):
+        if old != final:
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    done = sorted(folder.glob("step-*")) if folder.is_dir() else []
+    return done[-1] if done else None
+
+
+def load_checkpoint(path: Path, model, optimizer, scheduler, expect: dict) -> tuple[dict, dict | None]:
+    """Restore everything saved by `save_checkpoint`; refuse a checkpoint of another run."""
+    state = json.loads((path / "state.json").read_text())
+    for key, value in expect.items():
+        if state.get(key) != value:
+            raise TuneforgeError(f"--resume: {path} was written by a run with another {key.replace('_', ' ')} "
+                                 f"({state.get(key)!r:.40} vs {value!r:.40}); use a new --out or drop --resume")
+    load_trainable(model, load_file(path / "trainable.safetensors"))
+    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(load_file(path / "rng.safetensors")["torch"])
+    version, internal, gauss = state["python_rng"]
+    random.setstate((version, tuple(internal), gauss))
+    best = load_file(path / "best.safetensors") if (path / "best.safetensors").is_file() else None
+    for key in ("scheduler", "python_rng", *expect):
+        state.pop(key)
+    return state, best
+
+
+def _py_rng():
+    version, internal, gauss = random.getstate()
+    return [version, list(internal), gauss]
+
+
+def _fsync_dir(path: Path) -> None:
+    for p in path.iterdir():
+        with open(p, "rb") as fh:
+            os.fsync(fh.fileno())
