@@ -61,17 +61,67 @@ def test_default_model_loads_from_its_converted_directory():
     assert second.fingerprint == first.fingerprint
 
 
-def test_prompt_command_on_fruit_five_shot_beats_zero_shot(tmp_path):
-    out = tmp_path / "fruit.json"
+@pytest.fixture(scope="module")
+def fruit_prompting(tmp_path_factory):
+    """`tuneforge prompt --task fruit --shots 0,1,5` on the default model, as a user runs it."""
+    out = tmp_path_factory.mktemp("prompt") / "fruit.json"
     proc = _run(["prompt", "--task", "fruit", "--shots", "0,1,5", "--out", str(out)], timeout=900)
     assert proc.returncode == 0, proc.stderr
     assert "95% CI" in proc.stdout and "unchanged" in proc.stdout
-    results = json.loads(out.read_text())
-    acc = {(c["shots"], c["pick"]): c["variants"]["raw"]["accuracy"] for c in results["conditions"]}
+    return json.loads(out.read_text())
+
+
+def _accuracy(results):
+    return {(c["shots"], c["pick"]): c["variants"]["raw"]["accuracy"] for c in results["conditions"]}
+
+
+def test_prompt_command_on_fruit_five_shot_beats_zero_shot(fruit_prompting):
+    acc = _accuracy(fruit_prompting)
     print({k: (round(v["mean"], 3), [round(x, 3) for x in v["ci95"]]) for k, v in acc.items()})
-    assert results["split"] == "test" and results["parameters"]["unchanged"]
+    assert fruit_prompting["split"] == "test" and fruit_prompting["parameters"]["unchanged"]
     assert acc[(5, "random")]["sd"] >= 0 and len(acc[(5, "random")]["per_draw"]) == 3
     assert acc[(5, "similar")]["mean"] > acc[(0, None)]["mean"]
+
+
+def test_lora_beats_zero_shot_and_is_compared_with_few_shot(fruit_prompting, tmp_path):
+    out = tmp_path / "lora"
+    proc = _run(["finetune", "--task", "fruit", "--method", "lora", "--merge", "--out", str(out)], timeout=1200)
+    assert proc.returncode == 0, proc.stderr
+    lora = json.loads((out / "results.json").read_text())
+    acc = _accuracy(fruit_prompting)
+    zero = acc[(0, None)]
+    best_key = max((k for k in acc if k[0] > 0), key=lambda k: acc[k]["mean"])
+    rows = [("0-shot base", zero), (f"{best_key[0]}-shot {best_key[1]} (best few-shot)", acc[best_key]),
+            ("LoRA fine-tuned, 0-shot prompt", lora["test"]["accuracy"])]
+    for name, m in rows:
+        print(f"{name:<36} {m['mean']:.3f}  [{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}]")
+    assert lora["test"]["accuracy"]["mean"] > zero["mean"]
+    p = lora["parameters"]
+    assert p["after_merge"] == p["base"] == 134_515_008 and 0 < p["trainable"] < p["base"] * 0.05
+    # The artifacts load with plain transformers / peft, no tuneforge import.
+    check = (
+        "import sys; from peft import AutoPeftModelForCausalLM; from transformers import AutoModelForCausalLM\n"
+        "a = AutoPeftModelForCausalLM.from_pretrained(sys.argv[1]); m = AutoModelForCausalLM.from_pretrained(sys.argv[2])\n"
+        "assert 'tuneforge' not in sys.modules; print(sum(p.numel() for p in m.parameters()))"
+    )
+    plain = subprocess.run([sys.executable, "-c", check, str(out / "adapter"), str(out / "merged")],
+                           capture_output=True, text=True, timeout=300)
+    assert plain.returncode == 0, plain.stderr[-2000:]
+    assert plain.stdout.split()[-1] == "134515008"
+    provenance = json.loads((out / "adapter" / "tuneforge.json").read_text())
+    assert provenance["base_model"]["fingerprint"] == fruit_prompting["model"]["fingerprint"]
+
+
+def test_full_finetune_keeps_the_parameter_count(tmp_path):
+    out = tmp_path / "full"
+    proc = _run(["finetune", "--task", "fruit", "--method", "full", "--epochs", "2", "--out", str(out)], timeout=1200)
+    assert proc.returncode == 0, proc.stderr
+    full = json.loads((out / "results.json").read_text())
+    p = full["parameters"]
+    assert p["after"] == p["base"] == p["trainable"] == 134_515_008
+    losses = [h["loss"] for h in full["history"]]
+    assert sum(losses[-3:]) < sum(losses[:3]), losses
+    print("full fine-tune test accuracy", full["test"]["accuracy"]["mean"], full["test"]["accuracy"]["ci95"])
 
 
 def test_open_task_generates_synonyms_on_the_real_model(tmp_path):

@@ -56,23 +56,29 @@ def _confusion_table(conf: dict, title: str) -> Table:
 
 @contextmanager
 def training_progress():
-    """A progress bar with loss, throughput and ETA (main process only); yields the loop's callback."""
+    """A progress bar with loss, throughput and ETA (main process only); yields the loop's callback.
+    The bar appears with the first step, so a run refused at the start prints only its error."""
     if os.environ.get("RANK", "0") != "0":
         yield None
         return
     columns = [TextColumn("step {task.completed}/{task.total}"), BarColumn(), TextColumn("{task.fields[info]}"),
                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
-    with Progress(*columns, console=Console(stderr=True)) as bar:
-        task = bar.add_task("train", total=None, info="")
-        tokens = [0]
+    bar = Progress(*columns, console=Console(stderr=True))
+    state = {"task": None, "tokens": 0}
 
-        def update(step, total, record, elapsed):
-            tokens[0] += record["tokens"]
-            dev = f" dev {record['dev_score']:.3f}" if "dev_score" in record else ""
-            bar.update(task, completed=step, total=total,
-                       info=f"loss {record['loss']:.3f}{dev} · {tokens[0] / max(elapsed, 1e-9):,.0f} tok/s")
+    def update(step, total, record, elapsed):
+        if state["task"] is None:
+            bar.start()
+            state["task"] = bar.add_task("train", total=total, completed=step - 1, info="")
+        state["tokens"] += record["tokens"]
+        dev = f" dev {record['dev_score']:.3f}" if "dev_score" in record else ""
+        bar.update(state["task"], completed=step, total=total,
+                   info=f"loss {record['loss']:.3f}{dev} · {state['tokens'] / max(elapsed, 1e-9):,.0f} tok/s")
 
+    try:
         yield update
+    finally:
+        bar.stop()
 
 
 def render_finetune(results: dict, console: Console | None = None) -> None:

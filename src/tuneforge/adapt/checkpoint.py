@@ -63,8 +63,9 @@ def load_checkpoint(path: Path, model, optimizer, scheduler, expect: dict) -> tu
     state = json.loads((path / "state.json").read_text())
     for key, value in expect.items():
         if state.get(key) != value:
-            raise TuneforgeError(f"--resume: {path} was written by a run with another {key.replace('_', ' ')} "
-                                 f"({state.get(key)!r:.40} vs {value!r:.40}); use a new --out or drop --resume")
+            raise TuneforgeError(f"--resume: {path} belongs to another run (its {key.replace('_', ' ')} differs: "
+                                 f"{str(state.get(key))[:12]} here, {str(value)[:12]} now); "
+                                 f"use a new --out or drop --resume")
     load_trainable(model, load_file(path / "trainable.safetensors"))
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
     scheduler.load_state_dict(state["scheduler"])

@@ -35,8 +35,8 @@ class FinetuneConfig:
     """`lora` (adapters through peft; the base stays frozen) or `full` (every weight trains)."""
     epochs: int = 4
     """Passes over the train split."""
-    lr: float = 0.0
-    """Peak learning rate; 0 picks the method's default (LoRA 1e-3, full 5e-5)."""
+    lr: float | None = None
+    """Peak learning rate; None picks the method's default (LoRA 1e-3, full 5e-5)."""
     batch_size: int = 16
     """Rows per micro-batch (all processes together)."""
     grad_accum: int = 1
@@ -77,7 +77,7 @@ class FinetuneConfig:
     def __post_init__(self):
         checks = [
             (self.method in METHODS, f"unknown method {self.method!r}: choose lora or full"),
-            (self.lr >= 0, f"learning rate must be positive, got {self.lr}"),
+            (self.lr is None or self.lr > 0, f"learning rate must be positive, got {self.lr}"),
             (self.epochs > 0, f"epochs must be positive, got {self.epochs}"),
             (self.batch_size > 0 and self.grad_accum > 0, "batch size and gradient accumulation must be positive"),
             (self.lora_r > 0, f"LoRA rank must be positive, got {self.lora_r}"),
@@ -94,7 +94,9 @@ class FinetuneConfig:
 
     @property
     def peak_lr(self) -> float:
-        return self.lr or (1e-3 if self.method == "lora" else 5e-5)
+        if self.lr is not None:
+            return self.lr
+        return 1e-3 if self.method == "lora" else 5e-5
 
 
 def finetune(loaded: LoadedModel, task: Task, cfg: FinetuneConfig, out: Path, *, resume: bool = False,
