@@ -78,7 +78,8 @@ def training_progress():
     try:
         yield update
     finally:
-        bar.stop()
+        if state["task"] is not None:
+            bar.stop()
 
 
 def render_finetune(results: dict, console: Console | None = None) -> None:

@@ -82,7 +82,7 @@ def test_resume_from_a_run_with_another_config_is_refused(tiny_model_dir, tmp_pa
 
 @pytest.mark.parametrize("extra, message", [
     (["--lr", "0"], "learning rate must be positive"),
-    (["--lr", "-1e-3"], "learning rate must be positive"),
+    (["--lr=-1e-3"], "learning rate must be positive"),
     (["--lora-r", "0"], "LoRA rank must be positive"),
     (["--epochs", "0"], "epochs must be positive"),
     (["--method", "qlora"], "unknown method 'qlora'"),
