@@ -56,9 +56,10 @@ def run_tuneforge(loaded, rows, plan, warmup: int) -> float:
     add_lora, the TargetLogits net prepared by a bf16 Accelerator, train_step, clip, step, zero_grad."""
     from accelerate import Accelerator
 
-    from tuneforge.adapt.finetune import loss
+    from tuneforge.adapt.finetune import loss, use_training_attention
 
     accelerator = Accelerator(mixed_precision="bf16")
+    use_training_attention(loaded.model, loaded.device)
     torch.manual_seed(0)
     model = add_lora(loaded.model, LORA_R, LORA_ALPHA, LORA_DROPOUT, LLAMA_TARGETS)
     net = TargetLogits(base_model(model).get_decoder(), base_model(model).get_output_embeddings())
