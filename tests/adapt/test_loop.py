@@ -75,3 +75,47 @@ def test_masked_positions_get_no_gradient(fresh):
     target[batch["rows"], batch["cols"]] = True
     assert (g[~target] == 0).all(), "prompt and padding positions must not feed the loss"
     assert (g[target] > 0).all()
+
+
+def _cfg(**kw):
+    base = dict(epochs=3, lr=1e-3, batch_size=4, grad_accum=1, warmup_ratio=0.0, schedule="constant",
+                weight_decay=0.0, max_grad_norm=1.0, seed=0, eval_every=1, patience=0, checkpoint_every=0)
+    return LoopConfig(**{**base, **kw})
+
+
+def test_early_stopping_and_keeping_the_best(fresh):
+    rows, pad = _rows(fresh, 16), fresh.tokenizer.pad_token_id
+    scores = iter([0.5, 0.7, 0.6, 0.65, 0.9, 0.9])
+    result = train(_net(fresh.model), rows, finetune_loss, _cfg(patience=2), accelerator=Accelerator(), pad_id=pad,
+                   evaluate=lambda: next(scores))
+    # 0.5, 0.7 (best), 0.6, 0.65: two evaluations without improvement -> stop after step 4 of 12.
+    assert [h["dev_score"] for h in result["history"]] == [0.5, 0.7, 0.6, 0.65]
+    assert result["stopped"] and result["best_step"] == 2 and result["best_score"] == 0.7
+    assert result["best"] is not None and all(not t.requires_grad for t in result["best"].values())
+
+
+@pytest.mark.parametrize("schedule, expected", [
+    ("cosine", [0.5, 1.0, 1.0, 0.854, 0.5, 0.146]),
+    ("linear", [0.5, 1.0, 1.0, 0.75, 0.5, 0.25]),
+    ("constant", [0.5, 1.0, 1.0, 1.0, 1.0, 1.0]),
+])
+def test_warmup_then_decay(schedule, expected):
+    from tuneforge.adapt.loop import lr_lambda
+
+    factor = lr_lambda(_cfg(schedule=schedule, warmup_ratio=2 / 6), total_steps=6)
+    assert [round(factor(s), 3) for s in range(6)] == expected
+
+
+def test_gradient_accumulation_matches_one_big_batch(tiny_model_dir):
+    def run(batch_size, grad_accum):
+        loaded = load_model(tiny_model_dir, dtype="fp32", device="cpu")
+        rows = _rows(loaded, 16)
+        net = _net(loaded.model)
+        train(net, rows, finetune_loss, _cfg(epochs=1, batch_size=batch_size, grad_accum=grad_accum, lr=1e-2),
+              accelerator=Accelerator(), pad_id=loaded.tokenizer.pad_token_id)
+        return [p.detach().clone() for p in net.parameters()]
+
+    # 16 rows: one step of 16, or two micro-batches of 8 accumulated. Epoch order differs by batch size,
+    # but a single step sees all 16 rows either way, and the loss is the mean over all target tokens.
+    for a, b in zip(run(16, 1), run(8, 2)):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
