@@ -1,0 +1,22 @@
+"""Prediction keys: sha256 of canonical JSON of everything that changes an output.
+
+A *setting* is the part shared by a whole job (model fingerprint, prompt format and demonstrations,
+decoding, dtype); a key is the setting plus one input. The store never looks inside either."""
+
+import hashlib
+import json
+
+
+def canonical_json(value) -> str:
+    """One spelling per value: sorted keys, no spaces, UTF-8 kept."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def setting_id(setting: dict) -> str:
+    """The id of a job's setting."""
+    return hashlib.sha256(canonical_json(setting).encode()).hexdigest()
+
+
+def prediction_key(setting_hash: str, text: str) -> str:
+    """The key of one input under one setting."""
+    return hashlib.sha256(canonical_json({"setting": setting_hash, "input": text}).encode()).hexdigest()
