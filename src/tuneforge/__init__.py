@@ -15,6 +15,8 @@ _API = {
     "model_info": "tuneforge.api",
     "tasks": "tuneforge.api",
     "finetune": "tuneforge.api",
+    "batch": "tuneforge.api",
+    "BatchConfig": "tuneforge.batch.job",
     "FinetuneConfig": "tuneforge.adapt.finetune",
     "PromptingConfig": "tuneforge.evaluate.prompting",
     "load_task": "tuneforge.data.splits",

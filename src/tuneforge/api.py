@@ -5,6 +5,8 @@ from pathlib import Path
 from tuneforge.adapt.finetune import FinetuneConfig
 from tuneforge.adapt.finetune import finetune as run_finetune
 from tuneforge.atomic import write_json_atomic
+from tuneforge.batch.job import BatchConfig
+from tuneforge.errors import TuneforgeError
 from tuneforge.data.splits import Task, load_task
 from tuneforge.data.tasks import builtin_info, builtin_tasks, read_examples, builtin_path
 from tuneforge.evaluate.prompting import PromptingConfig, check_feasible, compare_prompting
@@ -59,6 +61,41 @@ def finetune(
     return run_finetune(loaded, data, config, Path(out), resume=resume, progress=progress)
 
 
+def batch(
+    inputs: str | Path | None = None,
+    *,
+    store: str | Path,
+    task: str = "fruit",
+    model: str | None = None,
+    dtype: str = "auto",
+    config: BatchConfig = BatchConfig(),
+    from_misses: bool = False,
+    progress=None,
+) -> dict:
+    """Fill the prediction store at `store` with `model`'s predictions for the inputs in `inputs`
+    (or for the misses the server queued), in `task`'s prompt format and label set. Idempotent."""
+    from tuneforge.batch.inputs import read_inputs
+    from tuneforge.batch.job import Predictor, build_setting, run_batch
+    from tuneforge.store.sqlite import PredictionStore
+
+    if inputs is None and not from_misses:
+        raise TuneforgeError("give an inputs file, or --from-misses")
+    texts, failed = read_inputs(inputs) if inputs is not None else ([], [])
+    data = load_task(task)
+    loaded = load_model(model, dtype=dtype)
+    setting = build_setting(loaded, data, config)
+    db = PredictionStore(store)
+    try:
+        sid = db.add_setting(setting)
+        if from_misses:
+            texts = list(dict.fromkeys(texts + db.misses(sid)))
+        summary = run_batch(Predictor(loaded, setting, config.batch_size), db, sid, texts,
+                            commit_every=config.commit_every, failed=failed, progress=progress)
+    finally:
+        db.close()
+    return {**summary, "setting": sid, "store": str(store)}
+
+
 def model_info(model: str | None = None, dtype: str = "auto") -> dict:
     """Where a model lives, its fingerprint, dtype and parameter counts."""
     loaded = load_model(model, dtype=dtype)
@@ -78,5 +115,5 @@ def tasks() -> list[dict]:
     ]
 
 
-__all__ = ["prompt", "finetune", "model_info", "tasks", "PromptingConfig", "FinetuneConfig", "load_task",
+__all__ = ["prompt", "finetune", "batch", "BatchConfig", "model_info", "tasks", "PromptingConfig", "FinetuneConfig", "load_task",
            "load_model"]

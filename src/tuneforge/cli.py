@@ -51,6 +51,28 @@ def build_parser() -> argparse.ArgumentParser:
     _finetune_args(p)
     p.set_defaults(func=cmd_finetune)
 
+    p = sub.add_parser("batch", help="predict ahead of time into a prediction store",
+                       description="Run a model over known inputs and store the predictions (SQLite). "
+                                   "Re-runs compute only what the store lacks; a killed job resumes.")
+    p.add_argument("--inputs", help="inputs: JSONL (input field), CSV (input column) or plain lines")
+    p.add_argument("--from-misses", action="store_true", help="also predict the misses the server queued")
+    _batch_args(p, default_task="fruit")
+    p.set_defaults(func=cmd_batch)
+
+    p = sub.add_parser("synonyms", help="generate synonym lists for topics into a store",
+                       description="For each topic, the model writes a synonym list offline (few-shot on the "
+                                   "built-in synonyms task); `tuneforge serve` matches live text against them.")
+    p.add_argument("--topics", required=True, help="topics file (plain lines, JSONL or CSV)")
+    _batch_args(p, default_task="synonyms", default_shots=3)
+    p.set_defaults(func=cmd_batch, from_misses=False)
+
+    p = sub.add_parser("store", help="inspect or export a prediction store",
+                       description="Statistics (rows, failures, hits, size) or an export to JSONL / Parquet.")
+    p.add_argument("action", choices=["stats", "export"])
+    p.add_argument("--store", required=True, help="the SQLite prediction store")
+    p.add_argument("--out", help="export file (.jsonl or .parquet)")
+    p.set_defaults(func=cmd_store)
+
     p = sub.add_parser("demo", help="the built-in demo on the embedded default model",
                        description="Prompting comparison (0/1/5 shots, raw and calibrated) on the built-in "
                                    "fruit task with the embedded default model.")
@@ -151,6 +173,56 @@ def cmd_finetune(args) -> int:
     if "parameters" in results:  # the main process (the others return quietly under accelerate launch)
         render_finetune(results)
         print(f"results: {os.path.join(args.out, 'results.json')}")
+    return 0
+
+
+def _batch_args(p, default_task: str, default_shots: int = 0):
+    from tuneforge.batch.job import BatchConfig
+
+    d = BatchConfig()
+    p.add_argument("--store", required=True, help="the SQLite prediction store (created when missing)")
+    p.add_argument("--task", default=default_task, help="task giving the prompt format, labels and "
+                                                        "demonstrations (default: %(default)s)")
+    _model_args(p)
+    p.add_argument("--shots", type=int, default=default_shots, help="demonstrations per prompt (default: %(default)s)")
+    p.add_argument("--pick", default=d.pick, help="fixed demonstration set: first or random")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of a random demonstration set")
+    p.add_argument("--format", default=d.format, help="prompt format: plain or chat")
+    p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help="longest generated answer")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="prompts per forward pass")
+    p.add_argument("--commit-every", type=int, default=d.commit_every, help="rows per store transaction")
+
+
+def cmd_batch(args) -> int:
+    from tuneforge.api import batch
+    from tuneforge.batch.job import BatchConfig
+
+    config = BatchConfig(shots=args.shots, pick=args.pick, seed=args.seed, format=args.format,
+                         max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, commit_every=args.commit_every)
+    inputs = getattr(args, "topics", None) or args.inputs
+    summary = batch(inputs, store=args.store, task=args.task, model=args.model, dtype=args.dtype, config=config,
+                    from_misses=args.from_misses)
+    print(f"done {summary['done']} · skipped {summary['skipped']} (already stored) · failed {summary['failed']} "
+          f"· {summary['seconds']:.1f} s · setting {summary['setting'][:12]} · store {summary['store']}")
+    return 0
+
+
+def cmd_store(args) -> int:
+    from tuneforge.store.export import export
+    from tuneforge.store.sqlite import PredictionStore
+
+    if not os.path.isfile(args.store):
+        raise TuneforgeError(f"{args.store}: no such store")
+    db = PredictionStore(args.store)
+    try:
+        if args.action == "stats":
+            print(json.dumps(db.stats(), indent=2))
+        else:
+            if not args.out:
+                raise TuneforgeError("store export: give --out FILE (.jsonl or .parquet)")
+            print(f"exported {export(db, args.out)} rows to {args.out}")
+    finally:
+        db.close()
     return 0
 
 

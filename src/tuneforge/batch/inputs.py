@@ -1,0 +1,68 @@
+"""Inputs of a batch job: JSONL (`input`, or any task row shape), CSV (`input` column) or plain lines.
+
+A line that cannot be read (bad encoding, bad JSON) does not stop the job: it comes back as a failed
+row, recorded in the store with its error."""
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from tuneforge.data.tasks import example_from_row
+from tuneforge.errors import TuneforgeError
+
+
+def read_inputs(path: str | Path) -> tuple[list[str], list[dict]]:
+    """(inputs in file order without duplicates, failed rows {"input", "error"})."""
+    path = Path(path)
+    if not path.is_file():
+        raise TuneforgeError(f"{path}: no such file")
+    raw = path.read_bytes().split(b"\n")
+    inputs, failed = [], []
+    lines = []
+    for lineno, chunk in enumerate(raw, start=1):
+        try:
+            lines.append((lineno, chunk.decode("utf-8").rstrip("\r")))
+        except UnicodeDecodeError as e:
+            failed.append({"input": f"{path.name}:{lineno} (undecodable)", "error": f"line {lineno}: not UTF-8 "
+                                                                                    f"(byte {e.start})"})
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        inputs = _from_csv(path, lines, failed)
+    else:
+        for lineno, line in lines:
+            if not line.strip():
+                continue
+            if suffix in (".jsonl", ".json"):
+                text = _from_json(path, lineno, line, failed)
+                if text is not None:
+                    inputs.append(text)
+            else:
+                inputs.append(line.strip())
+    if not inputs and not failed:
+        raise TuneforgeError(f"{path}: no inputs in the file")
+    return list(dict.fromkeys(inputs)), failed
+
+
+def _from_json(path: Path, lineno: int, line: str, failed: list[dict]) -> str | None:
+    try:
+        row = json.loads(line)
+        if isinstance(row, str):
+            return row.strip()
+        if not isinstance(row, dict):
+            raise ValueError("expected an object or a string")
+        if "input" in row and "target" not in row:
+            row = {**row, "target": "-"}
+        if "prompt" in row and "completion" not in row:
+            row = {**row, "completion": "-"}
+        return example_from_row(row, f"{path}:{lineno}", "-").input
+    except (ValueError, TuneforgeError) as e:
+        failed.append({"input": f"{path.name}:{lineno} (unreadable)", "error": f"line {lineno}: {e}"})
+        return None
+
+
+def _from_csv(path: Path, lines: list[tuple[int, str]], failed: list[dict]) -> list[str]:
+    reader = csv.DictReader(io.StringIO("\n".join(line for _, line in lines)))
+    if reader.fieldnames is None or "input" not in reader.fieldnames:
+        raise TuneforgeError(f"{path}:1: the header has no 'input' column")
+    return [row["input"].strip() for row in reader if row.get("input", "").strip()]
