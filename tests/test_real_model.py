@@ -142,3 +142,26 @@ def test_demo_command_runs_end_to_end(tmp_path):
     assert {c["style"] for c in results["conditions"]} == {"plain", "chat"}
     assert all(set(c["variants"]) == {"raw", "calibrated"} for c in results["conditions"])
     assert "Traceback" not in proc.stderr
+
+
+def test_synonym_lists_generated_offline_match_live_queries(tmp_path):
+    """Every built-in topic's synonym list is generated offline by the default model (3-shot, a topic
+    is never its own demonstration) into a store; live text is matched against the stored lists.
+    The query is built from a synonym the model actually wrote, read back from the store."""
+    from tuneforge.batch.synonyms import SynonymMatcher, normalize_synonyms
+    from tuneforge.data.tasks import builtin_path, read_examples
+    from tuneforge.store.sqlite import PredictionStore
+
+    topics = tmp_path / "topics.txt"
+    topics.write_text("\n".join(ex.input for ex in read_examples(builtin_path("synonyms"))) + "\n")
+    db = tmp_path / "synonyms.db"
+    proc = _run(["synonyms", "--topics", str(topics), "--store", str(db)], timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    store = PredictionStore(db)
+    lists = {r["input"]: normalize_synonyms(r["output"] or "", r["input"]) for r in store.rows()}
+    print("vaccine ->", lists["vaccine"], "| covid jab ->", SynonymMatcher(lists).topics("where can I get my covid jab"))
+    assert len(lists) == 122 and sum(bool(v) for v in lists.values()) > 100
+    matcher = SynonymMatcher(lists)
+    produced = lists["vaccine"][0]
+    matches = matcher.match(f"where can I get my covid {produced.upper()} today?")
+    assert any(m["topic"] == "vaccine" and m["synonym"] == produced for m in matches)

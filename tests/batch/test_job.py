@@ -117,3 +117,18 @@ def test_a_job_killed_with_sigkill_and_run_again_stores_each_input_exactly_once(
     summary = ast.literal_eval(again.stdout.strip().splitlines()[-1])
     # The second run skipped at least what was committed before the kill and computed only the rest.
     assert summary["skipped"] >= rows and summary["done"] + summary["skipped"] == n_expected
+
+
+def test_an_input_that_is_a_demonstration_gets_the_spare_instead(tiny, fruit, monkeypatch):
+    from tuneforge.batch import job
+
+    setting = build_setting(tiny, fruit, BatchConfig(shots=2))
+    assert len(setting["demos"]) == 3
+    seen = []
+    real = job.render_prompt
+    monkeypatch.setattr(job, "render_prompt", lambda fmt, tok, demos, q: seen.append((q, demos)) or real(fmt, tok, demos, q))
+    first = setting["demos"][0][0]
+    Predictor(tiny, setting)([first, "zzz"])
+    (q1, d1), (q2, d2) = seen
+    assert [d.input for d in d1] == [setting["demos"][1][0], setting["demos"][2][0]]
+    assert [d.input for d in d2] == [setting["demos"][0][0], setting["demos"][1][0]]

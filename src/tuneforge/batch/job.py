@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 
 from tuneforge.data.splits import Task
+from tuneforge.data.tasks import Example
 from tuneforge.errors import TuneforgeError
 from tuneforge.model.load import LoadedModel, load_model
 from tuneforge.predict.generate import generate_lines
@@ -17,7 +18,6 @@ from tuneforge.prompts.formats import (
     PromptFormat, encode_continuation, encode_prompt, render_continuation, render_prompt,
 )
 from tuneforge.prompts.shots import pick_demos
-from tuneforge.data.tasks import Example
 
 
 @dataclass(frozen=True)
@@ -52,8 +52,10 @@ def build_setting(loaded: LoadedModel, task: Task, cfg: BatchConfig) -> dict:
     """Everything that changes an output, self-contained: a server can rebuild the predictor from it."""
     if cfg.shots > len(task.train):
         raise TuneforgeError(f"--shots {cfg.shots}: the train split of {task.info.name!r} has {len(task.train)} examples")
-    anchor = Example(input="\0", target="", id="\0")  # no real query: one fixed set for every input
-    demos = pick_demos(task.train, anchor, cfg.shots, cfg.pick, cfg.seed)
+    # One fixed set for every input, plus a spare: an input that is itself a demonstration gets the
+    # spare in its place (an item is never its own demonstration).
+    anchor = Example(input="\0", target="", id="\0")
+    demos = pick_demos(task.train, anchor, min(cfg.shots + 1, len(task.train)), cfg.pick, cfg.seed) if cfg.shots else []
     return {
         "model": {"fingerprint": loaded.fingerprint, "path": str(loaded.path),
                   "dtype": str(loaded.dtype).removeprefix("torch.")},
@@ -77,12 +79,14 @@ class Predictor:
         self.loaded, self.setting, self.batch_size = loaded, setting, batch_size
         self.fmt = PromptFormat(setting["format"], setting["instruction"])
         self.demos = [Example(i, t, f"demo-{n}") for n, (i, t) in enumerate(setting["demos"])]
+        self.shots = max(len(self.demos) - 1, 0)
 
     def __call__(self, inputs: list[str]) -> list[dict]:
         """One row per input: {"input", "output"} or {"input", "error"}."""
         tok, rows, prompts = self.loaded.tokenizer, [], []
         for text in inputs:
-            ids = encode_prompt(self.fmt, tok, render_prompt(self.fmt, tok, self.demos, text))
+            demos = [d for d in self.demos if d.input.strip().lower() != text.strip().lower()][: self.shots]
+            ids = encode_prompt(self.fmt, tok, render_prompt(self.fmt, tok, demos, text))
             too_long = len(ids) > self.setting["max_input_tokens"]
             rows.append({"input": text, "error": f"prompt has {len(ids)} tokens, more than "
                                                  f"{self.setting['max_input_tokens']}"} if too_long else None)
