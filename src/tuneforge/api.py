@@ -70,12 +70,15 @@ def batch(
     dtype: str = "auto",
     config: BatchConfig = BatchConfig(),
     from_misses: bool = False,
+    synonym_lists: bool = False,
     progress=None,
 ) -> dict:
     """Fill the prediction store at `store` with `model`'s predictions for the inputs in `inputs`
-    (or for the misses the server queued), in `task`'s prompt format and label set. Idempotent."""
+    (or for the misses the server queued), in `task`'s prompt format and label set. Idempotent.
+    With `synonym_lists`, each output is normalised into a synonym list (the raw line kept in meta)."""
     from tuneforge.batch.inputs import read_inputs
     from tuneforge.batch.job import Predictor, build_setting, run_batch
+    from tuneforge.batch.synonyms import synonym_predictor
     from tuneforge.store.sqlite import PredictionStore
 
     if inputs is None and not from_misses:
@@ -86,10 +89,13 @@ def batch(
     setting = build_setting(loaded, data, config)
     db = PredictionStore(store)
     try:
-        sid = db.add_setting(setting)
+        sid = db.add_setting({**setting, "postprocess": "synonym_lists"} if synonym_lists else setting)
         if from_misses:
             texts = list(dict.fromkeys(texts + db.misses(sid)))
-        summary = run_batch(Predictor(loaded, setting, config.batch_size), db, sid, texts,
+        predict = Predictor(loaded, setting, config.batch_size)
+        if synonym_lists:
+            predict = synonym_predictor(predict)
+        summary = run_batch(predict, db, sid, texts,
                             commit_every=config.commit_every, failed=failed, progress=progress)
     finally:
         db.close()

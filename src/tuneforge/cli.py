@@ -64,7 +64,23 @@ def build_parser() -> argparse.ArgumentParser:
                                    "built-in synonyms task); `tuneforge serve` matches live text against them.")
     p.add_argument("--topics", required=True, help="topics file (plain lines, JSONL or CSV)")
     _batch_args(p, default_task="synonyms", default_shots=3)
-    p.set_defaults(func=cmd_batch, from_misses=False)
+    p.set_defaults(func=cmd_batch, from_misses=False, synonym_lists=True)
+
+    p = sub.add_parser("serve", help="serve predictions from a store over HTTP (OpenAI-compatible too)",
+                       description="Answer lookups, synonym matches and OpenAI-style completions from a prediction "
+                                   "store. Binds 127.0.0.1 unless --host says otherwise.")
+    p.add_argument("--store", required=True, help="the SQLite prediction store")
+    p.add_argument("--setting", help="setting id lookups use (default: the newest)")
+    p.add_argument("--match-setting", help="setting whose synonym lists feed /v1/match (default: newest generate)")
+    p.add_argument("--miss", default="reject", choices=["reject", "live", "queue"],
+                   help="on a miss: 404, run the model and store the answer, or queue it for `batch --from-misses`")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    p.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
+    p.add_argument("--api-key", default=os.environ.get("TUNEFORGE_API_KEY"),
+                   help="require `Authorization: Bearer KEY` (default: $TUNEFORGE_API_KEY, if set)")
+    p.add_argument("--max-body-bytes", type=int, default=65536, help="largest request body")
+    p.add_argument("--max-batch", type=int, default=256, help="most inputs in one lookup request")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("store", help="inspect or export a prediction store",
                        description="Statistics (rows, failures, hits, size) or an export to JSONL / Parquet.")
@@ -201,9 +217,23 @@ def cmd_batch(args) -> int:
                          max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, commit_every=args.commit_every)
     inputs = getattr(args, "topics", None) or args.inputs
     summary = batch(inputs, store=args.store, task=args.task, model=args.model, dtype=args.dtype, config=config,
-                    from_misses=args.from_misses)
+                    from_misses=args.from_misses, synonym_lists=getattr(args, "synonym_lists", False))
     print(f"done {summary['done']} · skipped {summary['skipped']} (already stored) · failed {summary['failed']} "
           f"· {summary['seconds']:.1f} s · setting {summary['setting'][:12]} · store {summary['store']}")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from tuneforge.serve.app import serve
+
+    if not os.path.isfile(args.store):
+        raise TuneforgeError(f"{args.store}: no such store")
+    try:
+        serve(args.store, host=args.host, port=args.port, setting=args.setting, match_setting=args.match_setting,
+              miss_policy=args.miss, api_key=args.api_key, max_body_bytes=args.max_body_bytes,
+              max_batch=args.max_batch)
+    except ValueError as e:
+        raise TuneforgeError(str(e)) from None
     return 0
 
 

@@ -167,3 +167,18 @@ class SynonymMatcher:
     def topics(self, text: str) -> list[str]:
         """Distinct topics found in `text`, in order of first occurrence."""
         return list(dict.fromkeys(hit["topic"] for hit in self.match(text)))
+
+
+def synonym_predictor(predict):
+    """Wrap a batch predictor so each generated line is stored as a normalised synonym list
+    ("a, b, c"), the raw line kept in the row's meta."""
+
+    def run(inputs: list[str]) -> list[dict]:
+        rows = predict(inputs)
+        for row in rows:
+            if row.get("output") is not None:
+                row["meta"] = {"raw": row["output"]}
+                row["output"] = ", ".join(normalize_synonyms(row["output"], row["input"]))
+        return rows
+
+    return run
