@@ -71,11 +71,14 @@ def batch(
     config: BatchConfig = BatchConfig(),
     from_misses: bool = False,
     synonym_lists: bool = False,
+    engine: str = "local",
+    actors: int = 2,
     progress=None,
 ) -> dict:
     """Fill the prediction store at `store` with `model`'s predictions for the inputs in `inputs`
     (or for the misses the server queued), in `task`'s prompt format and label set. Idempotent.
-    With `synonym_lists`, each output is normalised into a synonym list (the raw line kept in meta)."""
+    With `synonym_lists`, each output is normalised into a synonym list (the raw line kept in meta).
+    `engine="ray"` runs the same job on Ray Data (`actors` model replicas), writing the same store."""
     from tuneforge.batch.inputs import read_inputs
     from tuneforge.batch.job import Predictor, build_setting, run_batch
     from tuneforge.batch.synonyms import synonym_predictor
@@ -83,6 +86,8 @@ def batch(
 
     if inputs is None and not from_misses:
         raise TuneforgeError("give an inputs file, or --from-misses")
+    if engine not in ("local", "ray"):
+        raise TuneforgeError(f"unknown engine {engine!r}: choose local or ray")
     texts, failed = read_inputs(inputs) if inputs is not None else ([], [])
     data = load_task(task)
     loaded = load_model(model, dtype=dtype)
@@ -92,11 +97,19 @@ def batch(
         sid = db.add_setting({**setting, "postprocess": "synonym_lists"} if synonym_lists else setting)
         if from_misses:
             texts = list(dict.fromkeys(texts + db.misses(sid)))
-        predict = Predictor(loaded, setting, config.batch_size)
-        if synonym_lists:
-            predict = synonym_predictor(predict)
-        summary = run_batch(predict, db, sid, texts,
-                            commit_every=config.commit_every, failed=failed, progress=progress)
+        if engine == "ray":
+            from tuneforge.batch.ray_engine import run_batch_ray
+
+            if synonym_lists:
+                raise TuneforgeError("--engine ray: synonym lists run on the local engine for now")
+            summary = run_batch_ray(setting, db, sid, texts, actors=actors, batch_size=config.batch_size,
+                                    commit_every=config.commit_every, failed=failed)
+        else:
+            predict = Predictor(loaded, setting, config.batch_size)
+            if synonym_lists:
+                predict = synonym_predictor(predict)
+            summary = run_batch(predict, db, sid, texts, commit_every=config.commit_every, failed=failed,
+                                progress=progress)
     finally:
         db.close()
     return {**summary, "setting": sid, "store": str(store)}

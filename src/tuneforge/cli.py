@@ -207,6 +207,8 @@ def _batch_args(p, default_task: str, default_shots: int = 0):
     p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens, help="longest generated answer")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="prompts per forward pass")
     p.add_argument("--commit-every", type=int, default=d.commit_every, help="rows per store transaction")
+    p.add_argument("--engine", default="local", help="local, or ray (Ray Data, one model per actor)")
+    p.add_argument("--actors", type=int, default=2, help="Ray actors (model replicas) with --engine ray")
 
 
 def cmd_batch(args) -> int:
@@ -217,7 +219,8 @@ def cmd_batch(args) -> int:
                          max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, commit_every=args.commit_every)
     inputs = getattr(args, "topics", None) or args.inputs
     summary = batch(inputs, store=args.store, task=args.task, model=args.model, dtype=args.dtype, config=config,
-                    from_misses=args.from_misses, synonym_lists=getattr(args, "synonym_lists", False))
+                    from_misses=args.from_misses, synonym_lists=getattr(args, "synonym_lists", False),
+                    engine=args.engine, actors=args.actors)
     print(f"done {summary['done']} · skipped {summary['skipped']} (already stored) · failed {summary['failed']} "
           f"· {summary['seconds']:.1f} s · setting {summary['setting'][:12]} · store {summary['store']}")
     return 0
