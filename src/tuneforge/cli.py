@@ -217,10 +217,13 @@ def cmd_batch(args) -> int:
 
     config = BatchConfig(shots=args.shots, pick=args.pick, seed=args.seed, format=args.format,
                          max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, commit_every=args.commit_every)
+    from tuneforge.console import job_progress
+
     inputs = getattr(args, "topics", None) or args.inputs
-    summary = batch(inputs, store=args.store, task=args.task, model=args.model, dtype=args.dtype, config=config,
-                    from_misses=args.from_misses, synonym_lists=getattr(args, "synonym_lists", False),
-                    engine=args.engine, actors=args.actors)
+    with job_progress() as progress:
+        summary = batch(inputs, store=args.store, task=args.task, model=args.model, dtype=args.dtype, config=config,
+                        from_misses=args.from_misses, synonym_lists=getattr(args, "synonym_lists", False),
+                        engine=args.engine, actors=args.actors, progress=progress)
     print(f"done {summary['done']} · skipped {summary['skipped']} (already stored) · failed {summary['failed']} "
           f"· {summary['seconds']:.1f} s · setting {summary['setting'][:12]} · store {summary['store']}")
     return 0

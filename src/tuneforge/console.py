@@ -82,6 +82,27 @@ def training_progress():
             bar.stop()
 
 
+@contextmanager
+def job_progress():
+    """A progress bar for a batch job (rows done, rate, ETA); appears with the first committed chunk."""
+    columns = [TextColumn("rows {task.completed}/{task.total}"), BarColumn(), TextColumn("{task.fields[info]}"),
+               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
+    bar = Progress(*columns, console=Console(stderr=True))
+    state = {"task": None}
+
+    def update(done, total, elapsed):
+        if state["task"] is None:
+            bar.start()
+            state["task"] = bar.add_task("batch", total=total, info="")
+        bar.update(state["task"], completed=done, info=f"{done / max(elapsed, 1e-9):,.1f} rows/s")
+
+    try:
+        yield update
+    finally:
+        if state["task"] is not None:
+            bar.stop()
+
+
 def render_finetune(results: dict, console: Console | None = None) -> None:
     """What a fine-tuning run produced: test metric with CI, parameter accounting, best dev step."""
     console = console or Console(width=max(Console().width, 120))
