@@ -83,10 +83,17 @@ def test_prompt_command_on_fruit_five_shot_beats_zero_shot(fruit_prompting):
     assert acc[(5, "similar")]["mean"] > acc[(0, None)]["mean"]
 
 
-def test_lora_beats_zero_shot_and_is_compared_with_few_shot(fruit_prompting, tmp_path):
-    out = tmp_path / "lora"
+@pytest.fixture(scope="module")
+def lora_run(tmp_path_factory):
+    """`tuneforge finetune --task fruit --method lora --merge` on the default model."""
+    out = tmp_path_factory.mktemp("finetune") / "lora"
     proc = _run(["finetune", "--task", "fruit", "--method", "lora", "--merge", "--out", str(out)], timeout=1200)
     assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def test_lora_beats_zero_shot_and_is_compared_with_few_shot(fruit_prompting, lora_run):
+    out = lora_run
     lora = json.loads((out / "results.json").read_text())
     acc = _accuracy(fruit_prompting)
     zero = acc[(0, None)]
@@ -165,3 +172,30 @@ def test_synonym_lists_generated_offline_match_live_queries(tmp_path):
     produced = lists["vaccine"][0]
     matches = matcher.match(f"where can I get my covid {produced.upper()} today?")
     assert any(m["topic"] == "vaccine" and m["synonym"] == produced for m in matches)
+
+
+def test_distilled_student_against_teacher_and_a_labels_only_student(lora_run, tmp_path):
+    """Teacher = the merged LoRA model; students keep 7 of 30 layers (<= 40% of the parameters), one
+    trained with logit KD, one on the labels alone (same size, same recipe) to show what KD adds."""
+    runs = {}
+    for kd in ("logits", "none"):
+        out = tmp_path / kd
+        proc = _run(["distill", "--teacher", str(lora_run / "merged"), "--kd", kd, "--out", str(out)], timeout=1500)
+        assert proc.returncode == 0, proc.stderr
+        runs[kd] = json.loads((out / "results.json").read_text())
+    kd, plain = runs["logits"], runs["none"]
+    p = kd["parameters"]
+    assert p["student"]["total"] <= 0.4 * p["teacher"]["total"] and kd["student"]["layers"] == 7
+    assert p["student"]["size_on_disk_bytes"] < 0.45 * p["teacher"]["size_on_disk_bytes"]
+    print(f"{'model':<28}{'params':>13}{'accuracy':>10}  95% CI          ms/example")
+    rows = [("teacher (LoRA merged)", p["teacher"]["total"], kd["teacher_test"], kd["teacher_ms_per_example"]),
+            ("student, logit KD", p["student"]["total"], kd["student_test"], kd["student_ms_per_example"]),
+            ("student, labels only", p["student"]["total"], plain["student_test"], plain["student_ms_per_example"])]
+    for name, n, test, ms in rows:
+        a = test["accuracy"]
+        print(f"{name:<28}{n:>13,}{a['mean']:>10.3f}  [{a['ci95'][0]:.3f}, {a['ci95'][1]:.3f}]  {ms:8.1f}")
+    print(f"speed-up student vs teacher (side by side): {kd['speedup']:.2f}x")
+    assert kd["speedup"] > 1.5
+    gold_counts = [sum(row.values()) for row in kd["student_test"]["confusion"].values()]
+    majority = max(gold_counts) / sum(gold_counts)  # always answering the commonest label
+    assert kd["student_test"]["accuracy"]["mean"] > majority

@@ -16,6 +16,8 @@ _API = {
     "tasks": "tuneforge.api",
     "finetune": "tuneforge.api",
     "batch": "tuneforge.api",
+    "distill": "tuneforge.api",
+    "DistillConfig": "tuneforge.adapt.distill",
     "BatchConfig": "tuneforge.batch.job",
     "FinetuneConfig": "tuneforge.adapt.finetune",
     "PromptingConfig": "tuneforge.evaluate.prompting",

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from tuneforge.adapt.distill import DistillConfig
 from tuneforge.adapt.finetune import FinetuneConfig
 from tuneforge.adapt.finetune import finetune as run_finetune
 from tuneforge.atomic import write_json_atomic
@@ -59,6 +60,36 @@ def finetune(
     data = load_task(task, train=train, dev=dev, test=test, seed=split_seed, instruction=instruction)
     loaded = load_model(model, dtype="fp32")  # fp32 master weights; bf16 comes from autocast
     return run_finetune(loaded, data, config, Path(out), resume=resume, progress=progress)
+
+
+def distill(
+    task: str | None = "fruit",
+    *,
+    teacher: str,
+    student: str | None = None,
+    config: DistillConfig = DistillConfig(),
+    out: str | Path = "runs/distill",
+    unlabeled: str | None = None,
+    resume: bool = False,
+    train: str | None = None,
+    dev: str | None = None,
+    test: str | None = None,
+    split_seed: int = 0,
+    instruction: str | None = None,
+    progress=None,
+) -> dict:
+    """Distil the fine-tuned `teacher` (a model directory) into a smaller student on `task`."""
+    from tuneforge.adapt.distill import distill as run_distill
+    from tuneforge.batch.inputs import read_inputs
+
+    data = load_task(task, train=train, dev=dev, test=test, seed=split_seed, instruction=instruction)
+    texts = read_inputs(unlabeled)[0] if unlabeled else None
+    if Path(teacher).is_dir() and not (Path(teacher) / "config.json").is_file():
+        raise TuneforgeError(f"--teacher {teacher}: not a model directory (for a LoRA run, give its merged/ folder)")
+    teacher_model = load_model(teacher, dtype="fp32")
+    student_model = load_model(student, dtype="fp32") if student else None
+    return run_distill(teacher_model, data, config, Path(out), student=student_model, unlabeled=texts,
+                       resume=resume, progress=progress)
 
 
 def batch(
@@ -134,5 +165,5 @@ def tasks() -> list[dict]:
     ]
 
 
-__all__ = ["prompt", "finetune", "batch", "BatchConfig", "model_info", "tasks", "PromptingConfig", "FinetuneConfig", "load_task",
+__all__ = ["prompt", "finetune", "distill", "DistillConfig", "batch", "BatchConfig", "model_info", "tasks", "PromptingConfig", "FinetuneConfig", "load_task",
            "load_model"]

@@ -51,6 +51,22 @@ def build_parser() -> argparse.ArgumentParser:
     _finetune_args(p)
     p.set_defaults(func=cmd_finetune)
 
+    p = sub.add_parser("distill", help="distil a fine-tuned teacher into a smaller student",
+                       description="Prune the teacher's layers into a student (or take a smaller model with the "
+                                   "same vocabulary) and train it on the teacher's logits, its answers for "
+                                   "unlabeled inputs, or the labels alone; compare teacher and student on test.")
+    _task_args(p)
+    p.add_argument("--teacher", required=True, help="the teacher: a fine-tuned model directory (e.g. runs/lora/merged)")
+    p.add_argument("--student", help="a smaller model directory to use as the student (default: prune the teacher)")
+    p.add_argument("--layers", type=int, help="teacher layers the pruned student keeps")
+    p.add_argument("--params-ratio", type=float, default=0.4, help="largest student / teacher parameters (default 0.4)")
+    p.add_argument("--kd", default="logits", help="logits, sequence or none (labels only)")
+    p.add_argument("--alpha", type=float, default=0.5, help="weight of the KD term (default 0.5)")
+    p.add_argument("--temperature", type=float, default=2.0, help="KD temperature (default 2)")
+    p.add_argument("--unlabeled", help="inputs without targets, labelled by the teacher (plain lines/JSONL/CSV)")
+    p.set_defaults(func=cmd_distill)
+    _finetune_args(p, method="full", epochs=8, lr=3e-4, out="runs/distill")
+
     p = sub.add_parser("batch", help="predict ahead of time into a prediction store",
                        description="Run a model over known inputs and store the predictions (SQLite). "
                                    "Re-runs compute only what the store lacks; a killed job resumes.")
@@ -138,14 +154,14 @@ def _prompting_args(p):
     g.add_argument("--out", default=None, help="results JSON (default: runs/prompt-<task>.json)")
 
 
-def _finetune_args(p):
+def _finetune_args(p, method="lora", epochs=None, lr=None, out="runs/finetune"):
     from tuneforge.adapt.finetune import FinetuneConfig
 
-    d = FinetuneConfig()
+    d = FinetuneConfig(method=method, epochs=epochs or FinetuneConfig.epochs, lr=lr)
     g = p.add_argument_group("fine-tuning")
     g.add_argument("--method", default=d.method, help="lora or full (default: %(default)s)")
     g.add_argument("--epochs", type=int, default=d.epochs, help="passes over the train split (default: %(default)s)")
-    g.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (default: LoRA 1e-3, full 5e-5)")
+    g.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default: {d.peak_lr:g})")
     g.add_argument("--batch-size", type=int, default=d.batch_size, help="rows per micro-batch (default: %(default)s)")
     g.add_argument("--grad-accum", type=int, default=d.grad_accum, help="micro-batches per optimizer step")
     g.add_argument("--warmup-ratio", type=float, default=d.warmup_ratio, help="share of steps warming up")
@@ -162,16 +178,14 @@ def _finetune_args(p):
     g.add_argument("--seed", type=int, default=d.seed, help="training seed (default: %(default)s)")
     g.add_argument("--autocast", default=d.autocast, help="bf16 autocast: auto, on or off")
     g.add_argument("--merge", action="store_true", help="LoRA: also save the merged model")
-    g.add_argument("--out", default="runs/finetune", help="output folder (default: %(default)s)")
+    g.add_argument("--out", default=out, help="output folder (default: %(default)s)")
     g.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
 
 
-def cmd_finetune(args) -> int:
+def _finetune_config(args):
     from tuneforge.adapt.finetune import FinetuneConfig
-    from tuneforge.api import finetune
-    from tuneforge.console import render_finetune, training_progress
 
-    config = FinetuneConfig(
+    return FinetuneConfig(
         method=args.method, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, grad_accum=args.grad_accum,
         warmup_ratio=args.warmup_ratio, schedule=args.schedule, weight_decay=args.weight_decay,
         lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
@@ -179,6 +193,32 @@ def cmd_finetune(args) -> int:
         patience=args.patience, checkpoint_every=args.checkpoint_every, seed=args.seed, autocast=args.autocast,
         merge=args.merge,
     )
+
+
+def cmd_distill(args) -> int:
+    from tuneforge.adapt.distill import DistillConfig
+    from tuneforge.api import distill
+    from tuneforge.console import render_distill, training_progress
+
+    config = DistillConfig(layers=args.layers, params_ratio=args.params_ratio, kd=args.kd, alpha=args.alpha,
+                           temperature=args.temperature, training=_finetune_config(args))
+    if args.task is None and args.train is None:
+        args.task = "fruit"
+    instruction = "" if args.no_instruction else args.instruction
+    with training_progress() as progress:
+        results = distill(args.task, teacher=args.teacher, student=args.student, config=config, out=args.out,
+                          unlabeled=args.unlabeled, resume=args.resume, train=args.train, dev=args.dev,
+                          test=args.test, split_seed=args.split_seed, instruction=instruction, progress=progress)
+    render_distill(results)
+    print(f"results: {os.path.join(args.out, 'results.json')}")
+    return 0
+
+
+def cmd_finetune(args) -> int:
+    from tuneforge.api import finetune
+    from tuneforge.console import render_finetune, training_progress
+
+    config = _finetune_config(args)
     if args.task is None and args.train is None:
         args.task = "fruit"
     instruction = "" if args.no_instruction else args.instruction

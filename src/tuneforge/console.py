@@ -120,3 +120,22 @@ def render_finetune(results: dict, console: Console | None = None) -> None:
                   f"{results['best_dev_score']:.3f} @ {results['best_step']}" if results["best_step"] else "-",
                   str(results["steps"]))
     console.print(table)
+
+
+def render_distill(results: dict, console: Console | None = None) -> None:
+    """Teacher and student side by side: parameters, size, test metric with CI, latency."""
+    console = console or Console(width=max(Console().width, 120))
+    metric, p = results["metric"], results["parameters"]
+    table = Table(title=f"distillation · kd {results['kd']} · task {results['task']['name']} · test split "
+                        f"({results['task']['sizes']['test']} examples)")
+    for col in ("model", "parameters", "non-embedding", "size on disk", metric, "95% CI", "ms/example"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for name in ("teacher", "student"):
+        m, c = results[f"{name}_test"][metric], p[name]
+        table.add_row(name, f"{c['total']:,}", f"{c['non_embedding']:,}", f"{c.get('size_on_disk_bytes', 0) / 1e6:,.1f} MB",
+                      f"{m['mean']:.3f}", f"[{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}]",
+                      f"{results[f'{name}_ms_per_example']:.1f}")
+    console.print(table)
+    console.print(f"student/teacher: {p['student']['total'] / p['teacher']['total']:.1%} of the parameters, "
+                  f"{results['accuracy_retained']:.1%} of the {metric}, {results['speedup']:.2f}x faster "
+                  f"(measured side by side in this run)")
