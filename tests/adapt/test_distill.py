@@ -137,3 +137,19 @@ def test_a_teacher_that_is_not_a_model_is_refused(tmp_path):
     proc = subprocess.run(_cmd(tmp_path / "adapter", tmp_path / "run"), capture_output=True, text=True, env=ENV,
                           timeout=300)
     assert proc.returncode == 2 and "not a model directory" in proc.stderr
+
+
+def test_unlabeled_inputs_are_labelled_by_the_teacher_and_recorded(tiny_model_dir, tmp_path):
+    import json
+
+    unlabeled = tmp_path / "more.txt"
+    unlabeled.write_text("quince\nyuzu\nsnake fruit\n")
+    out = tmp_path / "run"
+    cmd = _cmd(tiny_model_dir, out, "--kd", "sequence", "--unlabeled", str(unlabeled))
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert results["rows"]["teacher"] == 3 and results["rows"]["train"] > 0
+    refused = subprocess.run(_cmd(tiny_model_dir, tmp_path / "other", "--kd", "none", "--unlabeled", str(unlabeled)),
+                             capture_output=True, text=True, env=ENV, timeout=300)
+    assert refused.returncode == 2 and "--unlabeled needs a teacher" in refused.stderr
