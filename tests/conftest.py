@@ -61,3 +61,9 @@ def tiny(tiny_model_dir):
     from tuneforge.model.load import load_model
 
     return load_model(tiny_model_dir, dtype="fp32", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_builder():
+    """`build_tiny_model` itself, for tests that need a tiny model of another shape."""
+    return build_tiny_model

@@ -29,10 +29,8 @@ def test_impossible_layer_counts_are_refused(keep):
         kept_layers(4, keep)
 
 
-def test_pruned_student_copies_the_right_teacher_weights(tiny_model_dir):
-    from conftest import build_tiny_model
-
-    teacher = load_model(build_tiny_model(tiny_model_dir.parent / "four-layers", layers=4), dtype="fp32").model
+def test_pruned_student_copies_the_right_teacher_weights(tiny_builder, tmp_path):
+    teacher = load_model(tiny_builder(tmp_path / "four-layers", layers=4), dtype="fp32").model
     student = prune_layers(teacher, 3)
     assert len(teacher.model.layers) == 4, "the teacher is untouched"
     assert len(student.model.layers) == 3 and student.config.num_hidden_layers == 3
