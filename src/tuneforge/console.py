@@ -55,25 +55,19 @@ def _confusion_table(conf: dict, title: str) -> Table:
 
 
 @contextmanager
-def training_progress():
-    """A progress bar with loss, throughput and ETA (main process only); yields the loop's callback.
-    The bar appears with the first step, so a run refused at the start prints only its error."""
-    if os.environ.get("RANK", "0") != "0":
-        yield None
-        return
-    columns = [TextColumn("step {task.completed}/{task.total}"), BarColumn(), TextColumn("{task.fields[info]}"),
+def _lazy_bar(label: str):
+    """A rich progress bar on stderr that appears with the first update, so a run refused at the
+    start prints only its error. Yields update(completed, total, info)."""
+    columns = [TextColumn(label + " {task.completed}/{task.total}"), BarColumn(), TextColumn("{task.fields[info]}"),
                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
     bar = Progress(*columns, console=Console(stderr=True))
-    state = {"task": None, "tokens": 0}
+    state = {"task": None}
 
-    def update(step, total, record, elapsed):
+    def update(completed, total, info):
         if state["task"] is None:
             bar.start()
-            state["task"] = bar.add_task("train", total=total, completed=step - 1, info="")
-        state["tokens"] += record["tokens"]
-        dev = f" dev {record['dev_score']:.3f}" if "dev_score" in record else ""
-        bar.update(state["task"], completed=step, total=total,
-                   info=f"loss {record['loss']:.3f}{dev} · {state['tokens'] / max(elapsed, 1e-9):,.0f} tok/s")
+            state["task"] = bar.add_task(label, total=total, info="")
+        bar.update(state["task"], completed=completed, total=total, info=info)
 
     try:
         yield update
@@ -83,24 +77,27 @@ def training_progress():
 
 
 @contextmanager
+def training_progress():
+    """The training loop's progress callback: loss, dev score, throughput and ETA (main process only)."""
+    if os.environ.get("RANK", "0") != "0":
+        yield None
+        return
+    tokens = [0]
+    with _lazy_bar("step") as update:
+
+        def on_step(step, total, record, elapsed):
+            tokens[0] += record["tokens"]
+            dev = f" dev {record['dev_score']:.3f}" if "dev_score" in record else ""
+            update(step, total, f"loss {record['loss']:.3f}{dev} · {tokens[0] / max(elapsed, 1e-9):,.0f} tok/s")
+
+        yield on_step
+
+
+@contextmanager
 def job_progress():
-    """A progress bar for a batch job (rows done, rate, ETA); appears with the first committed chunk."""
-    columns = [TextColumn("rows {task.completed}/{task.total}"), BarColumn(), TextColumn("{task.fields[info]}"),
-               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
-    bar = Progress(*columns, console=Console(stderr=True))
-    state = {"task": None}
-
-    def update(done, total, elapsed):
-        if state["task"] is None:
-            bar.start()
-            state["task"] = bar.add_task("batch", total=total, info="")
-        bar.update(state["task"], completed=done, info=f"{done / max(elapsed, 1e-9):,.1f} rows/s")
-
-    try:
-        yield update
-    finally:
-        if state["task"] is not None:
-            bar.stop()
+    """A batch job's progress callback: rows done, rate and ETA."""
+    with _lazy_bar("rows") as update:
+        yield lambda done, total, elapsed: update(done, total, f"{done / max(elapsed, 1e-9):,.1f} rows/s")
 
 
 def render_finetune(results: dict, console: Console | None = None) -> None:

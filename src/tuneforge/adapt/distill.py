@@ -5,6 +5,7 @@ trains on the shared loop with logit KD (the teacher's distribution at each targ
 teacher's own answers for unlabeled inputs, or on the labels alone (the baseline that shows what KD
 adds). Teacher and student are evaluated by the same code, side by side."""
 
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import torch
 
 from tuneforge.adapt.checkpoint import load_trainable
-from tuneforge.adapt.finetune import FinetuneConfig, _bf16_ok, _check_out, _loop_config, _save_dir, run_hash
+from tuneforge.adapt.finetune import FinetuneConfig, check_out, loop_config, run_hash, save_dir
 from tuneforge.adapt.finetune import use_training_attention
 from tuneforge.adapt.loop import TargetLogits, train
 from tuneforge.adapt.losses import ce_loss, kd_loss
@@ -67,7 +68,7 @@ def distill(teacher: LoadedModel, task: Task, cfg: DistillConfig, out: Path, *, 
     from accelerate import Accelerator
 
     out = Path(out)
-    _check_out(out, resume)
+    check_out(out, resume)
     teacher.model.requires_grad_(False).eval()
     if student is None:
         keep = cfg.layers or layers_for_ratio(teacher.model, cfg.params_ratio)
@@ -86,7 +87,7 @@ def distill(teacher: LoadedModel, task: Task, cfg: DistillConfig, out: Path, *, 
             raise TuneforgeError("--unlabeled needs a teacher: use --kd sequence or --kd logits")
         labelled = teacher_labels(teacher, task, fmt, unlabeled)
         rows += [Row(r.ids, r.n_target, "teacher") for r in build_rows(labelled, fmt, s_tok, cfg.training.max_length)]
-    use_bf16 = cfg.training.autocast == "on" or (cfg.training.autocast == "auto" and _bf16_ok(teacher.device))
+    use_bf16 = cfg.training.uses_bf16(teacher.device)
     accelerator = Accelerator(mixed_precision="bf16" if use_bf16 else "no")
     net = TargetLogits(student_model.get_decoder(), student_model.get_output_embeddings())
     teacher_net = TargetLogits(teacher.model.get_decoder(), teacher.model.get_output_embeddings())
@@ -106,7 +107,7 @@ def distill(teacher: LoadedModel, task: Task, cfg: DistillConfig, out: Path, *, 
 
     run_id = {"run_hash": run_hash(cfg.training, task) + f"|{cfg.kd}|{cfg.alpha}|{cfg.temperature}|{spec}",
               "base_fingerprint": teacher.fingerprint}
-    result = train(net, rows, loss, _loop_config(cfg.training, bool(task.dev)), accelerator=accelerator,
+    result = train(net, rows, loss, loop_config(cfg.training, bool(task.dev)), accelerator=accelerator,
                    pad_id=s_tok.pad_token_id, evaluate=evaluate if task.dev else None,
                    checkpoint_dir=out / "checkpoints", resume=resume, run_id=run_id, progress=progress)
     if result["best"] is not None:
@@ -126,12 +127,10 @@ def distill(teacher: LoadedModel, task: Task, cfg: DistillConfig, out: Path, *, 
     if accelerator.is_main_process:
         provenance = {k: results[k] for k in ("route", "kd", "alpha", "temperature", "student", "config", "teacher", "task")}
         provenance["metrics"] = {"student": results["student_test"][results["metric"]]}
-        _save_dir(out / "student", lambda d: student_model.save_pretrained(d), s_tok, provenance)
+        save_dir(out / "student", lambda d: student_model.save_pretrained(d), s_tok, provenance)
         results["parameters"]["student"]["size_on_disk_bytes"] = size_on_disk(out / "student")
         results["parameters"]["teacher"]["size_on_disk_bytes"] = size_on_disk(teacher.path)
         write_json_atomic(out / "results.json", results)
-        import shutil
-
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     return results
 

@@ -92,6 +92,11 @@ class FinetuneConfig:
             if not ok:
                 raise TuneforgeError(message)
 
+    def uses_bf16(self, device: torch.device) -> bool:
+        """Whether training runs under bf16 autocast on `device`."""
+        native = device.type == "cuda" or (device.type == "cpu" and cpu_supports_bf16())
+        return self.autocast == "on" or (self.autocast == "auto" and native)
+
     @property
     def peak_lr(self) -> float:
         if self.lr is not None:
@@ -105,8 +110,8 @@ def finetune(loaded: LoadedModel, task: Task, cfg: FinetuneConfig, out: Path, *,
     from accelerate import Accelerator
 
     out = Path(out)
-    _check_out(out, resume)
-    use_bf16 = cfg.autocast == "on" or (cfg.autocast == "auto" and _bf16_ok(loaded.device))
+    check_out(out, resume)
+    use_bf16 = cfg.uses_bf16(loaded.device)
     accelerator = accelerator or Accelerator(mixed_precision="bf16" if use_bf16 else "no")
     base_counts = count_parameters(loaded.model, loaded.path)
     model = loaded.model
@@ -129,7 +134,7 @@ def finetune(loaded: LoadedModel, task: Task, cfg: FinetuneConfig, out: Path, *,
         return summarize([ex.target for ex in task.dev], [preds], task.info.kind)[metric]["mean"]
 
     run_id = {"run_hash": run_hash(cfg, task), "base_fingerprint": loaded.fingerprint}
-    result = train(net, rows, loss, _loop_config(cfg, has_dev=bool(task.dev)), accelerator=accelerator,
+    result = train(net, rows, loss, loop_config(cfg, has_dev=bool(task.dev)), accelerator=accelerator,
                    pad_id=loaded.tokenizer.pad_token_id, evaluate=evaluate if task.dev else None,
                    checkpoint_dir=out / "checkpoints", resume=resume, run_id=run_id, progress=progress)
     if result["best"] is not None:
@@ -175,18 +180,18 @@ def save_artifacts(model, loaded, cfg: FinetuneConfig, out: Path, results: dict,
     provenance["metrics"] = {results["metric"]: results["test"][results["metric"]]}
     if cfg.method == "full":
         params["after"] = count_parameters(model)["total"]
-        _save_dir(out / "model", lambda d: model.save_pretrained(d), loaded.tokenizer, {**provenance, "parameters": params})
+        save_dir(out / "model", lambda d: model.save_pretrained(d), loaded.tokenizer, {**provenance, "parameters": params})
         return params
     adapter_prov = {**provenance, "parameters": params}
-    _save_dir(out / "adapter", lambda d: model.save_pretrained(d), loaded.tokenizer, adapter_prov)
+    save_dir(out / "adapter", lambda d: model.save_pretrained(d), loaded.tokenizer, adapter_prov)
     if cfg.merge:
         merged = merge(model)
         params["after_merge"] = count_parameters(merged)["total"]
-        _save_dir(out / "merged", lambda d: merged.save_pretrained(d), loaded.tokenizer, {**provenance, "parameters": params})
+        save_dir(out / "merged", lambda d: merged.save_pretrained(d), loaded.tokenizer, {**provenance, "parameters": params})
     return params
 
 
-def _save_dir(target: Path, save, tokenizer, provenance: dict) -> None:
+def save_dir(target: Path, save, tokenizer, provenance: dict) -> None:
     tmp = target.with_name(f".tmp-{target.name}")
     shutil.rmtree(tmp, ignore_errors=True)
     save(tmp)
@@ -204,18 +209,14 @@ def run_hash(cfg: FinetuneConfig, task: Task) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def _loop_config(cfg: FinetuneConfig, has_dev: bool) -> LoopConfig:
+def loop_config(cfg: FinetuneConfig, has_dev: bool) -> LoopConfig:
     return LoopConfig(epochs=cfg.epochs, lr=cfg.peak_lr, batch_size=cfg.batch_size, grad_accum=cfg.grad_accum,
                       warmup_ratio=cfg.warmup_ratio, schedule=cfg.schedule, weight_decay=cfg.weight_decay,
                       max_grad_norm=cfg.max_grad_norm, seed=cfg.seed, eval_every=cfg.eval_every,
                       patience=cfg.patience if has_dev else 0, checkpoint_every=cfg.checkpoint_every)
 
 
-def _bf16_ok(device: torch.device) -> bool:
-    return device.type == "cuda" or (device.type == "cpu" and cpu_supports_bf16())
-
-
-def _check_out(out: Path, resume: bool) -> None:
+def check_out(out: Path, resume: bool) -> None:
     if (out / "results.json").exists():
         raise TuneforgeError(f"{out}: holds a finished run; choose another --out")
     if not resume and (out / "checkpoints").is_dir() and any((out / "checkpoints").glob("step-*")):

@@ -17,7 +17,7 @@ from tuneforge.predict.score import score_continuations
 from tuneforge.prompts.formats import (
     PromptFormat, encode_continuation, encode_prompt, render_continuation, render_prompt,
 )
-from tuneforge.prompts.shots import pick_demos
+from tuneforge.prompts.shots import is_same_item, pick_demos
 
 
 @dataclass(frozen=True)
@@ -80,12 +80,16 @@ class Predictor:
         self.fmt = PromptFormat(setting["format"], setting["instruction"])
         self.demos = [Example(i, t, f"demo-{n}") for n, (i, t) in enumerate(setting["demos"])]
         self.shots = max(len(self.demos) - 1, 0)
+        tok = loaded.tokenizer
+        labels = setting["labels"] or []  # label continuations once, not per call (the server calls per miss)
+        self.continuations = [encode_continuation(tok, render_continuation(self.fmt, tok, label)) for label in labels]
 
     def __call__(self, inputs: list[str]) -> list[dict]:
         """One row per input: {"input", "output"} or {"input", "error"}."""
         tok, rows, prompts = self.loaded.tokenizer, [], []
         for text in inputs:
-            demos = [d for d in self.demos if d.input.strip().lower() != text.strip().lower()][: self.shots]
+            query = Example(text, "", "\0")
+            demos = [d for d in self.demos if not is_same_item(d, query)][: self.shots]
             ids = encode_prompt(self.fmt, tok, render_prompt(self.fmt, tok, demos, text))
             too_long = len(ids) > self.setting["max_input_tokens"]
             rows.append({"input": text, "error": f"prompt has {len(ids)} tokens, more than "
@@ -101,15 +105,14 @@ class Predictor:
             return generate_lines(model, tok, prompts, max_new_tokens=self.setting["decoding"]["max_new_tokens"],
                                   batch_size=self.batch_size)
         labels = self.setting["labels"]
-        conts = [encode_continuation(tok, render_continuation(self.fmt, tok, label)) for label in labels]
-        scores = score_continuations(model, prompts, conts, pad_id=tok.pad_token_id, batch_size=self.batch_size)
+        scores = score_continuations(model, prompts, self.continuations, pad_id=tok.pad_token_id,
+                                     batch_size=self.batch_size)
         return [labels[i] for i in scores.argmax(-1).tolist()]
 
 
 def predictor_for_setting(setting: dict, batch_size: int = 16) -> Predictor:
     """Load the setting's model (same path and dtype) and build its predictor, e.g. for live misses."""
-    loaded = load_model(setting["model"]["path"], dtype=setting["model"]["dtype"].replace("bfloat16", "bf16")
-                        .replace("float32", "fp32"))
+    loaded = load_model(setting["model"]["path"], dtype=setting["model"]["dtype"])  # "bfloat16" / "float32"
     return Predictor(loaded, setting, batch_size)
 
 

