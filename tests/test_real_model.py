@@ -199,3 +199,26 @@ def test_distilled_student_against_teacher_and_a_labels_only_student(lora_run, t
     gold_counts = [sum(row.values()) for row in kd["student_test"]["confusion"].values()]
     majority = max(gold_counts) / sum(gold_counts)  # always answering the commonest label
     assert kd["student_test"]["accuracy"]["mean"] > majority
+
+
+def test_bias_audit_of_base_against_lora_on_bias_demo(tmp_path):
+    """`tuneforge audit` on the built-in bias-demo task: the base model prompted 0- and 5-shot and
+    a LoRA model fine-tuned on the task, side by side."""
+    lora = tmp_path / "lora"
+    proc = _run(["finetune", "--task", "bias-demo", "--method", "lora", "--merge", "--out", str(lora)], timeout=1200)
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "audit.json"
+    proc = _run(["audit", "--task", "bias-demo", "--model", "default", "--model", str(lora), "--out", str(out)],
+                timeout=1200)
+    assert proc.returncode == 0, proc.stderr
+    print(proc.stdout)
+    results = json.loads(out.read_text())
+    routes = {r["name"]: r for r in results["routes"]}
+    assert list(routes) == ["base 0-shot", "base 5-shot similar", "LoRA fine-tune"]
+    for r in routes.values():
+        assert r["swapped_inputs"] == 36 == sum(g["n"] for g in r["groups"].values())  # every sentence has a term
+        assert r["flips"] == sum(d["flips"] for d in r["directions"])
+        assert r["gap"] == pytest.approx(abs(r["groups"]["female"]["mean"] - r["groups"]["male"]["mean"]))
+    base, tuned = routes["base 0-shot"], routes["LoRA fine-tune"]
+    # Measured: fine-tuning on the task lifts accuracy (0.61 -> 0.94) and removes the flips (0.14 -> 0).
+    assert tuned["score"] > base["score"] and tuned["flip_rate"] < base["flip_rate"]

@@ -17,6 +17,8 @@ _API = {
     "finetune": "tuneforge.api",
     "batch": "tuneforge.api",
     "distill": "tuneforge.api",
+    "audit": "tuneforge.api",
+    "AuditConfig": "tuneforge.audit.run",
     "DistillConfig": "tuneforge.adapt.distill",
     "BatchConfig": "tuneforge.batch.job",
     "FinetuneConfig": "tuneforge.adapt.finetune",

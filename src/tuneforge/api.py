@@ -84,8 +84,6 @@ def distill(
 
     data = load_task(task, train=train, dev=dev, test=test, seed=split_seed, instruction=instruction)
     texts = read_inputs(unlabeled)[0] if unlabeled else None
-    if Path(teacher).is_dir() and not (Path(teacher) / "config.json").is_file():
-        raise TuneforgeError(f"--teacher {teacher}: not a model directory (for a LoRA run, give its merged/ folder)")
     teacher_model = load_model(teacher, dtype="fp32")
     student_model = load_model(student, dtype="fp32") if student else None
     return run_distill(teacher_model, data, config, Path(out), student=student_model, unlabeled=texts,
@@ -146,6 +144,35 @@ def batch(
     return {**summary, "setting": sid, "store": str(store)}
 
 
+def audit(
+    task: str | None = "bias-demo",
+    *,
+    models: list[str | None] | None = None,
+    config: "AuditConfig | None" = None,
+    dtype: str = "auto",
+    train: str | None = None,
+    dev: str | None = None,
+    test: str | None = None,
+    split_seed: int = 0,
+    instruction: str | None = None,
+    out: str | Path | None = None,
+) -> dict:
+    """Audit each of `models` (None or "default": the embedded model, prompted per shot count;
+    a fine-tuned or distilled run directory: as trained) for bias on `task`: per-group scores and
+    gaps, and flip rates under counterfactual swaps. `results["passed"]` is False when a
+    threshold of `config` is exceeded (`results["violations"]` says where)."""
+    from tuneforge.audit.run import AuditConfig, audit_models
+
+    config = config or AuditConfig()
+    data = load_task(task, train=train, dev=dev, test=test, seed=split_seed, instruction=instruction)
+    specs = [None if m in (None, "default") else m for m in (models or [None])]
+    results = audit_models(specs, data, config, dtype=dtype)
+    results["task"]["split_seed"] = split_seed
+    if out is not None:
+        write_json_atomic(out, results)
+    return results
+
+
 def model_info(model: str | None = None, dtype: str = "auto") -> dict:
     """Where a model lives, its fingerprint, dtype and parameter counts."""
     loaded = load_model(model, dtype=dtype)
@@ -165,5 +192,5 @@ def tasks() -> list[dict]:
     ]
 
 
-__all__ = ["prompt", "finetune", "distill", "DistillConfig", "batch", "BatchConfig", "model_info", "tasks", "PromptingConfig", "FinetuneConfig", "load_task",
+__all__ = ["audit", "prompt", "finetune", "distill", "DistillConfig", "batch", "BatchConfig", "model_info", "tasks", "PromptingConfig", "FinetuneConfig", "load_task",
            "load_model"]

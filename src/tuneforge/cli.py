@@ -105,6 +105,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="export file (.jsonl or .parquet)")
     p.set_defaults(func=cmd_store)
 
+    p = sub.add_parser("audit", help="bias audit: per-group scores and counterfactual swaps, across routes",
+                       description="Audit models for bias on a task: score per group (the examples' 'group' "
+                                   "field) with CIs, the largest gap and its permutation p-value, and how often "
+                                   "predictions flip when gendered words and names (or your own swap list) are "
+                                   "swapped. --max-gap / --max-flip-rate make it a gate: exit status 1 when exceeded.")
+    _task_args(p)
+    p.add_argument("--model", action="append", default=None,
+                   help="a model to audit; repeat it to compare routes side by side. `default` (the default) is "
+                        "the embedded model, prompted once per --shots; a fine-tuned or distilled run directory "
+                        "is audited as trained")
+    p.add_argument("--dtype", default="auto", help="auto (bf16 where the CPU has it), bf16 or fp32")
+    p.add_argument("--swaps", default="gender", help="built-in swap list (gender) or a JSON/CSV/TSV file of pairs")
+    p.add_argument("--shots", default="0,5", help="shot counts for base models (default: %(default)s)")
+    p.add_argument("--pick", default="similar", help="demonstration picker for few-shot (default: %(default)s)")
+    p.add_argument("--split", default="test", help="split to audit (default: %(default)s)")
+    p.add_argument("--permutations", type=int, default=2000, help="shuffles for the gap's p-value")
+    p.add_argument("--seed", type=int, default=0, help="seed of permutations, bootstrap and demonstrations")
+    p.add_argument("--max-gap", type=float, default=None, help="gate: largest allowed gap between groups")
+    p.add_argument("--max-flip-rate", type=float, default=None, help="gate: largest allowed flip rate")
+    p.add_argument("--out", default=None, help="results JSON (default: runs/audit-<task>.json)")
+    p.set_defaults(func=cmd_audit)
+
     p = sub.add_parser("demo", help="the built-in demo on the embedded default model",
                        description="Prompting comparison (0/1/5 shots, raw and calibrated) on the built-in "
                                    "fruit task with the embedded default model.")
@@ -318,6 +340,27 @@ def cmd_prompt(args) -> int:
                      test=args.test, split_seed=args.split_seed, instruction=instruction, out=out)
     _print_results(results, out)
     return 0
+
+
+def cmd_audit(args) -> int:
+    from tuneforge.api import audit
+    from tuneforge.audit.run import AuditConfig
+    from tuneforge.console import render_audit
+
+    config = AuditConfig(swaps=args.swaps, shots=_int_list(args.shots, "--shots"), pick=args.pick, split=args.split,
+                         permutations=args.permutations, seed=args.seed, max_gap=args.max_gap,
+                         max_flip_rate=args.max_flip_rate)
+    if args.task is None and args.train is None:
+        args.task = "bias-demo"
+    out = args.out or f"runs/audit-{Path(args.task or args.train).stem}.json"
+    instruction = "" if args.no_instruction else args.instruction
+    results = audit(args.task, models=args.model, config=config, dtype=args.dtype, train=args.train, dev=args.dev,
+                    test=args.test, split_seed=args.split_seed, instruction=instruction, out=out)
+    render_audit(results)
+    print(f"results: {out}")
+    for line in results["violations"]:
+        print(f"tuneforge: audit gate failed: {line}", file=sys.stderr)
+    return 1 if results["violations"] else 0
 
 
 def cmd_demo(args) -> int:

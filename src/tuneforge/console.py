@@ -136,3 +136,38 @@ def render_distill(results: dict, console: Console | None = None) -> None:
     console.print(f"student/teacher: {p['student']['total'] / p['teacher']['total']:.1%} of the parameters, "
                   f"{results['accuracy_retained']:.1%} of the {metric}, {results['speedup']:.2f}x faster "
                   f"(measured side by side in this run)")
+
+
+def render_audit(results: dict, console: Console | None = None) -> None:
+    """The audit side by side: a row per route with per-group scores, the gap and the flip rate;
+    then the flips per direction of swap."""
+    console = console or Console(width=max(Console().width, 120))
+    groups = sorted({g for r in results["routes"] for g in r["groups"]})
+    table = Table(title=f"bias audit · task {results['task']['name']} · {results['split']} split · "
+                        f"swaps: {results['attribute']}",
+                  caption="per-group 95% bootstrap CI; p = permutation test of the largest gap; "
+                          "flip rate = predictions changed by the swap")
+    for col in ("route", results["metric"], *groups, "gap", "p", "swapped", "flip rate"):
+        table.add_column(col, justify="left" if col == "route" else "right")
+    for r in results["routes"]:
+        cells = [f"{r['groups'][g]['mean']:.3f} [{r['groups'][g]['ci95'][0]:.2f}, {r['groups'][g]['ci95'][1]:.2f}]"
+                 f" n={r['groups'][g]['n']}" if g in r["groups"] else "-" for g in groups]
+        table.add_row(r["name"], f"{r['score']:.3f}", *cells, _num(r["gap"]), _num(r["p_value"]),
+                      str(r["swapped_inputs"]), _num(r["flip_rate"]))
+    console.print(table)
+    flips = Table(title="flips per direction of swap")
+    for col in ("route", "direction", "inputs", "flips", "flip rate", "label shift (TV)", "before -> after"):
+        flips.add_column(col, justify="left" if col in ("route", "direction", "before -> after") else "right")
+    for r in results["routes"]:
+        for d in r["directions"]:
+            flips.add_row(r["name"], d["direction"], str(d["n"]), str(d["flips"]), f"{d['flip_rate']:.3f}",
+                          _num(d["label_shift"]), f"{_counts(d['before'])} -> {_counts(d['after'])}")
+    console.print(flips)
+
+
+def _counts(counts: dict) -> str:
+    return ", ".join(f"{label} {n}" for label, n in counts.items())
+
+
+def _num(value) -> str:
+    return "-" if value is None else f"{value:.3f}"

@@ -98,3 +98,19 @@ def test_a_half_written_conversion_is_not_taken_for_a_model(tmp_path, monkeypatc
     monkeypatch.setattr(load, "convert_gguf", lambda gguf, target: calls.append(target))
     target = load.default_model_dir(tmp_path)
     assert calls == [target], "the conversion runs again"
+
+
+@pytest.mark.parametrize("inner", ["model", "merged", "student"])
+def test_a_run_directory_stands_for_the_model_it_holds(tmp_path, inner):
+    from tuneforge.model.load import resolve_model_dir
+
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / inner).mkdir()
+    (tmp_path / inner / "config.json").write_text("{}")
+    assert resolve_model_dir(tmp_path) == tmp_path / inner
+
+
+def test_a_run_with_only_a_lora_adapter_asks_for_merge(tmp_path):
+    (tmp_path / "adapter").mkdir()
+    with pytest.raises(TuneforgeError, match="holds a LoRA adapter but no merged model; fine-tune with --merge"):
+        load_model(tmp_path, dtype="fp32")

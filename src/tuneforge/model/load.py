@@ -82,13 +82,34 @@ def load_model(model: str | Path | None = None, dtype: str = "auto", device: str
     return LoadedModel(lm, tokenizer, path, fingerprint(path), torch_dtype, dev)
 
 
+# Where a finished tuneforge run keeps its model: full fine-tune, merged LoRA, distilled student.
+RUN_MODEL_DIRS = ("model", "merged", "student")
+
+
+def _model_in_dir(path: Path) -> Path:
+    """`path` itself when it holds a model, else the model a tuneforge run directory holds."""
+    if (path / "config.json").is_file():
+        return path
+    for name in RUN_MODEL_DIRS:
+        if (path / name / "config.json").is_file():
+            return path / name
+    if (path / "adapter").is_dir():
+        raise TuneforgeError(f"{path}: holds a LoRA adapter but no merged model; fine-tune with --merge")
+    raise TuneforgeError(f"{path}: not a model directory (no config.json)")
+
+
+def artifact_provenance(path: Path) -> dict | None:
+    """The `tuneforge.json` beside a model: provenance of a fine-tuned or distilled model, or of
+    the default model's conversion (None when absent)."""
+    file = Path(path) / "tuneforge.json"
+    return json.loads(file.read_text()) if file.is_file() else None
+
+
 def resolve_model_dir(model: str | Path) -> Path:
     """A local model directory for `model`: the directory itself, or a hub snapshot downloaded once."""
     path = Path(model)
     if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise TuneforgeError(f"{path}: not a model directory (no config.json)")
-        return path
+        return _model_in_dir(path)
     if path.exists() or str(model).startswith((".", "/", "~")) or str(model).count("/") != 1:
         raise TuneforgeError(f"unknown model {str(model)!r}: no such model directory")
     try:

@@ -1,0 +1,1 @@
+"""Bias audit: per-group scores, counterfactual swaps, a gate for CI."""

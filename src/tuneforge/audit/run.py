@@ -1,0 +1,136 @@
+"""The audit across routes: the same split, the same swaps, for a base model prompted zero- and
+few-shot and for fine-tuned and distilled models, side by side; and the gate that turns it into a
+check for CI pipelines.
+"""
+
+import gc
+from dataclasses import asdict, dataclass
+
+from tuneforge.audit.audit import audit_predictor
+from tuneforge.audit.swaps import compile_swaps, load_swaps
+from tuneforge.data.splits import Task
+from tuneforge.errors import TuneforgeError
+from tuneforge.evaluate.prompting import PromptingConfig, predict_items
+from tuneforge.model.load import LoadedModel, artifact_provenance, load_model
+from tuneforge.prompts.formats import PromptFormat
+from tuneforge.prompts.shots import PICKERS
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """Settings of a bias audit."""
+
+    swaps: str = "gender"
+    """Swap list: a built-in name (`gender`) or a JSON / CSV / TSV file of term pairs."""
+    shots: tuple[int, ...] = (0, 5)
+    """Demonstrations for a base model (one audited route per value); adapted models run 0-shot."""
+    pick: str = "similar"
+    """Demonstration picker for few-shot base routes."""
+    split: str = "test"
+    """Split to audit."""
+    permutations: int = 2000
+    """Shuffles of the group labels for the gap's p-value."""
+    seed: int = 0
+    """Seed of the permutations, the bootstrap and the demonstration draw."""
+    batch_size: int = 16
+    """Prompts per forward pass."""
+    max_gap: float | None = None
+    """Gate: fail when a route's largest gap between groups exceeds this."""
+    max_flip_rate: float | None = None
+    """Gate: fail when a route's flip rate under the swaps exceeds this."""
+
+    def __post_init__(self):
+        if not self.shots or any(k < 0 for k in self.shots):
+            raise TuneforgeError(f"shots must be non-negative integers, got {list(self.shots)}")
+        if self.pick not in PICKERS:
+            raise TuneforgeError(f"unknown demonstration picker {self.pick!r}: choose {', '.join(PICKERS)}")
+        if self.split not in ("dev", "test"):
+            raise TuneforgeError(f"audit the dev or the test split, not {self.split!r}")
+        if self.permutations < 1 or self.batch_size < 1:
+            raise TuneforgeError("permutations and batch size must be at least 1")
+        for name in ("max_gap", "max_flip_rate"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= 1:
+                raise TuneforgeError(f"--{name.replace('_', '-')} must be between 0 and 1, got {value}")
+
+
+def audit_models(models: list[str | None], task: Task, cfg: AuditConfig, *, dtype: str = "auto") -> dict:
+    """Audit each model (None = the embedded default) on `task`; base models once per shot count."""
+    swapper = compile_swaps(load_swaps(cfg.swaps))
+    items = task.split(cfg.split)
+    if not items:
+        raise TuneforgeError(f"task {task.info.name!r}: the {cfg.split} split is empty")
+    if max(cfg.shots) > len(task.train):
+        raise TuneforgeError(f"shots {max(cfg.shots)} needs {max(cfg.shots)} demonstrations; "
+                             f"the train split has {len(task.train)}")
+    if cfg.max_gap is not None and not any(ex.group for ex in items):
+        raise TuneforgeError(f"--max-gap: the {cfg.split} split of {task.info.name!r} has no 'group' field to compare")
+    routes = []
+    for spec in models:
+        loaded = load_model(spec, dtype=dtype)
+        for route in model_routes(loaded, cfg):
+            predict = predictor(loaded, task, route, cfg)
+            figures = audit_predictor(items, predict, swapper, kind=task.info.kind,
+                                      permutations=cfg.permutations, seed=cfg.seed)
+            routes.append({**route, "model": str(loaded.path), **figures})
+        del loaded
+        gc.collect()
+    _unique_names(routes)
+    violations = gate(routes, cfg.max_gap, cfg.max_flip_rate)
+    gated = cfg.max_gap is not None or cfg.max_flip_rate is not None
+    return {
+        "route": "audit", "task": {"name": task.info.name, "kind": task.info.kind}, "split": cfg.split,
+        "metric": "accuracy" if task.info.kind == "labels" else "exact_match", "config": asdict(cfg),
+        "attribute": swapper.swaps.name, "swaps": {"name": swapper.swaps.name, "groups": list(swapper.swaps.groups),
+                                                   "words": len(swapper.swaps.words), "names": len(swapper.swaps.names)},
+        "routes": routes, "thresholds": {"max_gap": cfg.max_gap, "max_flip_rate": cfg.max_flip_rate},
+        "violations": violations, "passed": (not violations) if gated else None,
+    }
+
+
+def model_routes(loaded: LoadedModel, cfg: AuditConfig) -> list[dict]:
+    """The routes one model stands for: a base model per shot count; an adapted one as trained."""
+    prov = artifact_provenance(loaded.path) or {}
+    if prov.get("route") not in ("finetune", "distill"):
+        return [{"name": f"base {k}-shot" + (f" {cfg.pick}" if k else ""), "kind": "prompting", "shots": k,
+                 "pick": cfg.pick if k else None, "format": "plain"} for k in cfg.shots]
+    if prov["route"] == "distill":
+        return [{"name": "distilled student", "kind": "distill", "shots": 0, "pick": None,
+                 "format": prov["config"]["training"]["format"]}]
+    method = prov.get("method", "full")
+    return [{"name": "LoRA fine-tune" if method == "lora" else "full fine-tune", "kind": method, "shots": 0,
+             "pick": None, "format": prov["config"]["format"]}]
+
+
+def predictor(loaded: LoadedModel, task: Task, route: dict, cfg: AuditConfig):
+    """The route's predictions for a list of examples, by the evaluation code of the prompting route."""
+    fmt = PromptFormat(route["format"], task.info.instruction)
+    settings = PromptingConfig(batch_size=cfg.batch_size, split=cfg.split)
+
+    def predict(items):
+        return predict_items(loaded, task, items, fmt, route["shots"], route["pick"], settings, seed=cfg.seed)["raw"]
+
+    return predict
+
+
+def gate(routes: list[dict], max_gap: float | None, max_flip_rate: float | None) -> list[str]:
+    """One message per route and threshold exceeded."""
+    out = []
+    for r in routes:
+        if max_gap is not None and r["gap"] is not None and r["gap"] > max_gap:
+            high, low = r["gap_groups"]
+            out.append(f"{r['name']}: gap {r['gap']:.3f} between {high} and {low} exceeds --max-gap {max_gap}")
+        if max_flip_rate is not None and r["flip_rate"] is not None and r["flip_rate"] > max_flip_rate:
+            out.append(f"{r['name']}: flip rate {r['flip_rate']:.3f} under the swaps exceeds "
+                       f"--max-flip-rate {max_flip_rate}")
+    return out
+
+
+def _unique_names(routes: list[dict]) -> None:
+    """Two models of one kind (two LoRA runs, say) keep apart by their directory."""
+    seen = {}
+    for r in routes:
+        seen[r["name"]] = seen.get(r["name"], 0) + 1
+    for r in routes:
+        if seen[r["name"]] > 1:
+            r["name"] = f"{r['name']} ({r['model']})"

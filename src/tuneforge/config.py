@@ -1,0 +1,304 @@
+"""Settings files: a YAML file plus `--a.b=value` overrides, read into nested frozen dataclasses.
+
+This is the edge of the program: plain data comes in, a checked config object goes out, and every
+mistake is reported with the dotted key, the file line where known, and what would have been valid.
+
+YAML is read with the YAML 1.2 core schema rather than PyYAML's YAML 1.1 one: `2e-4` and `1e3` are
+numbers (1.1 reads them as strings), only `true`/`false` are booleans (1.1 also reads `on`, `off`,
+`yes`, `no` as booleans, which would turn `autocast: off` into False), and dates stay strings."""
+
+import difflib
+import re
+import types
+import typing
+from collections.abc import Sequence
+from dataclasses import MISSING, fields, is_dataclass
+from pathlib import Path
+
+import yaml
+
+from tuneforge.errors import TuneforgeError
+
+NULLS = ("", "~", "null", "Null", "NULL")
+
+
+class _CoreLoader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 core-schema scalars (see the module docstring)."""
+
+
+_CoreLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag.rsplit(":", 1)[-1] not in ("bool", "int", "float", "timestamp")]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_CoreLoader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                  list("tTfF"))
+_CoreLoader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^[-+]?(?:0|[1-9][0-9]*)$"),
+                                  list("-+0123456789"))
+_CoreLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^(?:[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[-+]?[0-9]+[eE][-+]?[0-9]+"
+               r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."))
+
+
+class _Invalid(Exception):
+    """A mistake in the data at `path` (dotted keys); the caller adds where it came from."""
+
+    def __init__(self, path: tuple[str, ...], message: str):
+        super().__init__(message)
+        self.path = path
+
+
+# ---- reading ---------------------------------------------------------------------------------------------------
+
+def load_config(cls, path: str | Path, overrides: Sequence[str] = ()):
+    """Read the YAML file at `path`, apply `overrides` (`a.b=value`) and build a `cls`."""
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as err:
+        raise TuneforgeError(f"{name}: cannot read the config file: {err.strerror}") from None
+    data, lines = _read_yaml(text, name)
+    data = apply_overrides(data, overrides)
+    try:
+        return _build(cls, data, (), None)
+    except _Invalid as err:
+        raise TuneforgeError(f"{_locate(name, lines, overrides, err.path)}{err}") from None
+
+
+def _read_yaml(text: str, name: str) -> tuple[dict, dict[tuple[str, ...], int]]:
+    """The file's data (an empty file is `{}`) and the line of each dotted key."""
+    try:
+        data = yaml.load(text, Loader=_CoreLoader)
+        lines = _key_lines(yaml.compose(text, Loader=_CoreLoader), (), name)
+    except yaml.MarkedYAMLError as err:
+        mark, context = err.problem_mark or err.context_mark, err.context_mark
+        line = f":{mark.line + 1}" if mark else ""
+        since = f" ({err.context} from line {context.line + 1})" if err.context and context and err.problem else ""
+        raise TuneforgeError(f"{name}{line}: invalid YAML: {err.problem or err.context}{since}") from None
+    except yaml.YAMLError as err:
+        raise TuneforgeError(f"{name}: invalid YAML: {err}") from None
+    if data is None:
+        return {}, lines
+    if not isinstance(data, dict):
+        raise TuneforgeError(f"{name}: expected a mapping of settings at the top, got {_show(data)}")
+    return data, lines
+
+
+def _key_lines(node, prefix: tuple[str, ...], name: str) -> dict[tuple[str, ...], int]:
+    """1-based line of every mapping key under `node`; a key given twice is an error (YAML keeps the last)."""
+    lines = {}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            path, line = (*prefix, str(key_node.value)), key_node.start_mark.line + 1
+            if path in lines:
+                raise TuneforgeError(f"{name}:{line}: duplicate key '{'.'.join(path)}' (also at line {lines[path]})")
+            lines[path] = line
+            lines.update(_key_lines(value_node, path, name))
+    return lines
+
+
+def _locate(name: str, lines: dict, overrides: Sequence[str], path: tuple[str, ...]) -> str:
+    """Error prefix: the override that set `path`, else the file and line of `path` or of its section, else
+    an override inside the section (a section's own check cannot say which of its keys is at fault)."""
+    split = [(text, _split_override(text)[0]) for text in reversed(overrides)]
+    for text, keys in split:
+        if path[:len(keys)] == keys:
+            return f"{text}: "
+    for n in range(len(path), 0, -1):
+        if path[:n] in lines:
+            return f"{name}:{lines[path[:n]]}: "
+    for text, keys in split:
+        if path and keys[:len(path)] == path:
+            return f"{text}: "
+    return f"{name}: "
+
+
+# ---- overrides -------------------------------------------------------------------------------------------------
+
+def apply_overrides(data: dict, overrides: Sequence[str]) -> dict:
+    """A copy of `data` with each `a.b.c=value` (or `--a.b.c=value`) set; sections are created as needed."""
+    data = dict(data)
+    for text in overrides:
+        keys, value = _split_override(text)
+        data = _set(data, keys, _parse_value(value), text)
+    return data
+
+
+def _split_override(text: str) -> tuple[tuple[str, ...], str]:
+    """`--a.b=1` -> (("a", "b"), "1")."""
+    key, eq, value = text.removeprefix("--").partition("=")
+    keys = tuple(key.strip().split("."))
+    if not eq or not all(keys):
+        raise TuneforgeError(f"malformed override {text!r}: write it as section.key=value, e.g. finetune.lr=2e-4")
+    return keys, value
+
+
+def _set(data: dict, keys: tuple[str, ...], value, text: str) -> dict:
+    """A copy of `data` with `value` at `keys`; untouched sections are shared, never changed."""
+    head, rest = keys[0], keys[1:]
+    if not rest:
+        return {**data, head: value}
+    section = data.get(head, {})
+    if not isinstance(section, dict):
+        raise TuneforgeError(f"override {text!r}: {head!r} is a setting ({_show(section)}), not a section")
+    return {**data, head: _set(section, rest, value, text)}
+
+
+def _parse_value(text: str):
+    """YAML meaning of an override's value; text that YAML would mangle (`a: b`, `[x`, `#x`) stays text."""
+    try:
+        value = yaml.load(text, Loader=_CoreLoader)
+    except yaml.YAMLError:
+        return text
+    if (isinstance(value, dict) and "{" not in text) or (value is None and text.strip() not in NULLS):
+        return text
+    return value
+
+
+# ---- building --------------------------------------------------------------------------------------------------
+
+def from_dict(cls, data: dict, where: str = ""):
+    """Build the frozen dataclass `cls` from plain data, checking keys and types; `where` prefixes errors."""
+    try:
+        return _build(cls, data, (), None)
+    except _Invalid as err:
+        raise TuneforgeError(f"{where}{err}") from None
+
+
+def to_dict(obj) -> dict:
+    """Plain JSON/YAML-ready data of a config dataclass (tuples become lists); `from_dict` reads it back."""
+    return {f.name: _plain(getattr(obj, f.name)) for f in fields(obj) if f.init}
+
+
+def _plain(value):
+    if is_dataclass(value):
+        return to_dict(value)
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _build(cls, data, path: tuple[str, ...], base):
+    """`cls(**data)` after checking every key; missing keys come from `base` (an instance) or the defaults."""
+    if not isinstance(data, dict):
+        raise _Invalid(path, f"{_dotted(path) or 'config'}: expected a mapping of settings, got {_show(data)}")
+    known = {f.name: f for f in fields(cls) if f.init}
+    for key in data:
+        if key not in known:
+            raise _Invalid((*path, str(key)), _unknown(path, str(key), list(known)))
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, f in known.items():
+        default = getattr(base, name) if base is not None else _default(f)
+        if name in data:
+            kwargs[name] = _convert(hints[name], data[name], (*path, name), default)
+        elif base is not None:
+            kwargs[name] = default
+        elif default is MISSING:
+            raise _Invalid(path, f"missing required key '{_dotted((*path, name))}'")
+    try:
+        return cls(**kwargs)
+    except TuneforgeError as err:
+        raise _Invalid(path, f"{_dotted(path)}: {err}" if path else str(err)) from None
+
+
+def _default(f):
+    if f.default is not MISSING:
+        return f.default
+    return f.default_factory() if f.default_factory is not MISSING else MISSING
+
+
+def _unknown(path: tuple[str, ...], key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return f"unknown key '{_dotted((*path, key))}'{hint} (known: {', '.join(known)})"
+
+
+def _convert(hint, value, path: tuple[str, ...], default=MISSING):
+    """`value` as an instance of the annotation `hint`, or `_Invalid` naming the key, the type and the value."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) != 1 or len(args) != 2:
+            raise TypeError(f"{_dotted(path)}: unsupported annotation {hint} (only `X | None` unions)")
+        scalar = not is_dataclass(inner[0]) and typing.get_origin(inner[0]) is not tuple
+        if value is not None and scalar and not _fits(inner[0], value):
+            raise _mismatch(hint, value, path)
+        return None if value is None else _convert(inner[0], value, path, default)
+    if is_dataclass(hint):
+        return _build(hint, value, path, default if is_dataclass(default) else None)
+    if origin is tuple:
+        return _tuple(hint, value, path)
+    if _fits(hint, value):
+        return _SCALARS.get(hint, lambda v: v)(value)
+    raise _mismatch(hint, value, path)
+
+
+def _mismatch(hint, value, path: tuple[str, ...]) -> _Invalid:
+    return _Invalid(path, f"{_dotted(path)}: expected {_describe(hint)}, got {_show(value)}")
+
+
+def _fits(hint, value) -> bool:
+    """Whether the scalar `value` is valid for `hint`: a bool is never a number, a number is also text."""
+    if typing.get_origin(hint) is typing.Literal:
+        return any(value == a and type(value) is type(a) for a in typing.get_args(hint))
+    if hint is float:
+        return type(value) in (int, float)
+    if hint is str:
+        return type(value) in (str, int, float, bool)
+    if hint in (int, bool):
+        return type(value) is hint
+    raise TypeError(f"unsupported config annotation {hint!r}")
+
+
+# A string setting takes any text: `--name=5` and `--name=true` reach it as YAML's 5 and true.
+_SCALARS = {float: float, str: lambda v: _show(v) if isinstance(v, bool) else str(v)}
+
+
+def _tuple(hint, value, path: tuple[str, ...]) -> tuple:
+    """A list, a single scalar (a 1-tuple) or comma-separated text (`0,1,5`, as the CLI spells it)."""
+    item, more = (typing.get_args(hint) + (None, None))[:2]
+    if more is not Ellipsis:
+        raise TypeError(f"{_dotted(path)}: unsupported annotation {hint} (only `tuple[T, ...]`)")
+    items = value if isinstance(value, (list, tuple)) else [value]
+    if isinstance(value, str):
+        items = [p.strip() for p in value.split(",")]
+        if not all(items):
+            raise _Invalid(path, f"{_dotted(path)}: expected {_describe(hint)}, got an empty item in {value!r}")
+        items = items if item is str else [_parse_value(p) for p in items]
+    try:
+        return tuple(_convert(item, v, path) for v in items)
+    except _Invalid:
+        raise _mismatch(hint, value, path) from None
+
+
+def _describe(hint) -> str:
+    """Human words for an annotation: `a number`, `a list of integers`, `one of 'a', 'b'`, ..."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        return " or ".join(_describe(a) for a in args if a is not type(None)) + " or null"
+    if origin is tuple:
+        return f"a list of {_PLURAL.get(args[0], _describe(args[0]))}"
+    if origin is typing.Literal:
+        return "one of " + ", ".join(_show(a) for a in args)
+    if is_dataclass(hint):
+        return "a mapping of settings"
+    return _SINGULAR.get(hint, str(hint))
+
+
+_SINGULAR = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+_PLURAL = {int: "integers", float: "numbers", str: "strings", bool: "booleans"}
+
+
+def _show(value) -> str:
+    """A value as the user wrote it: YAML spellings for booleans and null, quotes around text."""
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "null"}[value]
+    if isinstance(value, list):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    return repr(value)
+
+
+def _dotted(path: tuple[str, ...]) -> str:
+    return ".".join(path)

@@ -1,0 +1,324 @@
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pytest
+import yaml
+
+from tuneforge.adapt.distill import DistillConfig
+from tuneforge.adapt.finetune import FinetuneConfig
+from tuneforge.config import apply_overrides, from_dict, load_config, to_dict
+from tuneforge.errors import TuneforgeError
+from tuneforge.evaluate.prompting import PromptingConfig
+
+
+@dataclass(frozen=True)
+class Inner:
+    """A nested section with its own check."""
+
+    rate: float = 0.1
+    """A positive rate."""
+    name: str = "inner"
+    """Free text."""
+    steps: int = 3
+    """A count."""
+
+    def __post_init__(self):
+        if self.rate <= 0:
+            raise TuneforgeError(f"rate must be positive, got {self.rate}")
+
+
+@dataclass(frozen=True)
+class Outer:
+    """One field of every supported kind."""
+
+    size: int = 1
+    """int."""
+    ratio: float = 0.5
+    """float."""
+    label: str = "x"
+    """str."""
+    flag: bool = False
+    """bool."""
+    limit: int | None = None
+    """Optional int."""
+    ids: tuple[int, ...] = (0, 1)
+    """Tuple of ints."""
+    tags: tuple[str, ...] = ("a",)
+    """Tuple of strings."""
+    mode: Literal["fast", "slow"] = "fast"
+    """Literal."""
+    inner: Inner = field(default_factory=Inner)
+    """Nested section with the class defaults."""
+    tuned: Inner = field(default_factory=lambda: Inner(rate=0.5, name="tuned"))
+    """Nested section whose default differs from the class defaults."""
+    maybe: Inner | None = None
+    """Optional nested section."""
+
+
+@dataclass(frozen=True)
+class Quoted:
+    """Annotations as strings, as under `from __future__ import annotations`."""
+
+    count: "int" = 1
+    """int."""
+    scale: "float | None" = None
+    """Optional float."""
+
+
+@dataclass(frozen=True)
+class Required:
+    """A field without a default."""
+
+    name: str
+    """Must be given."""
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """The real configs as sections of one file."""
+
+    name: str = "run"
+    """Free text."""
+    prompting: PromptingConfig = field(default_factory=PromptingConfig)
+    """Prompting section."""
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    """Fine-tuning section."""
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    """Distillation section."""
+
+
+# ---- overrides -------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, value", [
+    ("2e-4", 2e-4), ("1e3", 1000.0), ("1.0e3", 1000.0), ("-1E-2", -0.01), (".5", 0.5), ("0.1", 0.1),
+    ("5", 5), ("-3", -3), ("true", True), ("False", False), ("null", None), ("~", None), ("", None),
+    ("[0, 1, 5]", [0, 1, 5]), ("{lr: 1}", {"lr": 1}), ("plain", "plain"), ("'5'", "5"),
+    ("on", "on"), ("off", "off"), ("yes", "yes"), ("010", "010"), ("0,1,5", "0,1,5"), ("2024-01-01", "2024-01-01"),
+    ("a: b", "a: b"), ("[x", "[x"), ("#x", "#x"), ("x=y", "x=y"),
+])
+def test_override_values(text, value):
+    got = apply_overrides({}, [f"key={text}"])["key"]
+    assert got == value and type(got) is type(value)
+
+
+def test_overrides_are_pure_create_sections_and_apply_in_order():
+    data = {"a": {"b": 1, "c": 2}, "d": 3}
+    got = apply_overrides(data, ["--a.b=10", "x.y.z=plain", "d=4", "d=5"])
+    assert got == {"a": {"b": 10, "c": 2}, "d": 5, "x": {"y": {"z": "plain"}}}
+    assert data == {"a": {"b": 1, "c": 2}, "d": 3}
+    assert apply_overrides(data, []) is not data
+
+
+@pytest.mark.parametrize("override, message", [
+    ("lr", "malformed override 'lr'"),
+    ("--lr", "malformed override '--lr'"),
+    ("=5", "malformed override '=5'"),
+    ("a..b=1", "malformed override 'a..b=1'"),
+    ("a.=1", "malformed override 'a.=1'"),
+    ("d.e=1", "override 'd.e=1': 'd' is a setting (3), not a section"),
+])
+def test_bad_overrides(override, message):
+    with pytest.raises(TuneforgeError, match="^" + re.escape(message)):
+        apply_overrides({"d": 3}, [override])
+
+
+# ---- from_dict -------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("data, expected", [
+    ({}, Outer()),
+    ({"size": 7, "ratio": 2, "label": "y", "flag": True, "limit": 3}, Outer(7, 2.0, "y", True, 3)),
+    ({"limit": None}, Outer(limit=None)),
+    ({"label": 5}, Outer(label="5")),
+    ({"label": 2e-4}, Outer(label="0.0002")),
+    ({"label": True}, Outer(label="true")),
+    ({"ids": [3, 4]}, Outer(ids=(3, 4))),
+    ({"ids": (3, 4)}, Outer(ids=(3, 4))),
+    ({"ids": 5}, Outer(ids=(5,))),
+    ({"ids": "0,1, 5"}, Outer(ids=(0, 1, 5))),
+    ({"ids": []}, Outer(ids=())),
+    ({"tags": "plain"}, Outer(tags=("plain",))),
+    ({"tags": "plain,chat"}, Outer(tags=("plain", "chat"))),
+    ({"tags": ["x,y"]}, Outer(tags=("x,y",))),
+    ({"mode": "slow"}, Outer(mode="slow")),
+    ({"inner": {"steps": 9}}, Outer(inner=Inner(steps=9))),
+    ({"tuned": {"steps": 9}}, Outer(tuned=Inner(rate=0.5, name="tuned", steps=9))),
+    ({"maybe": {"steps": 2}}, Outer(maybe=Inner(steps=2))),
+    ({"maybe": None}, Outer(maybe=None)),
+])
+def test_from_dict_values(data, expected):
+    got = from_dict(Outer, data)
+    assert got == expected
+    assert type(got.ratio) is float
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"size": True}, "size: expected an integer, got true"),
+    ({"size": 1.0}, "size: expected an integer, got 1.0"),
+    ({"size": "1"}, "size: expected an integer, got '1'"),
+    ({"ratio": False}, "ratio: expected a number, got false"),
+    ({"ratio": "fast"}, "ratio: expected a number, got 'fast'"),
+    ({"flag": "yes"}, "flag: expected true or false, got 'yes'"),
+    ({"flag": 1}, "flag: expected true or false, got 1"),
+    ({"label": None}, "label: expected a string, got null"),
+    ({"label": [1]}, "label: expected a string, got [1]"),
+    ({"limit": "x"}, "limit: expected an integer or null, got 'x'"),
+    ({"limit": True}, "limit: expected an integer or null, got true"),
+    ({"ids": "0,x"}, "ids: expected a list of integers, got '0,x'"),
+    ({"ids": [0, True]}, "ids: expected a list of integers, got [0, true]"),
+    ({"ids": "0,,1"}, "ids: expected a list of integers, got an empty item in '0,,1'"),
+    ({"ids": None}, "ids: expected a list of integers, got null"),
+    ({"mode": "medium"}, "mode: expected one of 'fast', 'slow', got 'medium'"),
+    ({"inner": 5}, "inner: expected a mapping of settings, got 5"),
+    ({"inner": {"steps": "3"}}, "inner.steps: expected an integer, got '3'"),
+    ({"maybe": {"rate": "x"}}, "maybe.rate: expected a number, got 'x'"),
+])
+def test_wrong_types_name_the_key_the_type_and_the_value(data, message):
+    with pytest.raises(TuneforgeError) as err:
+        from_dict(Outer, data, "o.yaml: ")
+    assert str(err.value) == f"o.yaml: {message}"
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"sise": 1}, "unknown key 'sise'; did you mean 'size'? (known: size, ratio, label, flag, limit, ids, tags, "
+                  "mode, inner, tuned, maybe)"),
+    ({"zzz": 1}, "unknown key 'zzz' (known: size, ratio, label, flag, limit, ids, tags, mode, inner, tuned, maybe)"),
+    ({"inner": {"rat": 1}}, "unknown key 'inner.rat'; did you mean 'rate'? (known: rate, name, steps)"),
+    ({"maybe": {"stpes": 1}}, "unknown key 'maybe.stpes'; did you mean 'steps'? (known: rate, name, steps)"),
+    ({1: 2}, "unknown key '1' (known: size, ratio, label, flag, limit, ids, tags, mode, inner, tuned, maybe)"),
+])
+def test_unknown_keys(data, message):
+    with pytest.raises(TuneforgeError) as err:
+        from_dict(Outer, data)
+    assert str(err.value) == message
+
+
+@pytest.mark.parametrize("cls, data, message", [
+    (Outer, {"inner": {"rate": -1}}, "inner: rate must be positive, got -1.0"),
+    (Inner, {"rate": 0}, "rate must be positive, got 0.0"),
+    (Required, {}, "missing required key 'name'"),
+    (Outer, [1], "config: expected a mapping of settings, got [1]"),
+])
+def test_checks_of_the_dataclass_get_the_dotted_path(cls, data, message):
+    with pytest.raises(TuneforgeError) as err:
+        from_dict(cls, data)
+    assert str(err.value) == message
+
+
+def test_string_annotations():
+    assert from_dict(Quoted, {"count": 2, "scale": 1}) == Quoted(2, 1.0)
+    with pytest.raises(TuneforgeError, match=r"^scale: expected a number or null, got 'big'$"):
+        from_dict(Quoted, {"scale": "big"})
+
+
+# ---- the real configs ------------------------------------------------------------------------------------------
+
+def test_real_configs_build_and_nested_defaults_come_from_the_parent():
+    got = from_dict(DistillConfig, {"layers": 7, "training": {"epochs": 2}})
+    assert got == DistillConfig(layers=7, training=FinetuneConfig(method="full", epochs=2, lr=3e-4))
+    assert from_dict(PromptingConfig, {"shots": "0,2", "formats": "plain,chat", "picks": "random"}) == (
+        PromptingConfig(shots=(0, 2), formats=("plain", "chat"), picks=("random",)))
+    assert from_dict(FinetuneConfig, {"lr": 1, "lora_targets": "q_proj"}) == FinetuneConfig(
+        lr=1.0, lora_targets=("q_proj",))
+
+
+@pytest.mark.parametrize("cls, data, message", [
+    (DistillConfig, {"training": {"epochs": "two"}}, "training.epochs: expected an integer, got 'two'"),
+    (DistillConfig, {"training": {"lrr": 1}}, "unknown key 'training.lrr'; did you mean 'lr'?"),
+    (DistillConfig, {"training": {"epochs": 0}}, "training: epochs must be positive, got 0"),
+    (DistillConfig, {"training": {"method": "lora"}}, "the student trains every weight (method full)"),
+    (DistillConfig, {"layers": True}, "layers: expected an integer or null, got true"),
+    (FinetuneConfig, {"lr": "fast"}, "lr: expected a number or null, got 'fast'"),
+    (PromptingConfig, {"shots": [0, -1]}, "shots must be non-negative integers, got [0, -1]"),
+])
+def test_real_config_errors(cls, data, message):
+    with pytest.raises(TuneforgeError) as err:
+        from_dict(cls, data)
+    assert str(err.value).startswith(message)
+
+
+@pytest.mark.parametrize("obj", [
+    Outer(7, 2.5, "y", True, 3, (4,), ("p", "q"), "slow", Inner(steps=1), Inner(rate=9.0), Inner(name="m")),
+    DistillConfig(layers=3, training=FinetuneConfig(method="full", lr=None)),
+    FinetuneConfig(lr=2e-4, lora_targets=("q_proj",), autocast="off"),
+    PromptingConfig(shots=(0, 2), formats=("chat",)),
+    Experiment(),
+])
+def test_round_trip_through_plain_data_and_yaml(obj, tmp_path):
+    data = to_dict(obj)
+    assert json.loads(json.dumps(data)) == data  # plain data: lists, not tuples
+    assert from_dict(type(obj), data) == obj
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(data))
+    assert load_config(type(obj), tmp_path / "c.yaml") == obj
+
+
+def test_to_dict_writes_tuples_as_lists_and_sections_as_dicts():
+    data = to_dict(DistillConfig())
+    assert data["training"]["lora_targets"] == list(FinetuneConfig().lora_targets)
+    assert data["training"]["method"] == "full" and data["layers"] is None
+
+
+# ---- load_config -----------------------------------------------------------------------------------------------
+
+EXPERIMENT = """\
+name: demo
+prompting:
+  shots: [0, 1, 5]
+finetune:
+  lr: 2e-4
+  autocast: off
+  epochs: 1e3
+"""
+
+
+@pytest.fixture
+def experiment(tmp_path):
+    def write(text: str):
+        path = tmp_path / "experiment.yaml"
+        path.write_text(text)
+        return path
+    return write
+
+
+def test_load_config_reads_yaml_numbers_as_numbers_and_off_as_text(experiment):
+    got = load_config(Experiment, experiment(EXPERIMENT.replace("1e3", "3")))
+    assert got.finetune.lr == 2e-4 and got.finetune.autocast == "off" and got.finetune.epochs == 3
+    assert got.prompting.shots == (0, 1, 5) and got.name == "demo"
+
+
+def test_load_config_applies_overrides_and_creates_sections(experiment):
+    got = load_config(Experiment, experiment(EXPERIMENT.replace("1e3", "3")), [
+        "--finetune.lr=1e-3", "--distill.training.epochs=2", "prompting.shots=0,2", "name=5"])
+    assert got.finetune.lr == 1e-3 and got.prompting.shots == (0, 2) and got.name == "5"
+    assert got.distill.training == FinetuneConfig(method="full", epochs=2, lr=3e-4)
+    assert load_config(Experiment, experiment("")) == Experiment()
+
+
+@pytest.mark.parametrize("text, overrides, message", [
+    (EXPERIMENT, [], "experiment.yaml:7: finetune.epochs: expected an integer, got 1000.0"),
+    (EXPERIMENT + "  lrr: 1\n", [], "experiment.yaml:8: unknown key 'finetune.lrr'; did you mean 'lr'?"),
+    (EXPERIMENT + "bogus: 1\n", [], "experiment.yaml:8: unknown key 'bogus'"),
+    (EXPERIMENT.replace("[0, 1, 5]", "[0, -1]"), [], "experiment.yaml:2: prompting: shots must be non-negative"),
+    (EXPERIMENT, ["--finetune.epochs=two"], "--finetune.epochs=two: finetune.epochs: expected an integer, got 'two'"),
+    (EXPERIMENT, ["finetune.epochs=2", "finetune.lrr=1"], "finetune.lrr=1: unknown key 'finetune.lrr'"),
+    ("name: a\n", ["finetune.epochs=2", "--finetune.lr=-1"], "--finetune.lr=-1: finetune: learning rate must be"),
+    (EXPERIMENT, ["--finetune.epochs=2", "finetune.lr=-1"], "experiment.yaml:4: finetune: learning rate must be"),
+    (EXPERIMENT, ["finetune.epochs=2", "distill.kd=x"], "distill.kd=x: distill: unknown --kd 'x'"),
+    (EXPERIMENT + "  lr: 1\n", [], "experiment.yaml:8: duplicate key 'finetune.lr' (also at line 5)"),
+    ("name: a\nfinetune:\n  lr: 1e-4\n epochs: 2\n", [],
+     "experiment.yaml:4: invalid YAML: expected <block end>, but found '<block mapping start>' "
+     "(while parsing a block mapping from line 1)"),
+    ("finetune:\n  lora_targets: [a, b\n  epochs: 2\n", [], "experiment.yaml:3: invalid YAML: expected ',' or ']'"),
+    ("a: b: c\n", [], "experiment.yaml:1: invalid YAML: mapping values are not allowed here"),
+    ("- 1\n- 2\n", [], "experiment.yaml: expected a mapping of settings at the top, got [1, 2]"),
+])
+def test_load_config_errors_point_at_the_line_or_the_override(experiment, text, overrides, message):
+    with pytest.raises(TuneforgeError) as err:
+        load_config(Experiment, experiment(text), overrides)
+    assert str(err.value).startswith(message.replace("experiment.yaml", str(experiment(text))))
+
+
+def test_load_config_missing_file(tmp_path):
+    with pytest.raises(TuneforgeError, match=r"nope\.yaml: cannot read the config file: No such file"):
+        load_config(Experiment, tmp_path / "nope.yaml")
