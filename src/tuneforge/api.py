@@ -173,6 +173,47 @@ def audit(
     return results
 
 
+def run(config="demo", *, overrides=(), out: str | Path | None = None, echo=print) -> dict:
+    """Run an experiment: every route on one task, each stage cached, one report. `config` is an
+    `ExperimentConfig`, a YAML file, or "demo" (the built-in experiment); `overrides` are dotted
+    settings (`["lora.epochs=2"]`). Returns the results record (also written to `out`)."""
+    from tuneforge.experiment.run import run as run_experiment
+
+    return run_experiment(experiment_config(config, overrides), out, echo=echo)
+
+
+def experiment_config(config="demo", overrides=()) -> "ExperimentConfig":
+    """An `ExperimentConfig` from a config object, a YAML file or "demo", with dotted overrides."""
+    from importlib import resources
+
+    from tuneforge.config import from_dict, load_config, to_dict, apply_overrides
+    from tuneforge.experiment.config import ExperimentConfig
+
+    if isinstance(config, ExperimentConfig):
+        return from_dict(ExperimentConfig, apply_overrides(to_dict(config), overrides)) if overrides else config
+    if config == "demo":
+        config = Path(str(resources.files("tuneforge.experiment") / "demo.yaml"))
+    return load_config(ExperimentConfig, config, overrides)
+
+
+def report(run_dir: str | Path, margin: float | None = None) -> dict:
+    """Rewrite report.html and report.md of a finished run from its results.json alone."""
+    import json
+
+    from tuneforge.experiment.report import write_report
+
+    run_dir = Path(run_dir)
+    try:
+        results = json.loads((run_dir / "results.json").read_text())
+    except FileNotFoundError:
+        raise TuneforgeError(f"{run_dir}: no results.json (not a finished `tuneforge run` directory)") from None
+    except json.JSONDecodeError as e:
+        raise TuneforgeError(f"{run_dir / 'results.json'}: not valid JSON ({e})") from None
+    if margin is None:
+        margin = results.get("experiment", {}).get("config", {}).get("report", {}).get("margin", 0.05)
+    return {k: str(v) for k, v in write_report(results, run_dir, margin=margin).items()}
+
+
 def model_info(model: str | None = None, dtype: str = "auto") -> dict:
     """Where a model lives, its fingerprint, dtype and parameter counts."""
     loaded = load_model(model, dtype=dtype)
@@ -192,5 +233,5 @@ def tasks() -> list[dict]:
     ]
 
 
-__all__ = ["audit", "prompt", "finetune", "distill", "DistillConfig", "batch", "BatchConfig", "model_info", "tasks", "PromptingConfig", "FinetuneConfig", "load_task",
+__all__ = ["run", "report", "experiment_config", "audit", "prompt", "finetune", "distill", "DistillConfig", "batch", "BatchConfig", "model_info", "tasks", "PromptingConfig", "FinetuneConfig", "load_task",
            "load_model"]

@@ -18,7 +18,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "overrides_allowed", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.overrides = _overrides(extra, parser)
     _quiet_libraries()
     try:
         return args.func(args) or 0
@@ -127,12 +131,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="results JSON (default: runs/audit-<task>.json)")
     p.set_defaults(func=cmd_audit)
 
-    p = sub.add_parser("demo", help="the built-in demo on the embedded default model",
-                       description="Prompting comparison (0/1/5 shots, raw and calibrated) on the built-in "
-                                   "fruit task with the embedded default model.")
-    p.add_argument("--out", default="runs/demo/prompting.json", help="results JSON (default: %(default)s)")
-    _model_args(p)
-    p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("run", help="run an experiment: every route on one task, one report",
+                       description="Run the experiment a YAML file describes (model, task, a section per route: "
+                                   "prompting, lora, full, distill, audit, batch, synonyms, report). Each stage is "
+                                   "cached by a hash of its settings and inputs; a killed run resumes. Override any "
+                                   "setting with --section.key=value, e.g. --lora.lr=2e-4.")
+    p.add_argument("config", help="the experiment's YAML file")
+    p.add_argument("--out", default=None, help="run directory (default: runs/<name>)")
+    p.set_defaults(func=cmd_run, overrides_allowed=True)
+
+    p = sub.add_parser("demo", help="the built-in experiment on the embedded default model",
+                       description="Every route on the built-in fruit task with the embedded default model: "
+                                   "prompting 0/1/5 shots, LoRA, distillation, the bias audit, the recommended "
+                                   "route into a prediction store, synonym lists; then report.html. Override "
+                                   "settings as in `tuneforge run` (--lora.epochs=2).")
+    p.add_argument("--out", default="runs/demo", help="run directory (default: %(default)s)")
+    p.set_defaults(func=cmd_demo, overrides_allowed=True)
+
+    p = sub.add_parser("report", help="rewrite a run's report from its results.json",
+                       description="Rewrite report.html and report.md of a finished run from its results.json "
+                                   "alone; no stage runs again.")
+    p.add_argument("run_dir", help="the run directory (holds results.json)")
+    p.add_argument("--margin", type=float, default=None, help="the recommendation's margin (default: the run's)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("tasks", help="list the built-in tasks", description="List the built-in tasks.")
     p.set_defaults(func=cmd_tasks)
@@ -363,13 +384,31 @@ def cmd_audit(args) -> int:
     return 1 if results["violations"] else 0
 
 
-def cmd_demo(args) -> int:
-    from tuneforge.api import prompt
-    from tuneforge.evaluate.prompting import PromptingConfig
+def cmd_run(args) -> int:
+    return _run_experiment(args.config, args)
 
-    config = PromptingConfig(shots=(0, 1, 5), formats=("plain", "chat"), calibrate=True)
-    results = prompt("fruit", model=args.model, dtype=args.dtype, config=config, out=args.out)
-    _print_results(results, args.out)
+
+def cmd_demo(args) -> int:
+    return _run_experiment("demo", args)
+
+
+def _run_experiment(config, args) -> int:
+    from tuneforge.api import run
+
+    results = run(config, overrides=args.overrides, out=args.out)
+    from tuneforge.console import render_experiment
+
+    render_experiment(results)
+    out = Path(args.out or Path("runs") / results["experiment"]["name"])
+    print(f"report: {out / 'report.html'}\nresults: {out / 'results.json'}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from tuneforge.api import report
+
+    paths = report(args.run_dir, margin=args.margin)
+    print(f"report: {paths['html']}\nmarkdown: {paths['markdown']}")
     return 0
 
 
@@ -393,6 +432,20 @@ def _print_results(results: dict, out: str) -> None:
 
     render_prompting(results)
     print(f"results: {out}")
+
+
+def _overrides(extra: list[str], parser) -> list[str]:
+    """`--a.b=value` or `--a.b value` as typed after `tuneforge run FILE`, as `a.b=value`."""
+    out, i = [], 0
+    while i < len(extra):
+        item = extra[i]
+        if not item.startswith("--") or "." not in item.split("=")[0]:
+            parser.error(f"unrecognized argument {item!r}: settings are given as --section.key=value")
+        if "=" not in item and i + 1 < len(extra) and not extra[i + 1].startswith("--"):
+            item, i = f"{item}={extra[i + 1]}", i + 1
+        out.append(item)
+        i += 1
+    return out
 
 
 def _int_list(text: str, flag: str) -> tuple[int, ...]:

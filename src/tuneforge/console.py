@@ -171,3 +171,37 @@ def _counts(counts: dict) -> str:
 
 def _num(value) -> str:
     return "-" if value is None else f"{value:.3f}"
+
+
+def render_experiment(results: dict, console: Console | None = None) -> None:
+    """The experiment's summary table, the recommendation and what each stage cost."""
+    console = console or Console(width=max(Console().width, 120))
+    task, metric = results["task"], results["metric"]
+    table = Table(title=f"experiment {results['experiment']['name']} · task {task['name']} · test split "
+                        f"({task['sizes']['test']} examples)", caption=f"{metric} with 95% bootstrap CI")
+    for col in ("route", metric, "95% CI", "params total", "trained", "size", "ms/example", "ex/s", "training",
+                "peak memory"):
+        table.add_column(col, justify="left" if col == "route" else "right")
+    for r in results["routes"]:
+        s, p = r["score"], r["parameters"]
+        table.add_row(r["name"], _mean_sd(s, r["draws"]), f"[{s['ci95'][0]:.3f}, {s['ci95'][1]:.3f}]",
+                      f"{p['total'] / 1e6:.1f} M", f"{p['trained'] / 1e6:.2f} M", _bytes(r["size_on_disk_bytes"]),
+                      f"{r['ms_per_example']:.1f}", f"{r['examples_per_second']:.1f}",
+                      "-" if r["training_seconds"] is None else f"{r['training_seconds']:.0f} s",
+                      _bytes(r["peak_memory_bytes"]))
+    console.print(table)
+    rec = results["recommendation"]
+    console.print(f"recommended: {rec['route']} — {rec['reason']}")
+    if results.get("store"):
+        st = results["store"]
+        console.print(f"store: {st['path']} · {st['route']} · {st['rows']}/{st['inputs']} inputs "
+                      f"({st['coverage']:.0%}) · {_bytes(st['size_bytes'])}" + (f" · {st['note']}" if st.get("note") else ""))
+    stages = ", ".join(f"{s['name']} " + ("cached" if s["cached"] else f"{s['seconds']:.0f} s")
+                       for s in results["stages"])
+    console.print(f"stages: {stages} · wall {results['experiment']['wall_seconds']:.0f} s")
+
+
+def _bytes(n) -> str:
+    if n is None:
+        return "-"
+    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"

@@ -1,0 +1,128 @@
+"""What one experiment runs: the model, the task and a section per route, as frozen dataclasses.
+
+A section set to `null` in the YAML file is not run. The route sections reuse the routes' own
+configs; the distillation, batch and synonym sections add the few settings only an experiment
+needs (which stage teaches, which inputs go into the store) by extending them, so the YAML keys
+stay flat (`distill.layers`, not `distill.settings.layers`).
+"""
+
+from dataclasses import dataclass, field
+
+from tuneforge.adapt.distill import DistillConfig
+from tuneforge.adapt.finetune import FinetuneConfig
+from tuneforge.audit.run import AuditConfig
+from tuneforge.batch.job import BatchConfig
+from tuneforge.errors import TuneforgeError
+from tuneforge.evaluate.prompting import PromptingConfig
+
+ROUTE_STAGES = ("prompting", "lora", "full", "distill")
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """The task data."""
+
+    name: str | None = "fruit"
+    """A built-in task (`tuneforge tasks`) or a JSONL/CSV data file; split by `split_seed`."""
+    train: str | None = None
+    """Train split file (with `test`: these splits instead of splitting `name`)."""
+    dev: str | None = None
+    """Dev split file (optional)."""
+    test: str | None = None
+    """Test split file."""
+    split_seed: int = 0
+    """Seed of the train/dev/test split."""
+    instruction: str | None = None
+    """Instruction line (default: the task's own)."""
+
+
+@dataclass(frozen=True)
+class DistillStage(DistillConfig):
+    """Distillation, plus where its teacher and extra inputs come from."""
+
+    teacher: str = "lora"
+    """The stage whose model teaches: `lora` or `full`."""
+    unlabeled: str | None = None
+    """A file of unlabeled inputs the teacher labels for the student (optional)."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.teacher not in ("lora", "full"):
+            raise TuneforgeError(f"distill.teacher must be lora or full, not {self.teacher!r}")
+
+
+@dataclass(frozen=True)
+class BatchStage(BatchConfig):
+    """The batch job that fills the prediction store with the chosen route's predictions."""
+
+    route: str = "recommended"
+    """`recommended` (the report's recommendation) or a stage: `prompting`, `lora`, `full`, `distill`."""
+    inputs: str | None = None
+    """File of inputs to predict (default: every input of the task's data)."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.route not in ("recommended", *ROUTE_STAGES):
+            raise TuneforgeError(f"batch.route must be recommended or one of {', '.join(ROUTE_STAGES)}, "
+                                 f"not {self.route!r}")
+
+
+@dataclass(frozen=True)
+class SynonymsStage(BatchConfig):
+    """A synonym-list batch job on the base model (the offline-inference reference case)."""
+
+    shots: int = 3
+    topics: str | None = None
+    """File of topics (default: the built-in `synonyms` task's terms)."""
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """How the report chooses."""
+
+    margin: float = 0.05
+    """The recommendation: the cheapest route whose score is within this of the best."""
+
+    def __post_init__(self):
+        if not 0 <= self.margin <= 1:
+            raise TuneforgeError(f"report.margin must be between 0 and 1, got {self.margin}")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """One experiment: every route on one task, compared in one report."""
+
+    name: str = "experiment"
+    """Name of the run; its directory defaults to runs/<name>."""
+    model: str | None = None
+    """Base model: a local model directory or hub id (default: the embedded SmolLM2-135M-Instruct)."""
+    dtype: str = "auto"
+    """Inference dtype of every route: auto (bf16 where the CPU has it), bf16 or fp32."""
+    task: TaskConfig = field(default_factory=TaskConfig)
+    """The task data."""
+    prompting: PromptingConfig | None = field(default_factory=PromptingConfig)
+    """Zero-, one- and few-shot prompting of the unchanged base model."""
+    lora: FinetuneConfig | None = field(default_factory=lambda: FinetuneConfig(method="lora", merge=True))
+    """LoRA fine-tuning (merged, so it can teach, be audited and fill the store)."""
+    full: FinetuneConfig | None = None
+    """Full fine-tuning (every weight); off unless given."""
+    distill: DistillStage | None = field(default_factory=DistillStage)
+    """A layer-pruned student distilled from the fine-tuned teacher."""
+    audit: AuditConfig | None = field(default_factory=AuditConfig)
+    """The bias audit of every route's model."""
+    batch: BatchStage | None = field(default_factory=BatchStage)
+    """The chosen route's predictions into the prediction store."""
+    synonyms: SynonymsStage | None = None
+    """Synonym lists for topics into the same store (base model); off unless given."""
+    report: ReportConfig = field(default_factory=ReportConfig)
+    """The recommendation's margin."""
+
+    def __post_init__(self):
+        if self.lora is not None and self.lora.method != "lora":
+            raise TuneforgeError("lora.method must be lora (full fine-tuning has its own section, full)")
+        if self.full is not None and self.full.method != "full":
+            raise TuneforgeError("full.method must be full (LoRA has its own section, lora)")
+        if self.distill is not None and getattr(self, self.distill.teacher) is None:
+            raise TuneforgeError(f"distill.teacher is {self.distill.teacher}, but that section is off (null)")
+        if not any(getattr(self, s) is not None for s in ROUTE_STAGES):
+            raise TuneforgeError("no route to run: prompting, lora, full and distill are all off")

@@ -1,0 +1,66 @@
+"""Sections that account for what was done: parameter counts checked against each route's claim,
+the prediction store the winner filled, and the stages with their time."""
+
+from . import units
+from .document import Paragraph, Section, Table, not_run
+from .facts import parameter_facts
+from .results import nested
+
+
+def parameter_counts(results: dict) -> Section:
+    """Each route's parameter count against what its kind promises (see facts.py)."""
+    facts = parameter_facts(results)
+    if not facts:
+        return Section("Parameter counts", [not_run("no route was evaluated")])
+    rows = [[f["route"], f["claim"], f["expected"], units.exact(f["actual"]), units.mark(f["holds"])]
+            for f in facts]
+    failing = [f["route"] for f in facts if f["holds"] is False]
+    verdict = f"Claims that fail: {', '.join(failing)}." if failing else "Every claim holds."
+    table = Table(["Route", "Claim", "Expected", "Actual", "Holds"], rows)
+    return Section("Parameter counts", [table, Paragraph(verdict)])
+
+
+def store(results: dict) -> Section:
+    """Where the recommended route's predictions went, and how many inputs they cover."""
+    found = results.get("store")
+    if not found:
+        return Section("Prediction store", [not_run("no prediction store was written")])
+    rows = [
+        ["Route", found.get("route") or units.MISSING],
+        ["Path", found.get("path") or units.MISSING],
+        ["Setting", found.get("setting") or units.MISSING],
+        ["Inputs", units.exact(found.get("inputs"))],
+        ["Rows written", units.exact(found.get("rows"))],
+        ["Failed", units.exact(found.get("failed"))],
+        ["Coverage", units.percent(found.get("coverage"))],
+        ["Size", units.size(found.get("size_bytes"))],
+    ]
+    return Section("Prediction store", [Table(["", "Value"], rows)])
+
+
+def stages(results: dict) -> Section:
+    """Which stages ran and which came from the cache, and the experiment's wall time."""
+    timing, provenance = Paragraph(_timing(results)), Paragraph(_provenance(results))
+    found = results.get("stages") or []
+    if not found:
+        return Section("Stages", [timing, not_run("no stage was recorded"), provenance])
+    rows = [[s.get("name") or units.MISSING, "cached" if s.get("cached") else "run",
+             units.seconds(s.get("seconds")), (s.get("hash") or units.MISSING)[:12]] for s in found]
+    note = Paragraph("A cached stage was not re-run: its result came from an earlier run with the same "
+                     "inputs.")
+    table = Table(["Stage", "Cached or run", "Time", "Key"], rows)
+    return Section("Stages", [timing, table, note, provenance])
+
+
+def _timing(results: dict) -> str:
+    experiment = results.get("experiment") or {}
+    started = experiment.get("started") or units.MISSING
+    finished = experiment.get("finished") or units.MISSING
+    return (f"Experiment {experiment.get('name') or 'unnamed'}: started {started}, finished {finished}, "
+            f"wall time {units.seconds(experiment.get('wall_seconds'))}.")
+
+
+def _provenance(results: dict) -> str:
+    fingerprint = nested(results, "model", "fingerprint") or units.MISSING
+    return (f"Base model fingerprint (sha256): {fingerprint}. "
+            "The resolved configuration is in results.json beside this report.")

@@ -1,0 +1,34 @@
+"""Reading the results dict, where almost every part is optional.
+
+The report must render whatever an experiment managed to record, so every section reads through
+these instead of indexing and hoping."""
+
+METRIC_WORDS = {
+    "accuracy": "accuracy (the share of test examples given the right label)",
+    "exact_match": "exact match (the share of outputs equal to the reference, ignoring case and punctuation)",
+}
+
+
+def nested(data: dict | None, *keys: str):
+    """`data[k1][k2]...`, or None as soon as a level is missing or null."""
+    for key in keys:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
+
+
+def routes(results: dict) -> list[dict]:
+    """The evaluated routes in run order (an empty list when none were recorded)."""
+    return results.get("routes") or []
+
+
+def metric(results: dict) -> str:
+    """The metric's name as a column title uses it: "accuracy", "exact match"."""
+    return (results.get("metric") or "score").replace("_", " ")
+
+
+def metric_words(results: dict) -> str:
+    """The metric with a plain-words definition, for the introduction."""
+    name = results.get("metric") or "score"
+    return METRIC_WORDS.get(name, name.replace("_", " "))

@@ -1,0 +1,165 @@
+"""From the stages' own results to the experiment's: one row per route in common units, the plan
+of the batch job, and the results record the report reads."""
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+from tuneforge.config import to_dict
+from tuneforge.data.splits import Task
+from tuneforge.errors import TuneforgeError
+from tuneforge.model.params import size_on_disk
+
+NAMES = {"lora": "LoRA fine-tune", "full": "full fine-tune"}
+
+
+def routes_from_stages(done: dict) -> list[dict]:
+    """A row per prompting condition (and variant) and per adapted model, in run order."""
+    routes = []
+    if "prompting" in done:
+        routes += prompting_routes(done["prompting"])
+    for stage in ("lora", "full", "distill"):
+        if stage in done:
+            routes.append(adapted_route(stage, done[stage]))
+    return routes
+
+
+def prompting_routes(record: dict) -> list[dict]:
+    results = record["result"]
+    metric, params = results["metric"], results["parameters"]
+    styles = {c["style"] for c in results["conditions"]}
+    rows = []
+    for c in results["conditions"]:
+        for variant, m in c["variants"].items():
+            name = f"prompting {c['shots']}-shot" + (f" {c['pick']}" if c["pick"] else "")
+            name += (f" {c['style']}" if len(styles) > 1 else "") + (" calibrated" if variant != "raw" else "")
+            rows.append({
+                "name": name, "kind": "prompting", "stage": "prompting", "score": m[metric],
+                "macro_f1": m.get("macro_f1"), "shots": c["shots"], "pick": c["pick"], "format": c["style"],
+                "variant": variant, "draws": c["draws"], "seed": c["seeds"][0],
+                "parameters": {"total": params["after"]["total"], "trained": 0,
+                               "base_total": params["before"]["total"], "unchanged": params["unchanged"]},
+                "size_on_disk_bytes": results["size_on_disk_bytes"], "ms_per_example": c["ms_per_example"],
+                "examples_per_second": 1000 / c["ms_per_example"], "training_seconds": None,
+                "peak_memory_bytes": record["peak_memory_bytes"], "confusion": m.get("confusion"), "history": None,
+            })
+    return rows
+
+
+def adapted_route(stage: str, record: dict) -> dict:
+    """A fine-tuned or distilled model, scored and timed by its serving pass."""
+    res, serving = record["result"]["results"], record["result"]["serving"]
+    metric = res["metric"]
+    if stage == "distill":
+        kept = res["student"].get("layers")  # layers the pruned student keeps (absent for a given student)
+        name = f"distilled ({kept} layers)" if kept else "distilled"
+        trained, base_total = serving["parameters"]["total"], res["parameters"]["teacher"]["total"]
+        style = res["config"]["training"]["format"]
+    else:
+        name, trained, base_total = NAMES[stage], res["parameters"]["trainable"], res["parameters"]["base"]
+        style = res["config"]["format"]
+    return {
+        "name": name, "kind": stage if stage != "distill" else "distill", "stage": stage,
+        "score": serving["test"][metric], "macro_f1": serving["test"].get("macro_f1"),
+        "shots": 0, "pick": None, "format": style, "draws": 1,
+        "parameters": {"total": serving["parameters"]["total"], "trained": trained, "base_total": base_total,
+                       "unchanged": None},
+        "size_on_disk_bytes": serving["size_on_disk_bytes"], "ms_per_example": serving["ms_per_example"],
+        "examples_per_second": serving["examples_per_second"], "training_seconds": record["result"]["training_seconds"],
+        "peak_memory_bytes": record["peak_memory_bytes"], "confusion": serving["test"].get("confusion"),
+        "history": [{k: h[k] for k in ("step", "epoch", "loss", "lr", "dev_score") if k in h} for h in res["history"]],
+        "model_dir": record["result"]["model_dir"],
+    }
+
+
+def servable(route: dict) -> bool:
+    """What the store can hold: one fixed prompt setting per input (no per-input demonstration
+    search, no calibration)."""
+    return route["kind"] != "prompting" or (route["pick"] in (None, "first", "random") and route["variant"] == "raw")
+
+
+def batch_plan(section, routes: list[dict], recommendation: dict, done: dict, task: Task) -> dict:
+    """Which route fills the store, with which settings, for which inputs."""
+    wanted = [r for r in routes if r["name"] == recommendation.get("route")] if section.route == "recommended" \
+        else [r for r in routes if r["stage"] == section.route]
+    if not wanted and section.route != "recommended":
+        raise TuneforgeError(f"batch.route is {section.route}, but that stage is off")
+    chosen, note = _servable_choice(wanted, routes, recommendation)
+    settings = {k: v for k, v in to_dict(section).items() if k not in ("route", "inputs")}
+    if chosen["kind"] == "prompting":
+        settings.update(shots=chosen["shots"], pick=chosen["pick"] or "first", seed=chosen["seed"],
+                        format=chosen["format"])
+        model = done["prompting"]["result"]["model"]["path"]
+    else:
+        settings.update(shots=0, format=chosen["format"])
+        model = chosen["model_dir"]
+    return {"route": chosen["name"], "stage": chosen["stage"], "settings": settings, "model": model,
+            "inputs": _batch_inputs(section.inputs, task), "note": note}
+
+
+def _servable_choice(wanted: list[dict], routes: list[dict], recommendation: dict) -> tuple[dict, str | None]:
+    ok = [r for r in wanted if servable(r)]
+    if ok:
+        return max(ok, key=lambda r: r["score"]["mean"]), None
+    fallback = [r for r in routes if servable(r) and r["name"] in recommendation.get("candidates", [])] \
+        or [r for r in routes if servable(r)]
+    if not fallback:
+        raise TuneforgeError("no route the store can serve: similar-demonstration and calibrated prompting "
+                             "choose per input; add a fine-tuned route or a random/first picker")
+    chosen = min(fallback, key=lambda r: (r["ms_per_example"], -r["score"]["mean"]))
+    return chosen, (f"{wanted[0]['name'] if wanted else 'the choice'} picks demonstrations per input, which a "
+                    f"store setting cannot hold; the store serves {chosen['name']} instead")
+
+
+def _batch_inputs(path: str | None, task: Task) -> list[str]:
+    if path is not None:
+        from tuneforge.batch.inputs import read_inputs
+
+        return read_inputs(path)[0]
+    return list(dict.fromkeys(ex.input for ex in task.train + task.dev + task.test))
+
+
+def experiment_results(config, task: Task, base: Path, done: dict, routes: list[dict], recommendation: dict,
+                       started: datetime) -> dict:
+    """The record the report is drawn from (and the only thing `tuneforge report` reads)."""
+    finished = datetime.now(timezone.utc)
+    first = routes[0]["parameters"]["base_total"] if routes else None
+    store = None
+    if "batch" in done:
+        store = dict(done["batch"]["result"])
+        store["jobs"] = [done[s]["result"] for s in ("batch", "synonyms") if s in done]
+    return {
+        "experiment": {"name": config.name, "config": to_dict(config), "started": _iso(started),
+                       "finished": _iso(finished), "wall_seconds": (finished - started).total_seconds()},
+        "task": {"name": task.info.name, "kind": task.info.kind, "description": _description(task),
+                 "sizes": {s: len(task.split(s)) for s in ("train", "dev", "test")},
+                 "labels": task.labels if task.info.kind == "labels" else None},
+        "model": {"path": str(base), "fingerprint": _base_fingerprint(done), "parameters": {"total": first},
+                  "size_on_disk_bytes": size_on_disk(base)},
+        "metric": "accuracy" if task.info.kind == "labels" else "exact_match",
+        "routes": routes,
+        "audit": done["audit"]["result"] if "audit" in done else None,
+        "store": store,
+        "synonyms": done["synonyms"]["result"] if "synonyms" in done else None,
+        "recommendation": recommendation,
+        "stages": [{"name": n, "hash": r["hash"], "cached": r["cached"], "seconds": r["seconds"],
+                    "peak_memory_bytes": r["peak_memory_bytes"]} for n, r in done.items()],
+    }
+
+
+def _base_fingerprint(done: dict) -> str | None:
+    if "prompting" in done:
+        return done["prompting"]["result"]["model"]["fingerprint"]
+    for stage in ("lora", "full"):
+        if stage in done:
+            return done[stage]["result"]["results"]["base_model"]["fingerprint"]
+    return None
+
+
+def _description(task: Task) -> str | None:
+    from tuneforge.data.tasks import builtin_info, builtin_tasks
+
+    return builtin_info(task.info.name).get("description") if task.info.name in builtin_tasks() else None
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")

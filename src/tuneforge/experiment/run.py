@@ -1,0 +1,142 @@
+"""`tuneforge run`: every route of one experiment, each stage cached by a hash of what it depends on,
+then one results file and one report.
+
+A stage's hash covers its resolved settings, the task's data, the base model's fingerprint and the
+hashes of the stages it builds on (the teacher of a distillation, the models an audit reads, the
+route a batch job serves). Change one setting and only the stages whose hash changes run again; a
+stage killed midway resumes from its checkpoints; a finished one is read back from its result.
+"""
+
+import ctypes
+import hashlib
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+from tuneforge.atomic import write_json_atomic, write_text_atomic
+from tuneforge.config import to_dict
+from tuneforge.data.splits import Task, load_task
+from tuneforge.errors import TuneforgeError
+from tuneforge.experiment.config import ExperimentConfig
+from tuneforge.experiment.report import recommend, write_report
+from tuneforge.experiment.routes import batch_plan, experiment_results, routes_from_stages
+from tuneforge.model.load import default_model_dir, fingerprint, resolve_model_dir
+from tuneforge.store.keys import canonical_json
+
+
+def run(config: ExperimentConfig, out: str | Path | None = None, *, echo=print) -> dict:
+    """Run the experiment into `out` (default runs/<name>); return the results record, which is
+    also written there as results.json beside report.html and report.md."""
+    run_dir = Path(out or Path("runs") / config.name)
+    started = datetime.now(timezone.utc)
+    task = _load_task(config)
+    base = default_model_dir() if config.model is None else resolve_model_dir(config.model)
+    common = {"task": to_dict(config.task), "dtype": config.dtype, "model": str(base)}
+    prints = {"base": fingerprint(base), "task": task_fingerprint(task)}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(run_dir / "experiment.json", json.dumps(to_dict(config), indent=2))
+    done = {}
+    for name in ("prompting", "lora", "full"):
+        section = getattr(config, name)
+        if section is not None:
+            settings = to_dict(replace(section, merge=True) if name == "lora" else section)
+            kind = "prompting" if name == "prompting" else "finetune"
+            done[name] = run_stage(run_dir, name, {**common, "kind": kind, "settings": settings}, prints, echo)
+    if config.distill is not None:
+        teacher = done[config.distill.teacher]
+        spec = {**common, "kind": "distill", "settings": to_dict(config.distill),
+                "teacher": teacher["result"]["model_dir"], "unlabeled": _file_hash(config.distill.unlabeled)}
+        done["distill"] = run_stage(run_dir, "distill", spec, {**prints, "teacher": teacher["hash"]}, echo)
+    adapted = [s for s in ("lora", "full", "distill") if s in done]
+    if config.audit is not None:
+        spec = {**common, "kind": "audit", "settings": to_dict(config.audit),
+                "adapted": [done[s]["result"]["model_dir"] for s in adapted]}
+        done["audit"] = run_stage(run_dir, "audit", spec, {**prints, **{s: done[s]["hash"] for s in adapted}}, echo)
+    routes = routes_from_stages(done)
+    recommendation = recommend({"routes": routes}, config.report.margin)
+    if config.batch is not None:
+        plan = batch_plan(config.batch, routes, recommendation, done, task)
+        spec = {**common, "kind": "batch", "settings": plan["settings"], "model": plan["model"],
+                "route": plan["route"], "inputs": plan["inputs"], "store": str(run_dir / "store.sqlite"),
+                "synonym_lists": False, "note": plan["note"]}
+        done["batch"] = run_stage(run_dir, "batch", spec, {**prints, "route": done[plan["stage"]]["hash"]}, echo)
+    if config.synonyms is not None:
+        done["synonyms"] = run_stage(run_dir, "synonyms", _synonyms_spec(config, common, run_dir), prints, echo)
+    results = experiment_results(config, task, base, done, routes, recommendation, started)
+    write_json_atomic(run_dir / "results.json", results)
+    write_report(results, run_dir, margin=config.report.margin)
+    return results
+
+
+def run_stage(run_dir: Path, name: str, spec: dict, prints: dict, echo) -> dict:
+    """The stage's record: read back when its hash matches a finished run, else run (or resume) it
+    in a process of its own."""
+    stage_dir = run_dir / "stages" / name
+    digest = stage_hash(spec, prints)
+    result_file, input_file = stage_dir / "result.json", stage_dir / "input.json"
+    if result_file.is_file() and json.loads(result_file.read_text())["hash"] == digest:
+        echo(f"stage {name}: cached ({digest[:12]})")
+        return {**json.loads(result_file.read_text()), "name": name, "cached": True}
+    if not (input_file.is_file() and json.loads(input_file.read_text())["hash"] == digest):
+        shutil.rmtree(stage_dir, ignore_errors=True)  # other settings: nothing there to resume
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(input_file, {**spec, "hash": digest})
+    echo(f"stage {name}: running ({digest[:12]})")
+    proc = subprocess.run([sys.executable, "-m", "tuneforge.experiment.stages", str(stage_dir)],
+                          preexec_fn=_die_with_parent)
+    if proc.returncode != 0:
+        error = stage_dir / "error.json"
+        reason = json.loads(error.read_text())["error"] if error.is_file() else f"exit status {proc.returncode}"
+        raise TuneforgeError(f"stage {name}: {reason}")
+    return {**json.loads(result_file.read_text()), "name": name, "cached": False}
+
+
+def stage_hash(spec: dict, prints: dict) -> str:
+    """sha256 of the stage's resolved settings and of the fingerprints of what it reads."""
+    return hashlib.sha256(canonical_json({"spec": spec, "fingerprints": prints}).encode()).hexdigest()
+
+
+def task_fingerprint(task: Task) -> str:
+    """sha256 of the task's three splits and its description: a changed example changes it."""
+    rows = {s: [[ex.id, ex.input, ex.target, ex.group] for ex in task.split(s)] for s in ("train", "dev", "test")}
+    return hashlib.sha256(canonical_json({"rows": rows, "info": task.info.__dict__}).encode()).hexdigest()
+
+
+def _load_task(config: ExperimentConfig) -> Task:
+    t = config.task
+    return load_task(t.name, train=t.train, dev=t.dev, test=t.test, seed=t.split_seed, instruction=t.instruction)
+
+
+def _file_hash(path: str | None) -> str | None:
+    if path is None:
+        return None
+    if not Path(path).is_file():
+        raise TuneforgeError(f"{path}: no such file")
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _synonyms_spec(config: ExperimentConfig, common: dict, run_dir: Path) -> dict:
+    from tuneforge.batch.inputs import read_inputs
+    from tuneforge.data.tasks import builtin_path
+
+    section = config.synonyms
+    topics = read_inputs(section.topics or builtin_path("synonyms"))[0]
+    settings = {k: v for k, v in to_dict(section).items() if k != "topics"}
+    task = {"name": "synonyms", "train": None, "dev": None, "test": None, "split_seed": 0, "instruction": None}
+    return {**common, "task": task, "kind": "batch", "settings": settings, "route": "base model (synonym lists)",
+            "inputs": topics, "store": str(run_dir / "store.sqlite"), "synonym_lists": True}
+
+
+def _die_with_parent() -> None:
+    """A stage dies with the run that started it (Linux), so a killed run leaves no stage behind
+    to race the next attempt for its checkpoints."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass

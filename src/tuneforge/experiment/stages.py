@@ -1,0 +1,160 @@
+"""One experiment stage, run in a process of its own: `python -m tuneforge.experiment.stages DIR`.
+
+The parent writes `DIR/input.json` (the stage's kind and its resolved settings) and waits; the stage
+writes `DIR/result.json` atomically when it is done, with its wall time and the peak memory of its
+process. A process per stage makes that peak the stage's own, and a killed stage leaves its
+checkpoints under `DIR/run` for the next attempt to resume from.
+"""
+
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+from tuneforge.atomic import write_json_atomic
+from tuneforge.console import job_progress, training_progress
+from tuneforge.errors import TuneforgeError
+
+
+def prompting(spec: dict, stage_dir: Path) -> dict:
+    from tuneforge.config import from_dict
+    from tuneforge.evaluate.prompting import PromptingConfig, compare_prompting, predict_items
+    from tuneforge.model.load import load_model
+    from tuneforge.model.params import size_on_disk
+    from tuneforge.prompts.formats import PromptFormat
+
+    task, cfg = _task(spec), from_dict(PromptingConfig, spec["settings"])
+    loaded = load_model(spec["model"], dtype=spec["dtype"])
+    # warm-up on train items, so the first condition's latency is not oneDNN's start-up
+    predict_items(loaded, task, task.train[:8], PromptFormat("plain"), 0, None, cfg, seed=0)
+    results = compare_prompting(loaded, task, cfg)
+    results["size_on_disk_bytes"] = size_on_disk(loaded.path)
+    return results
+
+
+def finetune(spec: dict, stage_dir: Path) -> dict:
+    from tuneforge.adapt.finetune import FinetuneConfig
+    from tuneforge.adapt.finetune import finetune as run_finetune
+    from tuneforge.config import from_dict
+    from tuneforge.model.load import load_model
+
+    task, cfg = _task(spec), from_dict(FinetuneConfig, spec["settings"])
+    out = stage_dir / "run"
+    start = time.perf_counter()
+    with training_progress() as progress:
+        results = run_finetune(load_model(spec["model"], dtype="fp32"), task, cfg, out,
+                               resume=(out / "checkpoints").is_dir(), progress=progress)
+    seconds = time.perf_counter() - start
+    model_dir = out / ("merged" if cfg.method == "lora" else "model")
+    return {"results": results, "training_seconds": seconds, "model_dir": str(model_dir),
+            "serving": serving_pass(model_dir, task, cfg.format, spec["dtype"])}
+
+
+def distill(spec: dict, stage_dir: Path) -> dict:
+    from tuneforge.adapt.distill import distill as run_distill
+    from tuneforge.batch.inputs import read_inputs
+    from tuneforge.config import from_dict
+    from tuneforge.experiment.config import DistillStage
+    from tuneforge.model.load import load_model
+
+    task, cfg = _task(spec), from_dict(DistillStage, spec["settings"])
+    texts = read_inputs(cfg.unlabeled)[0] if cfg.unlabeled else None
+    out = stage_dir / "run"
+    start = time.perf_counter()
+    with training_progress() as progress:
+        results = run_distill(load_model(spec["teacher"], dtype="fp32"), task, cfg, out, unlabeled=texts,
+                              resume=(out / "checkpoints").is_dir(), progress=progress)
+    seconds = time.perf_counter() - start
+    return {"results": results, "training_seconds": seconds, "model_dir": str(out / "student"),
+            "serving": serving_pass(out / "student", task, cfg.training.format, spec["dtype"])}
+
+
+def serving_pass(model_dir: Path, task, style: str, dtype: str) -> dict:
+    """The test split predicted as the model would be served (inference dtype, batched), timed
+    after a warm-up on train items: the score and latency every adapted route reports."""
+    from tuneforge.evaluate.prompting import PromptingConfig, predict_items, summarize
+    from tuneforge.model.load import load_model
+    from tuneforge.model.params import count_parameters, size_on_disk
+    from tuneforge.prompts.formats import PromptFormat
+
+    loaded = load_model(model_dir, dtype=dtype)
+    fmt, cfg = PromptFormat(style, task.info.instruction), PromptingConfig()
+    predict_items(loaded, task, task.train[:8], fmt, 0, None, cfg, seed=0)
+    start = time.perf_counter()
+    preds = predict_items(loaded, task, task.test, fmt, 0, None, cfg, seed=0)["raw"]
+    seconds = time.perf_counter() - start
+    return {"test": summarize([ex.target for ex in task.test], [preds], task.info.kind), "predictions": preds,
+            "ms_per_example": 1000 * seconds / len(task.test), "examples_per_second": len(task.test) / seconds,
+            "parameters": count_parameters(loaded.model), "size_on_disk_bytes": size_on_disk(loaded.path)}
+
+
+def audit(spec: dict, stage_dir: Path) -> dict:
+    from tuneforge.audit.run import AuditConfig, audit_models
+    from tuneforge.config import from_dict
+
+    return audit_models([spec["model"], *spec["adapted"]], _task(spec), from_dict(AuditConfig, spec["settings"]),
+                        dtype=spec["dtype"])
+
+
+def batch(spec: dict, stage_dir: Path) -> dict:
+    """The chosen route's predictions for the inputs into the store (idempotent: a rerun, or a
+    resumed kill, predicts only what the store lacks)."""
+    from tuneforge.batch.job import BatchConfig, Predictor, build_setting, run_batch
+    from tuneforge.batch.synonyms import synonym_predictor
+    from tuneforge.config import from_dict
+    from tuneforge.model.load import load_model
+    from tuneforge.store.sqlite import PredictionStore
+
+    task, cfg = _task(spec), from_dict(BatchConfig, spec["settings"])
+    loaded = load_model(spec["model"], dtype=spec["dtype"])
+    setting = build_setting(loaded, task, cfg)
+    if spec["synonym_lists"]:
+        setting = {**setting, "postprocess": "synonym_lists"}
+    db = PredictionStore(spec["store"])
+    try:
+        sid = db.add_setting(setting)
+        predict = Predictor(loaded, setting, cfg.batch_size)
+        with job_progress() as progress:
+            summary = run_batch(synonym_predictor(predict) if spec["synonym_lists"] else predict, db, sid,
+                                spec["inputs"], commit_every=cfg.commit_every, progress=progress)
+        stats = db.stats()
+    finally:
+        db.close()
+    rows = stats["settings"].get(sid, {"rows": 0, "failed": 0})
+    return {"path": spec["store"], "route": spec["route"], "setting": sid, "inputs": len(spec["inputs"]),
+            "rows": rows["rows"], "failed": rows["failed"], "coverage": rows["rows"] / max(len(spec["inputs"]), 1),
+            "size_bytes": stats["bytes"], "summary": summary, "note": spec.get("note")}
+
+
+STAGES = {"prompting": prompting, "finetune": finetune, "distill": distill, "audit": audit, "batch": batch}
+
+
+def _task(spec: dict):
+    from tuneforge.data.splits import load_task
+
+    t = spec["task"]
+    return load_task(t["name"], train=t["train"], dev=t["dev"], test=t["test"], seed=t["split_seed"],
+                     instruction=t["instruction"])
+
+
+def main(stage_dir: str) -> int:
+    from tuneforge.cli import _quiet_libraries
+
+    _quiet_libraries()
+    stage_dir = Path(stage_dir)
+    spec = json.loads((stage_dir / "input.json").read_text())
+    start = time.perf_counter()
+    try:
+        result = STAGES[spec["kind"]](spec, stage_dir)
+    except TuneforgeError as e:
+        write_json_atomic(stage_dir / "error.json", {"error": str(e)})
+        return 2
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+    write_json_atomic(stage_dir / "result.json", {"hash": spec["hash"], "seconds": time.perf_counter() - start,
+                                                   "peak_memory_bytes": peak, "result": result})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

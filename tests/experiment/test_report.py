@@ -1,0 +1,399 @@
+"""The experiment report: recommendation, Pareto front and parameter facts by hand; the written
+HTML and Markdown from a fixed results file; and the HTML opened in headless Chromium."""
+
+import copy
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib
+import pytest
+from PIL import Image
+
+from tuneforge.experiment.report import parameter_facts, pareto_front, recommend, write_report
+from tuneforge.experiment.report import units
+
+FIXTURE = Path(__file__).parent / "fixtures" / "results.json"
+TITLE = "tuneforge experiment report: reviews-demo"
+SECTIONS = [
+    "Recommendation", "Routes compared", "Score against cost", "Learning curves",
+    "Few-shot spread across demonstration draws", "Confusion matrix of the best route", "Fairness audit",
+    "Parameter counts", "Prediction store", "Stages",
+]
+# Figures from the fixture, in the units the report must show them in (see the fixture's routes).
+KEY_FIGURES = [
+    "Recommended route: distilled student",
+    "0.817 (0.74–0.88)",            # full fine-tune: score with its CI
+    "134.5 M", "460.8 k", "538 MB", "326 MB", "2.07 GB",
+    "12.4 ms", "144.9 ex/s", "45 s", "3 min 33 s",
+    "Pareto front by latency: full fine-tune, LoRA fine-tune, distilled student",
+    "Pareto front by parameters: full fine-tune, distilled student",
+    "0.583, 0.517, 0.650",          # the random 4-shot condition's draws
+    "0.125 (female vs male)", "7.8%", "male → female",
+    "merged LoRA = base", "134,515,008", "81,413,568",
+    "runs/reviews-demo/store.sqlite", "99.6%", "81.9 kB",
+    "finetune-lora", "cached", "8 min 32 s",
+]
+
+
+@pytest.fixture
+def results() -> dict:
+    return json.loads(FIXTURE.read_text())
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> dict:
+    """The fixture's report, written once for the tests that only read it."""
+    out = tmp_path_factory.mktemp("report")
+    paths = write_report(json.loads(FIXTURE.read_text()), out)
+    return {"html": paths["html"].read_text(), "markdown": paths["markdown"].read_text(), "dir": out}
+
+
+def section(markdown: str, title: str) -> str:
+    """The Markdown between the heading `title` and the next heading."""
+    match = re.search(rf"^## \d+\. {re.escape(title)}\n(.*?)(?=^## |\Z)", markdown, re.M | re.S)
+    assert match, f"no section {title!r}"
+    return match.group(1)
+
+
+# --- recommend ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("margin, expected", [
+    (0.05, "distilled student"),   # 0.775 >= 0.817 - 0.05 and the fastest (6.9 ms)
+    (0.02, "LoRA fine-tune"),      # 0.808 >= 0.797; 12.1 ms beats full fine-tune's 12.4 ms
+    (0.0, "full fine-tune"),       # only the best itself
+    (0.5, "distilled student"),    # everything qualifies; still the fastest
+])
+def test_recommend_picks_cheapest_within_margin(results, margin, expected):
+    rec = recommend(results, margin)
+    assert rec["route"] == expected
+    assert rec["best"] == "full fine-tune"
+    assert rec["margin"] == margin
+    assert rec["best_score"] == 0.817
+
+
+def test_recommend_lists_candidates_cheapest_first(results):
+    rec = recommend(results, 0.05)
+    assert rec["candidates"] == ["distilled student", "LoRA fine-tune", "full fine-tune"]
+    assert rec["score"] == 0.775 and rec["ms_per_example"] == 6.9
+
+
+def test_recommend_reason_quotes_both_routes_numbers(results):
+    reason = recommend(results, 0.05)["reason"]
+    for fact in ["distilled student", "0.775", "full fine-tune", "0.817", "0.05", "6.9 ms", "12.4 ms",
+                 "81.4 M", "134.5 M"]:
+        assert fact in reason, fact
+
+
+def test_recommend_reason_when_best_is_cheapest(results):
+    reason = recommend(results, 0.0)["reason"]
+    assert reason.startswith("full fine-tune has the best score, 0.817 (95% CI 0.74–0.88)")
+
+
+def test_recommend_skips_null_scores(results):
+    for route in results["routes"]:
+        if route["name"] in ("distilled student", "full fine-tune"):
+            route["score"] = None
+    rec = recommend(results, 0.05)
+    assert rec["route"] == rec["best"] == "LoRA fine-tune"
+    assert "distilled student" not in rec["candidates"]
+
+
+def test_recommend_breaks_latency_ties_by_parameters():
+    routes = [_route("big", 0.80, ms=10.0, total=200), _route("small", 0.79, ms=10.0, total=100)]
+    assert recommend({"routes": routes}, 0.05)["route"] == "small"
+
+
+def test_recommend_admits_a_score_exactly_at_the_margin():
+    routes = [_route("best", 0.608, ms=20.0, total=1), _route("edge", 0.558, ms=5.0, total=1)]
+    assert recommend({"routes": routes}, 0.05)["route"] == "edge"  # 0.608 - 0.05 is 0.5579999...
+
+
+@pytest.mark.parametrize("routes", [[], [{"name": "x", "kind": "full", "score": None}]])
+def test_recommend_without_scored_routes(routes):
+    assert recommend({"routes": routes}, 0.05) == {"route": None, "reason": "no route was evaluated"}
+
+
+def _route(name: str, mean: float, *, ms: float, total: int) -> dict:
+    return {"name": name, "kind": "full", "score": {"mean": mean, "ci95": [mean - 0.1, mean + 0.1]},
+            "ms_per_example": ms, "parameters": {"total": total, "base_total": total}}
+
+
+# --- pareto_front ---------------------------------------------------------------------------------
+
+def test_pareto_front_hand_made():
+    points = [
+        (10, 0.5),    # 0: front (nothing cheaper scores as well)
+        (20, 0.7),    # 1: front (its twin, 5, does not dominate it)
+        (15, 0.4),    # 2: dominated by 0 (cheaper and better)
+        (30, 0.7),    # 3: dominated by 1 (same score, cheaper)
+        (5, 0.3),     # 4: front (the cheapest)
+        (20, 0.7),    # 5: front
+        (None, 0.9),  # 6: no cost: never on the front, dominates nothing
+        (1, None),    # 7: no score: likewise
+    ]
+    assert pareto_front(points) == [0, 1, 4, 5]
+
+
+@pytest.mark.parametrize("points, front", [
+    ([], []),
+    ([(3.0, 0.5)], [0]),
+    ([(1.0, 0.9), (2.0, 0.8), (3.0, 0.7)], [0]),          # the first dominates both
+    ([(1.0, 0.5), (2.0, 0.6), (3.0, 0.7)], [0, 1, 2]),    # each costlier one scores better
+])
+def test_pareto_front_small_cases(points, front):
+    assert pareto_front(points) == front
+
+
+# --- parameter_facts ------------------------------------------------------------------------------
+
+def test_parameter_facts_hold_for_the_fixture(results):
+    facts = parameter_facts(results)
+    assert [f["route"] for f in facts] == [r["name"] for r in results["routes"]]
+    assert all(f["holds"] for f in facts)
+    distill = facts[-1]
+    assert distill == {"route": "distilled student", "kind": "distill", "claim": "distilled < base",
+                       "expected": "< 134,515,008 (base)", "actual": 81413568, "holds": True}
+
+
+@pytest.mark.parametrize("name, change, claim", [
+    ("distilled student", {"total": 134515008}, "distilled < base"),         # not smaller
+    ("distilled student", {"total": 140000000}, "distilled < base"),         # bigger
+    ("prompting 0-shot", {"unchanged": False}, "prompting changes no weight"),  # weights moved
+    ("prompting 0-shot", {"unchanged": None}, "prompting changes no weight"),   # never checked
+    ("full fine-tune", {"total": 134515009}, "full fine-tune = base"),
+    ("LoRA fine-tune", {"total": 134975808}, "merged LoRA = base"),          # adapter left unmerged
+])
+def test_parameter_facts_flag_a_broken_claim(results, name, change, claim):
+    route = next(r for r in results["routes"] if r["name"] == name)
+    route["parameters"].update(change)
+    fact = next(f for f in parameter_facts(results) if f["route"] == name)
+    assert fact["claim"] == claim and fact["holds"] is False
+
+
+def test_report_marks_a_failing_claim(results, tmp_path):
+    results["routes"][-1]["parameters"]["total"] = 134515008
+    markdown = write_report(results, tmp_path)["markdown"].read_text()
+    text = section(markdown, "Parameter counts")
+    assert "| ✗ |" in text and "Claims that fail: distilled student." in text
+
+
+# --- the written report ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("form", ["html", "markdown"])
+def test_report_has_every_section_and_key_figure(report, form):
+    text = report[form]
+    assert TITLE in text
+    for number, title in enumerate(SECTIONS, start=1):
+        assert f"{number}. {title}" in text, title
+    for figure in KEY_FIGURES:
+        assert figure in text, figure
+    assert "95% bootstrap confidence interval" in text and "test split of 120 examples" in text
+
+
+def test_markdown_sections_hold_their_numbers(report):
+    markdown = report["markdown"]
+    assert "full fine-tune | 114 | 3 | 2.066 | 0.429 | 0.800 (114)" in section(markdown, "Learning curves")
+    assert "| negative | 35 | 3 | 2 |" in section(markdown, "Confusion matrix of the best route")
+    audit = section(markdown, "Fairness audit")
+    assert "| prompting 0-shot | 0.125 (female vs male) | 0.31 | 7.8% | 64 | ✗ |" in audit
+    assert "Every claim holds." in section(markdown, "Parameter counts")
+
+
+def test_html_embeds_one_svg_per_plot(report):
+    html = report["html"]
+    # cost x2, learning curves, few-shot spread, confusion heatmap, audit groups
+    assert html.count("<svg") == 6
+    ids = re.findall(r'\bid="([^"]+)"', html)
+    assert len(ids) == len(set(ids)), "figures share element ids"
+
+
+def test_html_is_self_contained(report):
+    html = report["html"]
+    assert "http://" not in html and "https://" not in html
+    assert "<script" not in html and "<link" not in html and "@import" not in html
+    assert not re.search(r"\bsrc=", html)
+    assert not re.search(r"url\((?!#)", html), "a CSS url() other than an in-page reference"
+
+
+def test_write_report_writes_only_the_two_reports(report):
+    assert sorted(p.name for p in report["dir"].iterdir()) == ["report.html", "report.md"]
+
+
+def test_write_report_is_deterministic(results, tmp_path):
+    first = write_report(results, tmp_path / "a")
+    second = write_report(copy.deepcopy(results), tmp_path / "b")
+    for key in ("html", "markdown"):
+        assert first[key].read_bytes() == second[key].read_bytes(), key
+
+
+def test_write_report_is_deterministic_across_processes(report, tmp_path):
+    """Another interpreter, with another hash seed, writes the very same bytes."""
+    script = ("import json, pathlib, sys; from tuneforge.experiment.report import write_report; "
+              "write_report(json.loads(pathlib.Path(sys.argv[1]).read_text()), pathlib.Path(sys.argv[2]))")
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    command = [sys.executable, "-c", script, str(FIXTURE), str(tmp_path)]
+    subprocess.run(command, env=env, check=True, timeout=120)
+    assert (tmp_path / "report.html").read_text() == report["html"]
+    assert (tmp_path / "report.md").read_text() == report["markdown"]
+
+
+def test_user_matplotlib_settings_do_not_change_the_report(report, tmp_path):
+    with matplotlib.rc_context({"axes.facecolor": "black", "lines.linewidth": 5, "svg.hashsalt": None}):
+        write_report(json.loads(FIXTURE.read_text()), tmp_path)
+    assert (tmp_path / "report.html").read_text() == report["html"]
+
+
+def test_text_is_escaped_everywhere(results, tmp_path):
+    name = '<script>alert("x")</script> | $5 & co'
+    results["routes"][0]["name"] = name
+    paths = write_report(results, tmp_path)
+    html, markdown = paths["html"].read_text(), paths["markdown"].read_text()
+    assert "<script" not in html and "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; | $5 &amp; co" in html
+    row = next(line for line in markdown.splitlines() if line.startswith("| \\<script"))
+    assert len(re.findall(r"(?<!\\)\|", row)) == 12  # 11 cells; the name's own pipe is escaped
+
+
+def test_stored_recommendation_wins_over_margin(results, tmp_path):
+    results["recommendation"] = recommend(results, 0.02)
+    markdown = write_report(results, tmp_path, margin=0.5)["markdown"].read_text()
+    assert "Recommended route: LoRA fine-tune." in markdown
+    assert "within 0.02 of the best" in markdown
+
+
+def test_missing_optional_parts_say_not_run(results, tmp_path):
+    results["audit"] = results["store"] = None
+    del results["stages"]
+    for route in results["routes"]:
+        route["history"] = None
+    markdown = write_report(results, tmp_path)["markdown"].read_text()
+    html = (tmp_path / "report.html").read_text()
+    for title in ("Learning curves", "Fairness audit", "Prediction store", "Stages"):
+        assert "Not run" in section(markdown, title), title
+    assert html.count("Not run") == 4
+    assert html.count("<svg") == 4  # cost x2, few-shot spread, confusion
+
+
+def test_bare_results_still_give_a_report(tmp_path):
+    """Only what a crashed experiment might leave: names and scores, a generation task, no extras."""
+    results = {
+        "task": {"name": "synonyms", "kind": "generate"},
+        "metric": "exact_match",
+        "routes": [{"name": "prompting 0-shot", "kind": "prompting", "score": {"mean": 0.2}},
+                   {"name": "LoRA fine-tune", "kind": "lora", "score": None}],
+    }
+    paths = write_report(results, tmp_path)
+    markdown = paths["markdown"].read_text()
+    assert "Recommended route: prompting 0-shot." in markdown
+    assert "no confusion matrix for the best route (the task generates free text)" in markdown
+    assert "Not run: no route recorded its latency" in markdown
+    assert "| LoRA fine-tune | lora | – |" in markdown
+
+
+def test_every_optional_field_null(results, tmp_path):
+    """The schema lets any part be null; the report must still come out, with dashes."""
+    for key in ("experiment", "task", "model", "metric", "audit", "store", "stages"):
+        results[key] = None
+    for route in results["routes"]:
+        for key in list(route):
+            if key not in ("name", "kind", "score"):
+                route[key] = None
+        route["score"] = {"mean": route["score"]["mean"], "sd": None, "ci95": None, "per_draw": None}
+    markdown = write_report(results, tmp_path)["markdown"].read_text()
+    assert "Recommended route: full fine-tune." in markdown  # no latency anywhere: ties go to run order
+    assert "Not run: no route recorded its latency" in markdown
+
+
+def test_null_parts_inside_the_audit(results, tmp_path):
+    audit_route = results["audit"]["routes"][0]
+    for key in list(audit_route):
+        if key != "name":
+            audit_route[key] = None
+    results["audit"]["thresholds"] = results["audit"]["passed"] = None
+    markdown = write_report(results, tmp_path)["markdown"].read_text()
+    assert "Thresholds: none set. Result: not judged." in markdown
+
+
+def test_report_without_any_route(tmp_path):
+    markdown = write_report({"routes": []}, tmp_path)["markdown"].read_text()
+    assert "No recommendation: no route was evaluated." in markdown
+
+
+# --- human units ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("function, value, text", [
+    (units.count, 134515008, "134.5 M"),
+    (units.count, 460800, "460.8 k"),
+    (units.count, 999_960, "1.0 M"),
+    (units.count, 1_700_000_000, "1.7 B"),
+    (units.count, 0, "0"),
+    (units.size, 538090408, "538 MB"),
+    (units.size, 2_070_000_000, "2.07 GB"),
+    (units.size, 81920, "81.9 kB"),
+    (units.size, 512, "512 B"),
+    (units.seconds, 0.4, "0.4 s"),
+    (units.seconds, 45.2, "45 s"),
+    (units.seconds, 212.6, "3 min 33 s"),
+    (units.seconds, 3725, "1 h 02 min"),
+    (units.milliseconds, 12.1, "12.1 ms"),
+    (units.percent, 0.996, "99.6%"),
+    (units.count, None, "–"),
+])
+def test_human_units(function, value, text):
+    assert function(value) == text
+
+
+# --- in a browser ---------------------------------------------------------------------------------
+
+# Chromium 156 logs each console message, errors included, as `...:INFO:CONSOLE:1] "text", source: ...`
+# (older versions: `INFO:CONSOLE(1)]`); the report has no script, so any console line is a failure.
+CONSOLE = re.compile(r":CONSOLE[:(]|Uncaught")
+
+
+def run_chromium(page: Path, workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    """Headless Chromium on a local file, with a fresh profile, logging the console to stderr."""
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    if binary is None:
+        pytest.fail("chromium is not installed: apt-get install -y chromium (.ci/run does this)")
+    profile = workdir / f"profile-{len(list(workdir.glob('profile-*')))}"
+    command = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", *args, page.as_uri()]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+
+def console_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if CONSOLE.search(line)]
+
+
+def test_console_error_detection_catches_a_script_error(tmp_path):
+    """The check below is only worth something if a real page error reaches it."""
+    page = tmp_path / "broken.html"
+    page.write_text("<!DOCTYPE html><title>broken</title><p>x</p><script>undefined_fn()</script>")
+    done = run_chromium(page, tmp_path, "--dump-dom")
+    assert done.returncode == 0, done.stderr[-2000:]
+    errors = console_lines(done.stderr)
+    assert any("undefined_fn is not defined" in line for line in errors), done.stderr[-2000:]
+
+
+def test_html_renders_in_chromium(report, tmp_path):
+    page = report["dir"] / "report.html"
+    shot = tmp_path / "report.png"
+    done = run_chromium(page, tmp_path, f"--screenshot={shot}", "--window-size=1280,2000")
+    print(f"screenshot: {shot}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert console_lines(done.stderr) == []
+    image = Image.open(shot).convert("RGB")
+    assert image.size == (1280, 2000)
+    colours = image.getcolors(maxcolors=1 << 24)
+    non_white = sum(n for n, rgb in colours if rgb != (255, 255, 255))
+    assert len(colours) > 50 and non_white > 0.02 * image.width * image.height
+
+    dom = run_chromium(page, tmp_path, "--dump-dom")
+    assert console_lines(dom.stderr) == []
+    assert f"<title>{TITLE}</title>" in dom.stdout
+    assert "Recommended route: distilled student." in dom.stdout
