@@ -2,6 +2,9 @@
 private tuneforge home so tests never touch the user's cache."""
 
 import os
+import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -67,3 +70,31 @@ def tiny(tiny_model_dir):
 def tiny_builder():
     """`build_tiny_model` itself, for tests that need a tiny model of another shape."""
     return build_tiny_model
+
+
+# Chromium 156 logs each console message, errors included, as `...:INFO:CONSOLE:1] "text", source: ...`
+# (older versions: `INFO:CONSOLE(1)]`); the reports have no script, so any console line is a failure.
+CONSOLE = re.compile(r":CONSOLE[:(]|Uncaught")
+
+
+class Browser:
+    """Headless Chromium (Debian `chromium`; .ci/run installs it) for checking HTML pages."""
+
+    def run(self, page: Path, workdir: Path, *args: str) -> subprocess.CompletedProcess:
+        """Chromium on a local file, with a fresh profile, logging the console to stderr."""
+        binary = shutil.which("chromium") or shutil.which("chromium-browser")
+        if binary is None:
+            pytest.fail("chromium is not installed: apt-get install -y chromium (.ci/run does this)")
+        profile = workdir / f"profile-{len(list(workdir.glob('profile-*')))}"
+        command = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                   f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", *args, page.as_uri()]
+        return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+    def console_lines(self, stderr: str) -> list[str]:
+        return [line for line in stderr.splitlines() if CONSOLE.search(line)]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Browser:
+    return Browser()

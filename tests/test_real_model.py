@@ -141,14 +141,43 @@ def test_open_task_generates_synonyms_on_the_real_model(tmp_path):
     assert sum("," in p for p in preds) >= len(preds) // 2, f"few-shot answers should be lists: {preds}"
 
 
-def test_demo_command_runs_end_to_end(tmp_path):
-    out = tmp_path / "demo.json"
-    proc = _run(["demo", "--out", str(out)], timeout=900)
+# The README's demo with fewer epochs and draws, so CI stays short; `tuneforge demo` runs the full one.
+# (the synonym job's 122 built-in topics are test_synonym_lists_generated_offline_match_live_queries' own).
+REDUCED_DEMO = ["--prompting.shots=0,5", "--prompting.draws=2", "--lora.epochs=2", "--distill.training.epochs=3"]
+TOPICS = ["vaccine", "car", "doctor", "happy", "house", "money"]
+
+
+def test_demo_runs_every_route_end_to_end_and_writes_the_report(tmp_path, browser):
+    out = tmp_path / "demo"
+    (tmp_path / "topics.txt").write_text("\n".join(TOPICS) + "\n")
+    proc = _run(["demo", "--out", str(out), *REDUCED_DEMO, f"--synonyms.topics={tmp_path / 'topics.txt'}"],
+                timeout=1500)
     assert proc.returncode == 0, proc.stderr
-    results = json.loads(out.read_text())
-    assert {c["style"] for c in results["conditions"]} == {"plain", "chat"}
-    assert all(set(c["variants"]) == {"raw", "calibrated"} for c in results["conditions"])
     assert "Traceback" not in proc.stderr
+    print(proc.stdout)
+    results = json.loads((out / "results.json").read_text())
+    by = {r["name"]: r for r in results["routes"]}
+    assert {"prompting 0-shot", "prompting 5-shot random", "prompting 5-shot similar", "LoRA fine-tune"} <= set(by)
+    student = next(r for r in results["routes"] if r["kind"] == "distill")
+    assert student["parameters"]["total"] < 0.45 * by["LoRA fine-tune"]["parameters"]["total"]
+    assert student["ms_per_example"] < by["LoRA fine-tune"]["ms_per_example"]
+    assert by["LoRA fine-tune"]["score"]["mean"] > by["prompting 0-shot"]["score"]["mean"]
+    from tuneforge.experiment.report import parameter_facts
+
+    assert all(f["holds"] for f in parameter_facts(results))
+    assert results["recommendation"]["route"] in by
+    assert results["store"]["coverage"] == 1.0 and results["store"]["rows"] == 245
+    assert results["synonyms"]["rows"] == len(TOPICS)
+    assert {g for r in results["audit"]["routes"] for g in r["groups"]} == {"tropical", "temperate"}
+    # the report opens in a browser, without console errors, and is not blank
+    shot = tmp_path / "demo-report.png"
+    done = browser.run(out / "report.html", tmp_path, f"--screenshot={shot}", "--window-size=1280,2400")
+    print(f"screenshot: {shot}")
+    assert done.returncode == 0 and browser.console_lines(done.stderr) == []
+    from PIL import Image
+
+    colours = Image.open(shot).convert("RGB").getcolors(maxcolors=1 << 24)
+    assert len(colours) > 50
 
 
 def test_synonym_lists_generated_offline_match_live_queries(tmp_path):

@@ -1,6 +1,7 @@
 """The Python API: what each `tuneforge` subcommand does, as functions."""
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tuneforge.adapt.distill import DistillConfig
 from tuneforge.adapt.finetune import FinetuneConfig
@@ -8,11 +9,15 @@ from tuneforge.adapt.finetune import finetune as run_finetune
 from tuneforge.atomic import write_json_atomic
 from tuneforge.batch.job import BatchConfig
 from tuneforge.errors import TuneforgeError
-from tuneforge.data.splits import Task, load_task
+from tuneforge.data.splits import load_task
 from tuneforge.data.tasks import builtin_info, builtin_tasks, read_examples, builtin_path
 from tuneforge.evaluate.prompting import PromptingConfig, check_feasible, compare_prompting
 from tuneforge.model.load import load_model
 from tuneforge.model.params import count_parameters
+
+if TYPE_CHECKING:
+    from tuneforge.audit.run import AuditConfig
+    from tuneforge.experiment.config import ExperimentConfig
 
 
 def prompt(

@@ -439,7 +439,7 @@ def _overrides(extra: list[str], parser) -> list[str]:
     out, i = [], 0
     while i < len(extra):
         item = extra[i]
-        if not item.startswith("--") or "." not in item.split("=")[0]:
+        if not item.startswith("--") or ("=" not in item and "." not in item):
             parser.error(f"unrecognized argument {item!r}: settings are given as --section.key=value")
         if "=" not in item and i + 1 < len(extra) and not extra[i + 1].startswith("--"):
             item, i = f"{item}={extra[i + 1]}", i + 1

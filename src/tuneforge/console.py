@@ -175,7 +175,9 @@ def _num(value) -> str:
 
 def render_experiment(results: dict, console: Console | None = None) -> None:
     """The experiment's summary table, the recommendation and what each stage cost."""
-    console = console or Console(width=max(Console().width, 120))
+    from tuneforge.experiment.report import units
+
+    console = console or Console(width=max(Console().width, 140))
     task, metric = results["task"], results["metric"]
     table = Table(title=f"experiment {results['experiment']['name']} · task {task['name']} · test split "
                         f"({task['sizes']['test']} examples)", caption=f"{metric} with 95% bootstrap CI")
@@ -185,23 +187,16 @@ def render_experiment(results: dict, console: Console | None = None) -> None:
     for r in results["routes"]:
         s, p = r["score"], r["parameters"]
         table.add_row(r["name"], _mean_sd(s, r["draws"]), f"[{s['ci95'][0]:.3f}, {s['ci95'][1]:.3f}]",
-                      f"{p['total'] / 1e6:.1f} M", f"{p['trained'] / 1e6:.2f} M", _bytes(r["size_on_disk_bytes"]),
-                      f"{r['ms_per_example']:.1f}", f"{r['examples_per_second']:.1f}",
-                      "-" if r["training_seconds"] is None else f"{r['training_seconds']:.0f} s",
-                      _bytes(r["peak_memory_bytes"]))
+                      units.count(p["total"]), units.count(p["trained"]), units.size(r["size_on_disk_bytes"]),
+                      units.milliseconds(r["ms_per_example"]), units.rate(r["examples_per_second"]),
+                      units.seconds(r["training_seconds"]), units.size(r["peak_memory_bytes"]))
     console.print(table)
     rec = results["recommendation"]
     console.print(f"recommended: {rec['route']} — {rec['reason']}")
     if results.get("store"):
         st = results["store"]
         console.print(f"store: {st['path']} · {st['route']} · {st['rows']}/{st['inputs']} inputs "
-                      f"({st['coverage']:.0%}) · {_bytes(st['size_bytes'])}" + (f" · {st['note']}" if st.get("note") else ""))
+                      f"({st['coverage']:.0%}) · {units.size(st['size_bytes'])}" + (f" · {st['note']}" if st.get("note") else ""))
     stages = ", ".join(f"{s['name']} " + ("cached" if s["cached"] else f"{s['seconds']:.0f} s")
                        for s in results["stages"])
     console.print(f"stages: {stages} · wall {results['experiment']['wall_seconds']:.0f} s")
-
-
-def _bytes(n) -> str:
-    if n is None:
-        return "-"
-    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"

@@ -5,7 +5,6 @@ import copy
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -349,51 +348,30 @@ def test_human_units(function, value, text):
 
 # --- in a browser ---------------------------------------------------------------------------------
 
-# Chromium 156 logs each console message, errors included, as `...:INFO:CONSOLE:1] "text", source: ...`
-# (older versions: `INFO:CONSOLE(1)]`); the report has no script, so any console line is a failure.
-CONSOLE = re.compile(r":CONSOLE[:(]|Uncaught")
-
-
-def run_chromium(page: Path, workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    """Headless Chromium on a local file, with a fresh profile, logging the console to stderr."""
-    binary = shutil.which("chromium") or shutil.which("chromium-browser")
-    if binary is None:
-        pytest.fail("chromium is not installed: apt-get install -y chromium (.ci/run does this)")
-    profile = workdir / f"profile-{len(list(workdir.glob('profile-*')))}"
-    command = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", *args, page.as_uri()]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
-
-
-def console_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if CONSOLE.search(line)]
-
-
-def test_console_error_detection_catches_a_script_error(tmp_path):
+def test_console_error_detection_catches_a_script_error(browser, tmp_path):
     """The check below is only worth something if a real page error reaches it."""
     page = tmp_path / "broken.html"
     page.write_text("<!DOCTYPE html><title>broken</title><p>x</p><script>undefined_fn()</script>")
-    done = run_chromium(page, tmp_path, "--dump-dom")
+    done = browser.run(page, tmp_path, "--dump-dom")
     assert done.returncode == 0, done.stderr[-2000:]
-    errors = console_lines(done.stderr)
+    errors = browser.console_lines(done.stderr)
     assert any("undefined_fn is not defined" in line for line in errors), done.stderr[-2000:]
 
 
-def test_html_renders_in_chromium(report, tmp_path):
+def test_html_renders_in_chromium(browser, report, tmp_path):
     page = report["dir"] / "report.html"
     shot = tmp_path / "report.png"
-    done = run_chromium(page, tmp_path, f"--screenshot={shot}", "--window-size=1280,2000")
+    done = browser.run(page, tmp_path, f"--screenshot={shot}", "--window-size=1280,2000")
     print(f"screenshot: {shot}")
     assert done.returncode == 0, done.stderr[-2000:]
-    assert console_lines(done.stderr) == []
+    assert browser.console_lines(done.stderr) == []
     image = Image.open(shot).convert("RGB")
     assert image.size == (1280, 2000)
     colours = image.getcolors(maxcolors=1 << 24)
     non_white = sum(n for n, rgb in colours if rgb != (255, 255, 255))
     assert len(colours) > 50 and non_white > 0.02 * image.width * image.height
 
-    dom = run_chromium(page, tmp_path, "--dump-dom")
-    assert console_lines(dom.stderr) == []
+    dom = browser.run(page, tmp_path, "--dump-dom")
+    assert browser.console_lines(dom.stderr) == []
     assert f"<title>{TITLE}</title>" in dom.stdout
     assert "Recommended route: distilled student." in dom.stdout

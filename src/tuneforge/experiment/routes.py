@@ -77,13 +77,13 @@ def servable(route: dict) -> bool:
     return route["kind"] != "prompting" or (route["pick"] in (None, "first", "random") and route["variant"] == "raw")
 
 
-def batch_plan(section, routes: list[dict], recommendation: dict, done: dict, task: Task) -> dict:
+def batch_plan(section, routes: list[dict], recommendation: dict, done: dict, task: Task, margin: float) -> dict:
     """Which route fills the store, with which settings, for which inputs."""
     wanted = [r for r in routes if r["name"] == recommendation.get("route")] if section.route == "recommended" \
         else [r for r in routes if r["stage"] == section.route]
     if not wanted and section.route != "recommended":
         raise TuneforgeError(f"batch.route is {section.route}, but that stage is off")
-    chosen, note = _servable_choice(wanted, routes, recommendation)
+    chosen, note = _servable_choice(wanted, routes, margin)
     settings = {k: v for k, v in to_dict(section).items() if k not in ("route", "inputs")}
     if chosen["kind"] == "prompting":
         settings.update(shots=chosen["shots"], pick=chosen["pick"] or "first", seed=chosen["seed"],
@@ -96,18 +96,22 @@ def batch_plan(section, routes: list[dict], recommendation: dict, done: dict, ta
             "inputs": _batch_inputs(section.inputs, task), "note": note}
 
 
-def _servable_choice(wanted: list[dict], routes: list[dict], recommendation: dict) -> tuple[dict, str | None]:
+def _servable_choice(wanted: list[dict], routes: list[dict], margin: float) -> tuple[dict, str | None]:
+    """The wanted route when the store can hold it; else the recommendation among those it can."""
+    from tuneforge.experiment.report import recommend
+
     ok = [r for r in wanted if servable(r)]
     if ok:
         return max(ok, key=lambda r: r["score"]["mean"]), None
-    fallback = [r for r in routes if servable(r) and r["name"] in recommendation.get("candidates", [])] \
-        or [r for r in routes if servable(r)]
-    if not fallback:
+    candidates = [r for r in routes if servable(r)]
+    if not candidates:
         raise TuneforgeError("no route the store can serve: similar-demonstration and calibrated prompting "
                              "choose per input; add a fine-tuned route or a random/first picker")
-    chosen = min(fallback, key=lambda r: (r["ms_per_example"], -r["score"]["mean"]))
+    name = recommend({"routes": candidates}, margin)["route"]
+    chosen = next(r for r in candidates if r["name"] == name)
     return chosen, (f"{wanted[0]['name'] if wanted else 'the choice'} picks demonstrations per input, which a "
-                    f"store setting cannot hold; the store serves {chosen['name']} instead")
+                    f"store setting cannot hold; the store serves {chosen['name']}, the recommendation among "
+                    f"the routes it can hold")
 
 
 def _batch_inputs(path: str | None, task: Task) -> list[str]:

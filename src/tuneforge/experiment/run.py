@@ -14,7 +14,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,10 +32,10 @@ from tuneforge.store.keys import canonical_json
 def run(config: ExperimentConfig, out: str | Path | None = None, *, echo=print) -> dict:
     """Run the experiment into `out` (default runs/<name>); return the results record, which is
     also written there as results.json beside report.html and report.md."""
-    run_dir = Path(out or Path("runs") / config.name)
+    run_dir = Path(out or Path("runs") / config.name).resolve()
     started = datetime.now(timezone.utc)
     task = _load_task(config)
-    base = default_model_dir() if config.model is None else resolve_model_dir(config.model)
+    base = (default_model_dir() if config.model is None else resolve_model_dir(config.model)).resolve()
     common = {"task": to_dict(config.task), "dtype": config.dtype, "model": str(base)}
     prints = {"base": fingerprint(base), "task": task_fingerprint(task)}
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -61,7 +60,7 @@ def run(config: ExperimentConfig, out: str | Path | None = None, *, echo=print) 
     routes = routes_from_stages(done)
     recommendation = recommend({"routes": routes}, config.report.margin)
     if config.batch is not None:
-        plan = batch_plan(config.batch, routes, recommendation, done, task)
+        plan = batch_plan(config.batch, routes, recommendation, done, task, config.report.margin)
         spec = {**common, "kind": "batch", "settings": plan["settings"], "model": plan["model"],
                 "route": plan["route"], "inputs": plan["inputs"], "store": str(run_dir / "store.sqlite"),
                 "synonym_lists": False, "note": plan["note"]}
@@ -98,8 +97,10 @@ def run_stage(run_dir: Path, name: str, spec: dict, prints: dict, echo) -> dict:
 
 
 def stage_hash(spec: dict, prints: dict) -> str:
-    """sha256 of the stage's resolved settings and of the fingerprints of what it reads."""
-    return hashlib.sha256(canonical_json({"spec": spec, "fingerprints": prints}).encode()).hexdigest()
+    """sha256 of the stage's resolved settings and of the fingerprints of what it reads (where it
+    writes, the store's path, is not an input)."""
+    inputs = {k: v for k, v in spec.items() if k != "store"}
+    return hashlib.sha256(canonical_json({"spec": inputs, "fingerprints": prints}).encode()).hexdigest()
 
 
 def task_fingerprint(task: Task) -> str:

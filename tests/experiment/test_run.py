@@ -1,0 +1,175 @@
+"""`tuneforge run`: config errors, stage caching by hash, a killed run resuming, the report
+rebuilt from results alone — on a tiny random model (the real model runs in test_real_model.py)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tuneforge.cli import main
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+EXPERIMENT = """\
+name: tiny
+model: {model}
+dtype: fp32
+task: {{name: fruit}}
+prompting: {{shots: [0, 1], picks: [random], draws: 2}}
+lora: {{epochs: 1, batch_size: 8}}
+distill: {{layers: 1, training: {{epochs: 1}}}}
+audit: {{shots: [0], permutations: 50}}
+batch: {{route: lora}}
+synonyms: {{topics: {topics}, max_new_tokens: 6}}
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny3(tiny_builder, tmp_path_factory):
+    return tiny_builder(tmp_path_factory.mktemp("tiny3"), layers=3)
+
+
+@pytest.fixture(scope="module")
+def experiment_file(tiny3, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("experiment")
+    (folder / "topics.txt").write_text("apple\nvaccine\n")
+    path = folder / "tiny.yaml"
+    path.write_text(EXPERIMENT.format(model=tiny3, topics=folder / "topics.txt"))
+    return path
+
+
+def _run(config: Path, out: Path, *overrides: str) -> dict:
+    from tuneforge.api import run
+
+    return run(str(config), overrides=list(overrides), out=out, echo=lambda line: None)
+
+
+def _ran(results: dict) -> set[str]:
+    return {s["name"] for s in results["stages"] if not s["cached"]}
+
+
+@pytest.fixture(scope="module")
+def first_run(experiment_file, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "tiny"
+    return out, _run(experiment_file, out)
+
+
+def test_every_stage_runs_once_then_comes_from_the_cache(experiment_file, first_run):
+    out, results = first_run
+    stages = ["prompting", "lora", "distill", "audit", "batch", "synonyms"]
+    assert [s["name"] for s in results["stages"]] == stages and _ran(results) == set(stages)
+    again = _run(experiment_file, out)
+    assert _ran(again) == set()
+    assert [r["score"] for r in again["routes"]] == [r["score"] for r in results["routes"]]
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("lora.lr=5e-3", {"lora", "distill", "audit", "batch"}),   # the teacher, its student, what reads them
+    ("distill.alpha=0.9", {"distill", "audit"}),
+    ("audit.permutations=60", {"audit"}),
+    ("prompting.draws=1", {"prompting"}),                       # the store serves lora: not affected
+    ("synonyms.max_new_tokens=5", {"synonyms"}),
+])
+def test_a_changed_setting_reruns_exactly_the_dependent_stages(experiment_file, first_run, tmp_path, override,
+                                                               expected):
+    import shutil
+
+    out = tmp_path / "tiny"
+    shutil.copytree(first_run[0], out)
+    assert _ran(_run(experiment_file, out, override)) == expected
+
+
+def test_results_carry_every_route_and_the_parameter_facts(first_run):
+    from tuneforge.experiment.report import parameter_facts
+
+    out, results = first_run
+    names = [r["name"] for r in results["routes"]]
+    assert names == ["prompting 0-shot", "prompting 1-shot random", "LoRA fine-tune", "distilled (1 layers)"]
+    facts = {f["route"]: f["holds"] for f in parameter_facts(results)}
+    assert all(facts.values()), facts
+    by = {r["name"]: r for r in results["routes"]}
+    assert by["prompting 1-shot random"]["score"]["per_draw"] and by["prompting 1-shot random"]["draws"] == 2
+    assert by["LoRA fine-tune"]["history"] and by["LoRA fine-tune"]["training_seconds"] > 0
+    assert all(r["peak_memory_bytes"] > 10_000_000 and r["ms_per_example"] > 0 for r in results["routes"])
+    store = results["store"]
+    assert store["route"] == "LoRA fine-tune" and store["rows"] == store["inputs"] == 245 and store["coverage"] == 1
+    assert results["synonyms"]["rows"] == 2
+    assert {r["name"] for r in results["audit"]["routes"]} == {"base 0-shot", "LoRA fine-tune", "distilled student"}
+    assert (out / "report.html").is_file() and (out / "report.md").is_file()
+    assert json.loads((out / "results.json").read_text())["routes"] == results["routes"]
+
+
+def test_the_report_command_rebuilds_from_results_alone(first_run, tmp_path):
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(first_run[0], out)
+    shutil.rmtree(out / "stages")  # nothing to re-run from: the report must not need it
+    (out / "report.html").unlink()
+    (out / "report.md").unlink()
+    assert main(["report", str(out)]) == 0
+    html = (out / "report.html").read_text()
+    assert "LoRA fine-tune" in html and "distilled (1 layers)" in html and (out / "report.md").is_file()
+
+
+def test_report_of_a_directory_without_results_exits_2(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "no results.json" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("yaml_text, overrides, message", [
+    ("lora: {lrr: 1}\n", [], "unknown key 'lora.lrr'"),
+    ("lora: {epochs: two}\n", [], "lora.epochs: expected an integer, got 'two'"),
+    ("lora:\n  epochs: 1\n  method: full\n", [], "lora.method must be lora"),
+    ("full: null\ndistill: {teacher: full}\n", [], "distill.teacher is full, but that section is off"),
+    ("prompting: null\nlora: null\ndistill: null\n", [], "no route to run"),
+    ("batch: {route: best}\n", [], "batch.route must be recommended or one of"),
+    ("task: {name: nosuchtask}\n", [], "nosuchtask"),
+    ("name: x\n", ["--lora.epochs=-1"], "lora"),
+    ("name: x\n", ["--lora.nope=1"], "unknown key 'lora.nope'"),
+    ("name: [unclosed\n", [], "invalid YAML"),
+])
+def test_bad_experiment_configs_exit_2_with_one_line(tmp_path, capsys, yaml_text, overrides, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml_text)
+    assert main(["run", str(path), "--out", str(tmp_path / "out"), *overrides]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and err.startswith("tuneforge: error:"), err
+    assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
+def test_an_override_that_is_not_a_setting_is_refused(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "tuneforge.cli", "run", "x.yaml", "--verbose"],
+                          capture_output=True, text=True, env=ENV, timeout=120)
+    assert proc.returncode == 2 and "settings are given as --section.key=value" in proc.stderr
+
+
+def test_a_killed_run_resumes_with_nothing_lost(experiment_file, tmp_path):
+    """SIGKILL the run while its LoRA stage trains; the stage dies with it; the rerun resumes the
+    stage from its checkpoints and ends with the same history as a run never killed."""
+    settings = ["--lora.epochs=6", "--lora.batch_size=4", "--lora.checkpoint_every=2", "--prompting=null",
+                "--distill=null", "--audit=null", "--batch=null", "--synonyms=null"]
+    cmd = [sys.executable, "-m", "tuneforge.cli", "run", str(experiment_file), *settings]
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([*cmd, "--out", str(killed)], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    checkpoints = killed / "stages" / "lora" / "run" / "checkpoints"
+    deadline = time.time() + 240
+    while time.time() < deadline and not (checkpoints.is_dir() and any(checkpoints.glob("step-*"))):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert any(checkpoints.glob("step-*")), "the run finished or failed before it could be killed"
+    time.sleep(1)  # the stage process gets SIGKILL with its parent
+    assert not (killed / "stages" / "lora" / "result.json").exists()
+    resumed = subprocess.run([*cmd, "--out", str(killed)], env=ENV, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    whole = subprocess.run([*cmd, "--out", str(tmp_path / "whole")], env=ENV, capture_output=True, text=True,
+                           timeout=600)
+    assert whole.returncode == 0, whole.stderr
+    history = lambda d: json.loads((d / "results.json").read_text())["routes"][0]["history"]  # noqa: E731
+    assert [h["loss"] for h in history(killed)] == [h["loss"] for h in history(tmp_path / "whole")]
