@@ -322,3 +322,12 @@ def test_load_config_errors_point_at_the_line_or_the_override(experiment, text, 
 def test_load_config_missing_file(tmp_path):
     with pytest.raises(TuneforgeError, match=r"nope\.yaml: cannot read the config file: No such file"):
         load_config(Experiment, tmp_path / "nope.yaml")
+
+
+def test_an_override_switches_a_null_section_back_on():
+    from tuneforge.experiment.config import ExperimentConfig
+
+    data = apply_overrides({"full": None, "lora": {"epochs": 2}}, ["full.epochs=2"])
+    assert data == {"full": {"epochs": 2}, "lora": {"epochs": 2}}
+    config = from_dict(ExperimentConfig, data)
+    assert config.full.method == "full" and config.full.epochs == 2

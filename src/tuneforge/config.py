@@ -140,6 +140,8 @@ def _set(data: dict, keys: tuple[str, ...], value, text: str) -> dict:
     if not rest:
         return {**data, head: value}
     section = data.get(head, {})
+    if section is None:  # a section switched off (`full: null`) comes back on with its defaults
+        section = {}
     if not isinstance(section, dict):
         raise TuneforgeError(f"override {text!r}: {head!r} is a setting ({_show(section)}), not a section")
     return {**data, head: _set(section, rest, value, text)}

@@ -37,6 +37,13 @@ class TaskConfig:
 
 
 @dataclass(frozen=True)
+class FullStage(FinetuneConfig):
+    """Full fine-tuning: every weight trains (so a section given only `epochs: 2` is full)."""
+
+    method: str = "full"
+
+
+@dataclass(frozen=True)
 class DistillStage(DistillConfig):
     """Distillation, plus where its teacher and extra inputs come from."""
 
@@ -104,7 +111,7 @@ class ExperimentConfig:
     """Zero-, one- and few-shot prompting of the unchanged base model."""
     lora: FinetuneConfig | None = field(default_factory=lambda: FinetuneConfig(method="lora", merge=True))
     """LoRA fine-tuning (merged, so it can teach, be audited and fill the store)."""
-    full: FinetuneConfig | None = None
+    full: FullStage | None = None
     """Full fine-tuning (every weight); off unless given."""
     distill: DistillStage | None = field(default_factory=DistillStage)
     """A layer-pruned student distilled from the fine-tuned teacher."""
