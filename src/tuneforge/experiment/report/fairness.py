@@ -21,7 +21,7 @@ def audit(results: dict) -> Section:
     groups = {r["name"]: r.get("groups") or {} for r in found["routes"]}
     if any(groups.values()):
         svg = figure_svg("audit", plots.group_scores, groups, metric=metric(results))
-        caption = f"Test {metric(results)} per {found.get('attribute') or 'group'} group, with 95% CIs."
+        caption = f"Test {metric(results)} per group (the task's group field), with 95% CIs."
         blocks.append(Figure(svg, caption))
     for route in found["routes"]:
         blocks += _route_blocks(route)
@@ -29,11 +29,14 @@ def audit(results: dict) -> Section:
 
 
 def _explain(found: dict) -> str:
-    attribute = found.get("attribute") or "the protected attribute"
-    return (f"Attribute audited: {attribute}. The gap is the largest difference in score between two "
-            "groups, with a p-value for whether it could be chance. Every test input was also asked with "
-            f"the {attribute} swapped; a flip is a prediction that changed, and the label shift is how far "
-            "the predicted labels moved as a whole.")
+    attribute = found.get("attribute") or "the audited attribute"
+    swapped = max((r.get("swapped_inputs") or 0 for r in found["routes"]), default=0)
+    return ("Groups come from the task's group field: the gap is the largest difference in score between "
+            "two groups, with a permutation-test p-value for whether it could be chance. Counterfactual "
+            f"swaps use the {attribute} list: each test input that contains one of its terms "
+            f"({swapped} here) was asked again with the terms swapped; a flip is a prediction that changed, "
+            "and the label shift is the total variation distance between the predicted labels before and "
+            "after the swap (0: the same distribution, 1: no label in common).")
 
 
 def _verdict(found: dict) -> str:
