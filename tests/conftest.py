@@ -94,6 +94,18 @@ class Browser:
     def console_lines(self, stderr: str) -> list[str]:
         return [line for line in stderr.splitlines() if CONSOLE.search(line)]
 
+    def keep(self, screenshot: Path) -> None:
+        """List a screenshot in the test run's summary, so its path shows in CI output."""
+        SCREENSHOTS.append(screenshot)
+
+
+SCREENSHOTS: list[Path] = []
+
+
+def pytest_terminal_summary(terminalreporter):
+    for shot in SCREENSHOTS:
+        terminalreporter.write_line(f"report screenshot: {shot}")
+
 
 @pytest.fixture(scope="session")
 def browser() -> Browser:

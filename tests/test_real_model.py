@@ -175,6 +175,7 @@ def test_demo_runs_every_route_end_to_end_and_writes_the_report(tmp_path, browse
     shot = tmp_path / "demo-report.png"
     done = browser.run(out / "report.html", tmp_path, f"--screenshot={shot}", "--window-size=1280,2400")
     print(f"screenshot: {shot}")
+    browser.keep(shot)
     assert done.returncode == 0 and browser.console_lines(done.stderr) == []
     from PIL import Image
 

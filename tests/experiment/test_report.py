@@ -363,6 +363,7 @@ def test_html_renders_in_chromium(browser, report, tmp_path):
     shot = tmp_path / "report.png"
     done = browser.run(page, tmp_path, f"--screenshot={shot}", "--window-size=1280,2000")
     print(f"screenshot: {shot}")
+    browser.keep(shot)
     assert done.returncode == 0, done.stderr[-2000:]
     assert browser.console_lines(done.stderr) == []
     image = Image.open(shot).convert("RGB")
