@@ -173,3 +173,15 @@ def test_a_killed_run_resumes_with_nothing_lost(experiment_file, tmp_path):
     assert whole.returncode == 0, whole.stderr
     history = lambda d: json.loads((d / "results.json").read_text())["routes"][0]["history"]  # noqa: E731
     assert [h["loss"] for h in history(killed)] == [h["loss"] for h in history(tmp_path / "whole")]
+
+
+def test_the_python_api_takes_a_config_object_a_file_or_demo(experiment_file):
+    from tuneforge.api import experiment_config
+    from tuneforge.experiment.config import ExperimentConfig
+
+    demo = experiment_config("demo", ["lora.epochs=1", "full=null"])
+    assert demo.name == "demo" and demo.lora.epochs == 1 and demo.lora.merge and demo.full is None
+    assert demo.prompting.shots == (0, 1, 5) and demo.distill.teacher == "lora"
+    built = experiment_config(ExperimentConfig(name="x"), ["audit.max_gap=0.2"])
+    assert built.name == "x" and built.audit.max_gap == 0.2
+    assert experiment_config(str(experiment_file)).synonyms.max_new_tokens == 6
