@@ -179,7 +179,7 @@ def test_the_gate_sets_the_exit_status(tiny_model_dir, tmp_path, gate_args, code
     (["--max-gap", "2"], "--max-gap must be between 0 and 1"),
     (["--swaps", "nope.csv"], "swap list 'nope.csv': no such file"),
     (["--shots", "0,x"], "--shots: expected comma-separated integers"),
-    (["--task", "fruit", "--max-gap", "0.1"], "has no 'group' field to compare"),
+    (["--task", "synonyms", "--max-gap", "0.1"], "has no 'group' field to compare"),
 ])
 def test_bad_audit_input_exits_2_with_one_line(tiny_model_dir, tmp_path, args, message):
     cmd = [sys.executable, "-m", "tuneforge.cli", "audit", "--model", str(tiny_model_dir),
