@@ -1,13 +1,16 @@
-"""The `tuneforge` command: parse, call the Python API, print. Bad input exits 2 with one line."""
+"""The `tuneforge` command: the parser and `main`. Bad input exits 2 with one line; what each
+subcommand does is in `commands.py`."""
 
 import argparse
-import json
 import logging
 import os
 import sys
 import warnings
-from pathlib import Path
 
+from tuneforge.commands import (
+    cmd_audit, cmd_batch, cmd_demo, cmd_distill, cmd_finetune, cmd_model, cmd_prompt, cmd_report, cmd_run, cmd_serve,
+    cmd_store, cmd_tasks,
+)
 from tuneforge.errors import TuneforgeError
 
 
@@ -225,56 +228,6 @@ def _finetune_args(p, method="lora", epochs=None, lr=None, out="runs/finetune"):
     g.add_argument("--resume", action="store_true", help="continue a killed run from its last checkpoint")
 
 
-def _finetune_config(args):
-    from tuneforge.adapt.finetune import FinetuneConfig
-
-    return FinetuneConfig(
-        method=args.method, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, grad_accum=args.grad_accum,
-        warmup_ratio=args.warmup_ratio, schedule=args.schedule, weight_decay=args.weight_decay,
-        lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
-        lora_targets=tuple(_str_list(args.lora_targets)), format=args.format, eval_every=args.eval_every,
-        patience=args.patience, checkpoint_every=args.checkpoint_every, seed=args.seed, autocast=args.autocast,
-        merge=args.merge,
-    )
-
-
-def cmd_distill(args) -> int:
-    from tuneforge.adapt.distill import DistillConfig
-    from tuneforge.api import distill
-    from tuneforge.console import render_distill, training_progress
-
-    config = DistillConfig(layers=args.layers, params_ratio=args.params_ratio, kd=args.kd, alpha=args.alpha,
-                           temperature=args.temperature, training=_finetune_config(args))
-    if args.task is None and args.train is None:
-        args.task = "fruit"
-    instruction = "" if args.no_instruction else args.instruction
-    with training_progress() as progress:
-        results = distill(args.task, teacher=args.teacher, student=args.student, config=config, out=args.out,
-                          unlabeled=args.unlabeled, resume=args.resume, train=args.train, dev=args.dev,
-                          test=args.test, split_seed=args.split_seed, instruction=instruction, progress=progress)
-    render_distill(results)
-    print(f"results: {os.path.join(args.out, 'results.json')}")
-    return 0
-
-
-def cmd_finetune(args) -> int:
-    from tuneforge.api import finetune
-    from tuneforge.console import render_finetune, training_progress
-
-    config = _finetune_config(args)
-    if args.task is None and args.train is None:
-        args.task = "fruit"
-    instruction = "" if args.no_instruction else args.instruction
-    with training_progress() as progress:
-        results = finetune(args.task, model=args.model, config=config, out=args.out, resume=args.resume,
-                           train=args.train, dev=args.dev, test=args.test, split_seed=args.split_seed,
-                           instruction=instruction, progress=progress)
-    if "parameters" in results:  # the main process (the others return quietly under accelerate launch)
-        render_finetune(results)
-        print(f"results: {os.path.join(args.out, 'results.json')}")
-    return 0
-
-
 def _batch_args(p, default_task: str, default_shots: int = 0):
     from tuneforge.batch.job import BatchConfig
 
@@ -294,146 +247,6 @@ def _batch_args(p, default_task: str, default_shots: int = 0):
     p.add_argument("--actors", type=int, default=2, help="Ray actors (model replicas) with --engine ray")
 
 
-def cmd_batch(args) -> int:
-    from tuneforge.api import batch
-    from tuneforge.batch.job import BatchConfig
-
-    config = BatchConfig(shots=args.shots, pick=args.pick, seed=args.seed, format=args.format,
-                         max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, commit_every=args.commit_every)
-    from tuneforge.console import job_progress
-
-    inputs = getattr(args, "topics", None) or args.inputs
-    with job_progress() as progress:
-        summary = batch(inputs, store=args.store, task=args.task, model=args.model, dtype=args.dtype, config=config,
-                        from_misses=args.from_misses, synonym_lists=getattr(args, "synonym_lists", False),
-                        engine=args.engine, actors=args.actors, progress=progress)
-    print(f"done {summary['done']} · skipped {summary['skipped']} (already stored) · failed {summary['failed']} "
-          f"· {summary['seconds']:.1f} s · setting {summary['setting'][:12]} · store {summary['store']}")
-    return 0
-
-
-def cmd_serve(args) -> int:
-    from tuneforge.serve.app import serve
-
-    if not os.path.isfile(args.store):
-        raise TuneforgeError(f"{args.store}: no such store")
-    try:
-        serve(args.store, host=args.host, port=args.port, setting=args.setting, match_setting=args.match_setting,
-              miss_policy=args.miss, api_key=args.api_key, max_body_bytes=args.max_body_bytes,
-              max_batch=args.max_batch)
-    except ValueError as e:
-        raise TuneforgeError(str(e)) from None
-    return 0
-
-
-def cmd_store(args) -> int:
-    from tuneforge.store.export import export
-    from tuneforge.store.sqlite import PredictionStore
-
-    if not os.path.isfile(args.store):
-        raise TuneforgeError(f"{args.store}: no such store")
-    db = PredictionStore(args.store)
-    try:
-        if args.action == "stats":
-            print(json.dumps(db.stats(), indent=2))
-        else:
-            if not args.out:
-                raise TuneforgeError("store export: give --out FILE (.jsonl or .parquet)")
-            print(f"exported {export(db, args.out)} rows to {args.out}")
-    finally:
-        db.close()
-    return 0
-
-
-def cmd_prompt(args) -> int:
-    from tuneforge.api import prompt
-    from tuneforge.evaluate.prompting import PromptingConfig
-
-    config = PromptingConfig(
-        shots=_int_list(args.shots, "--shots"), formats=tuple(_str_list(args.format)), picks=tuple(_str_list(args.pick)),
-        draws=args.draws, seed=args.seed, calibrate=args.calibrate, split=args.split, batch_size=args.batch_size,
-    )
-    if args.task is None and args.train is None:
-        args.task = "fruit"
-    out = args.out or f"runs/prompt-{Path(args.task or args.train).stem}.json"
-    instruction = "" if args.no_instruction else args.instruction
-    results = prompt(args.task, model=args.model, dtype=args.dtype, config=config, train=args.train, dev=args.dev,
-                     test=args.test, split_seed=args.split_seed, instruction=instruction, out=out)
-    _print_results(results, out)
-    return 0
-
-
-def cmd_audit(args) -> int:
-    from tuneforge.api import audit
-    from tuneforge.audit.run import AuditConfig
-    from tuneforge.console import render_audit
-
-    config = AuditConfig(swaps=args.swaps, shots=_int_list(args.shots, "--shots"), pick=args.pick, split=args.split,
-                         permutations=args.permutations, seed=args.seed, max_gap=args.max_gap,
-                         max_flip_rate=args.max_flip_rate)
-    if args.task is None and args.train is None:
-        args.task = "bias-demo"
-    out = args.out or f"runs/audit-{Path(args.task or args.train).stem}.json"
-    instruction = "" if args.no_instruction else args.instruction
-    results = audit(args.task, models=args.model, config=config, dtype=args.dtype, train=args.train, dev=args.dev,
-                    test=args.test, split_seed=args.split_seed, instruction=instruction, out=out)
-    render_audit(results)
-    print(f"results: {out}")
-    for line in results["violations"]:
-        print(f"tuneforge: audit gate failed: {line}", file=sys.stderr)
-    return 1 if results["violations"] else 0
-
-
-def cmd_run(args) -> int:
-    return _run_experiment(args.config, args)
-
-
-def cmd_demo(args) -> int:
-    return _run_experiment("demo", args)
-
-
-def _run_experiment(config, args) -> int:
-    from tuneforge.api import run
-
-    results = run(config, overrides=args.overrides, out=args.out)
-    from tuneforge.console import render_experiment
-
-    render_experiment(results)
-    out = Path(args.out or Path("runs") / results["experiment"]["name"])
-    print(f"report: {out / 'report.html'}\nresults: {out / 'results.json'}")
-    return 0
-
-
-def cmd_report(args) -> int:
-    from tuneforge.api import report
-
-    paths = report(args.run_dir, margin=args.margin)
-    print(f"report: {paths['html']}\nmarkdown: {paths['markdown']}")
-    return 0
-
-
-def cmd_tasks(args) -> int:
-    from tuneforge.api import tasks
-
-    for t in tasks():
-        print(f"{t['name']:<10} {t['kind']:<9} {t['examples']:>4} examples  {t.get('description', '')}")
-    return 0
-
-
-def cmd_model(args) -> int:
-    from tuneforge.api import model_info
-
-    print(json.dumps(model_info(args.model, args.dtype), indent=2))
-    return 0
-
-
-def _print_results(results: dict, out: str) -> None:
-    from tuneforge.console import render_prompting
-
-    render_prompting(results)
-    print(f"results: {out}")
-
-
 def _overrides(extra: list[str], parser) -> list[str]:
     """`--a.b=value` or `--a.b value` as typed after `tuneforge run FILE`, as `a.b=value`."""
     out, i = [], 0
@@ -446,17 +259,6 @@ def _overrides(extra: list[str], parser) -> list[str]:
         out.append(item)
         i += 1
     return out
-
-
-def _int_list(text: str, flag: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(x) for x in _str_list(text))
-    except ValueError:
-        raise TuneforgeError(f"{flag}: expected comma-separated integers, got {text!r}") from None
-
-
-def _str_list(text: str) -> list[str]:
-    return [x.strip() for x in text.split(",") if x.strip()]
 
 
 def _quiet_libraries() -> None:
