@@ -21,7 +21,8 @@ def parameter_counts(results: dict) -> Section:
 
 
 def store(results: dict) -> Section:
-    """Where the recommended route's predictions went, and how many inputs they cover."""
+    """Where the recommended route's predictions went, and how many inputs they cover; then every
+    job that wrote into the same store (e.g. synonym lists)."""
     found = results.get("store")
     if not found:
         return Section("Prediction store", [not_run("no prediction store was written")])
@@ -35,7 +36,17 @@ def store(results: dict) -> Section:
         ["Coverage", units.percent(found.get("coverage"))],
         ["Size", units.size(found.get("size_bytes"))],
     ]
-    return Section("Prediction store", [Table(["", "Value"], rows)])
+    blocks = [Table(["", "Value"], rows)]
+    if found.get("note"):
+        blocks.append(Paragraph(found["note"]))
+    jobs = found.get("jobs") or []
+    if len(jobs) > 1:
+        job_rows = [[j.get("route") or units.MISSING, (j.get("setting") or units.MISSING)[:12],
+                     units.exact(j.get("inputs")), units.exact(j.get("rows")), units.exact(j.get("failed")),
+                     units.percent(j.get("coverage"))] for j in jobs]
+        blocks.append(Table(["Job", "Setting", "Inputs", "Rows", "Failed", "Coverage"], job_rows,
+                            "Every job in this store"))
+    return Section("Prediction store", blocks)
 
 
 def stages(results: dict) -> Section:
@@ -45,10 +56,11 @@ def stages(results: dict) -> Section:
     if not found:
         return Section("Stages", [timing, not_run("no stage was recorded"), provenance])
     rows = [[s.get("name") or units.MISSING, "cached" if s.get("cached") else "run",
-             units.seconds(s.get("seconds")), (s.get("hash") or units.MISSING)[:12]] for s in found]
+             units.seconds(s.get("seconds")), units.size(s.get("peak_memory_bytes")),
+             (s.get("hash") or units.MISSING)[:12]] for s in found]
     note = Paragraph("A cached stage was not re-run: its result came from an earlier run with the same "
                      "inputs.")
-    table = Table(["Stage", "Cached or run", "Time", "Key"], rows)
+    table = Table(["Stage", "Cached or run", "Time", "Peak memory", "Key"], rows)
     return Section("Stages", [timing, table, note, provenance])
 
 
