@@ -114,8 +114,7 @@ def batch(
     With `synonym_lists`, each output is normalised into a synonym list (the raw line kept in meta).
     `engine="ray"` runs the same job on Ray Data (`actors` model replicas), writing the same store."""
     from tuneforge.batch.inputs import read_inputs
-    from tuneforge.batch.job import Predictor, build_setting, run_batch
-    from tuneforge.batch.synonyms import synonym_predictor
+    from tuneforge.batch.job import local_predictor, run_batch, store_setting
     from tuneforge.store.sqlite import PredictionStore
 
     if inputs is None and not from_misses:
@@ -125,10 +124,9 @@ def batch(
     texts, failed = read_inputs(inputs) if inputs is not None else ([], [])
     data = load_task(task)
     loaded = load_model(model, dtype=dtype)
-    setting = build_setting(loaded, data, config)
     db = PredictionStore(store)
     try:
-        sid = db.add_setting({**setting, "postprocess": "synonym_lists"} if synonym_lists else setting)
+        setting, sid = store_setting(db, loaded, data, config, synonym_lists=synonym_lists)
         if from_misses:
             texts = list(dict.fromkeys(texts + db.misses(sid)))
         if engine == "ray":
@@ -139,9 +137,7 @@ def batch(
             summary = run_batch_ray(setting, db, sid, texts, actors=actors, batch_size=config.batch_size,
                                     commit_every=config.commit_every, failed=failed)
         else:
-            predict = Predictor(loaded, setting, config.batch_size)
-            if synonym_lists:
-                predict = synonym_predictor(predict)
+            predict = local_predictor(loaded, setting, config, synonym_lists=synonym_lists)
             summary = run_batch(predict, db, sid, texts, commit_every=config.commit_every, failed=failed,
                                 progress=progress)
     finally:

@@ -23,7 +23,7 @@ class _Parser(argparse.ArgumentParser):
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and not getattr(args, "overrides_allowed", False):
+    if extra and not args.overrides_allowed:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.overrides = _overrides(extra, parser)
     _quiet_libraries()
@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="tuneforge", description="Turn a foundation LLM into a task model, every route compared.")
+    parser.set_defaults(overrides_allowed=False)  # only run and demo take --section.key=value
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("prompt", help="compare zero-, one- and few-shot prompting on a task",

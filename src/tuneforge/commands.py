@@ -159,10 +159,9 @@ def cmd_demo(args) -> int:
 
 def _run_experiment(config, args) -> int:
     from tuneforge.api import run
-
-    results = run(config, overrides=args.overrides, out=args.out)
     from tuneforge.console import render_experiment
 
+    results = run(config, overrides=args.overrides, out=args.out)
     render_experiment(results)
     out = Path(args.out or Path("runs") / results["experiment"]["name"])
     print(f"report: {out / 'report.html'}\nresults: {out / 'results.json'}")

@@ -70,27 +70,26 @@ def permutation_p_value(correct: np.ndarray, sizes: list[int], observed: float, 
 
 def flips(items, changed: list[int], original: list[str], counter: list[str], swapper: Swapper, kind: str) -> dict:
     """Flip rate over all swapped inputs and per direction (which group's terms the input had)."""
-    groups = swapper.swaps.groups
-    names = {frozenset({0}): f"{groups[0]} -> {groups[1]}", frozenset({1}): f"{groups[1]} -> {groups[0]}",
-             frozenset({0, 1}): "both ways"}
-    by_direction: dict[str, list[tuple[str, str]]] = {}
+    a, b = swapper.swaps.groups
+    directions = {frozenset({0}): (a, b), frozenset({1}): (b, a), frozenset({0, 1}): (None, None)}
+    by_direction: dict[tuple, list[tuple[str, str]]] = {}
     for i, after in zip(changed, counter):
-        direction = names[frozenset(swapper.sides(items[i].input))]
+        direction = directions[frozenset(swapper.sides(items[i].input))]
         by_direction.setdefault(direction, []).append((original[i], after))
-    directions = [direction_figures(name, pairs, kind) for name, pairs in by_direction.items()]
-    n_flips = sum(d["flips"] for d in directions)
+    figures = [direction_figures(source, target, pairs, kind) for (source, target), pairs in by_direction.items()]
+    n_flips = sum(d["flips"] for d in figures)
     return {"swapped_inputs": len(changed), "flips": n_flips,
             "flip_rate": n_flips / len(changed) if changed else None,
-            "directions": sorted(directions, key=lambda d: d["direction"])}
+            "directions": sorted(figures, key=lambda d: d["direction"])}
 
 
-def direction_figures(name: str, pairs: list[tuple[str, str]], kind: str) -> dict:
-    """Flips and the shift of the predicted label distribution for one direction of swap."""
+def direction_figures(source: str | None, target: str | None, pairs: list[tuple[str, str]], kind: str) -> dict:
+    """Flips and the shift of the predicted label distribution for one direction of swap
+    (`source` None: inputs with terms of both groups, swapped both ways)."""
     same = normalize_text if kind != "labels" else (lambda s: s)
     n_flips = sum(same(a) != same(b) for a, b in pairs)
     before, after = Counter(a for a, _ in pairs), Counter(b for _, b in pairs)
-    return {"direction": name, "from": name.split(" -> ")[0] if " -> " in name else None,
-            "to": name.split(" -> ")[1] if " -> " in name else None,
+    return {"direction": f"{source} -> {target}" if source else "both ways", "from": source, "to": target,
             "n": len(pairs), "flips": n_flips, "flip_rate": n_flips / len(pairs),
             "before": dict(sorted(before.items())), "after": dict(sorted(after.items())),
             "label_shift": total_variation(before, after) if kind == "labels" else None}

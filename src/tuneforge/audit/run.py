@@ -4,6 +4,7 @@ check for CI pipelines.
 """
 
 import gc
+from collections import Counter
 from dataclasses import asdict, dataclass
 
 from tuneforge.audit.audit import audit_predictor
@@ -128,9 +129,7 @@ def gate(routes: list[dict], max_gap: float | None, max_flip_rate: float | None)
 
 def _unique_names(routes: list[dict]) -> None:
     """Two models of one kind (two LoRA runs, say) keep apart by their directory."""
-    seen = {}
-    for r in routes:
-        seen[r["name"]] = seen.get(r["name"], 0) + 1
+    seen = Counter(r["name"] for r in routes)
     for r in routes:
         if seen[r["name"]] > 1:
             r["name"] = f"{r['name']} ({r['model']})"

@@ -62,7 +62,7 @@ def compile_swaps(swaps: SwapList) -> Swapper:
     for a, b in swaps.words:
         partner.setdefault(a.lower(), (b, 0))
         partner.setdefault(b.lower(), (a, 1))
-    words = [w for w in partner]
+    words = list(partner)  # the words alone: names join `partner` below
     for a, b in swaps.names:
         partner.setdefault(a, (b, 0))
         partner.setdefault(b, (a, 1))

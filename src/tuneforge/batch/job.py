@@ -116,6 +116,23 @@ def predictor_for_setting(setting: dict, batch_size: int = 16) -> Predictor:
     return Predictor(loaded, setting, batch_size)
 
 
+def store_setting(store, loaded: LoadedModel, task: Task, cfg: BatchConfig, *, synonym_lists: bool = False
+                  ) -> tuple[dict, str]:
+    """The job's setting, marked when outputs are normalised into synonym lists, and its id in `store`."""
+    setting = build_setting(loaded, task, cfg)
+    if synonym_lists:
+        setting = {**setting, "postprocess": "synonym_lists"}
+    return setting, store.add_setting(setting)
+
+
+def local_predictor(loaded: LoadedModel, setting: dict, cfg: BatchConfig, *, synonym_lists: bool = False):
+    """The local engine's predictor for `setting`, normalising outputs into synonym lists if asked."""
+    from tuneforge.batch.synonyms import synonym_predictor
+
+    predict = Predictor(loaded, setting, cfg.batch_size)
+    return synonym_predictor(predict) if synonym_lists else predict
+
+
 def run_batch(predict, store, setting_id: str, inputs: list[str], *, commit_every: int = 64,
               failed: list[dict] | None = None, progress=None) -> dict:
     """Predict the inputs the store lacks, committing every `commit_every` rows.

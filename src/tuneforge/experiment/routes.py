@@ -58,7 +58,7 @@ def adapted_route(stage: str, record: dict) -> dict:
         name, trained, base_total = NAMES[stage], res["parameters"]["trainable"], res["parameters"]["base"]
         style = res["config"]["format"]
     return {
-        "name": name, "kind": stage if stage != "distill" else "distill", "stage": stage,
+        "name": name, "kind": stage, "stage": stage,
         "score": serving["test"][metric], "macro_f1": serving["test"].get("macro_f1"),
         "shots": 0, "pick": None, "format": style, "draws": 1,
         "parameters": {"total": serving["parameters"]["total"], "trained": trained, "base_total": base_total,

@@ -20,11 +20,12 @@ from pathlib import Path
 
 from tuneforge.atomic import write_json_atomic, write_text_atomic
 from tuneforge.config import to_dict
-from tuneforge.data.splits import Task, load_task
+from tuneforge.data.splits import Task
 from tuneforge.errors import TuneforgeError
-from tuneforge.experiment.config import ExperimentConfig
+from tuneforge.experiment.config import ExperimentConfig, TaskConfig
 from tuneforge.experiment.report import recommend, write_report
 from tuneforge.experiment.routes import batch_plan, experiment_results, routes_from_stages
+from tuneforge.experiment.stages import load_task_spec
 from tuneforge.model.load import default_model_dir, fingerprint, resolve_model_dir
 from tuneforge.store.keys import canonical_json
 
@@ -34,7 +35,7 @@ def run(config: ExperimentConfig, out: str | Path | None = None, *, echo=print) 
     also written there as results.json beside report.html and report.md."""
     run_dir = Path(out or Path("runs") / config.name).resolve()
     started = datetime.now(timezone.utc)
-    task = _load_task(config)
+    task = load_task_spec(to_dict(config.task))  # bad task data stops the run before any stage
     base = (default_model_dir() if config.model is None else resolve_model_dir(config.model)).resolve()
     common = {"task": to_dict(config.task), "dtype": config.dtype, "model": str(base)}
     prints = {"base": fingerprint(base), "task": task_fingerprint(task)}
@@ -79,9 +80,10 @@ def run_stage(run_dir: Path, name: str, spec: dict, prints: dict, echo) -> dict:
     stage_dir = run_dir / "stages" / name
     digest = stage_hash(spec, prints)
     result_file, input_file = stage_dir / "result.json", stage_dir / "input.json"
-    if result_file.is_file() and json.loads(result_file.read_text())["hash"] == digest:
+    finished = json.loads(result_file.read_text()) if result_file.is_file() else None
+    if finished is not None and finished["hash"] == digest:
         echo(f"stage {name}: cached ({digest[:12]})")
-        return {**json.loads(result_file.read_text()), "name": name, "cached": True}
+        return {**finished, "name": name, "cached": True}
     if not (input_file.is_file() and json.loads(input_file.read_text())["hash"] == digest):
         shutil.rmtree(stage_dir, ignore_errors=True)  # other settings: nothing there to resume
     stage_dir.mkdir(parents=True, exist_ok=True)
@@ -109,11 +111,6 @@ def task_fingerprint(task: Task) -> str:
     return hashlib.sha256(canonical_json({"rows": rows, "info": task.info.__dict__}).encode()).hexdigest()
 
 
-def _load_task(config: ExperimentConfig) -> Task:
-    t = config.task
-    return load_task(t.name, train=t.train, dev=t.dev, test=t.test, seed=t.split_seed, instruction=t.instruction)
-
-
 def _file_hash(path: str | None) -> str | None:
     if path is None:
         return None
@@ -129,8 +126,7 @@ def _synonyms_spec(config: ExperimentConfig, common: dict, run_dir: Path) -> dic
     section = config.synonyms
     topics = read_inputs(section.topics or builtin_path("synonyms"))[0]
     settings = {k: v for k, v in to_dict(section).items() if k != "topics"}
-    task = {"name": "synonyms", "train": None, "dev": None, "test": None, "split_seed": 0, "instruction": None}
-    return {**common, "task": task, "kind": "batch", "settings": settings, "route": "base model (synonym lists)",
+    return {**common, "task": to_dict(TaskConfig(name="synonyms")), "kind": "batch", "settings": settings, "route": "base model (synonym lists)",
             "inputs": topics, "store": str(run_dir / "store.sqlite"), "synonym_lists": True}
 
 

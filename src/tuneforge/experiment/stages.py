@@ -24,7 +24,7 @@ def prompting(spec: dict, stage_dir: Path) -> dict:
     from tuneforge.model.params import size_on_disk
     from tuneforge.prompts.formats import PromptFormat
 
-    task, cfg = _task(spec), from_dict(PromptingConfig, spec["settings"])
+    task, cfg = load_task_spec(spec["task"]), from_dict(PromptingConfig, spec["settings"])
     loaded = load_model(spec["model"], dtype=spec["dtype"])
     # warm-up on train items, so the first condition's latency is not oneDNN's start-up
     predict_items(loaded, task, task.train[:8], PromptFormat("plain"), 0, None, cfg, seed=0)
@@ -39,7 +39,7 @@ def finetune(spec: dict, stage_dir: Path) -> dict:
     from tuneforge.config import from_dict
     from tuneforge.model.load import load_model
 
-    task, cfg = _task(spec), from_dict(FinetuneConfig, spec["settings"])
+    task, cfg = load_task_spec(spec["task"]), from_dict(FinetuneConfig, spec["settings"])
     out = stage_dir / "run"
     start = time.perf_counter()
     with training_progress() as progress:
@@ -58,7 +58,7 @@ def distill(spec: dict, stage_dir: Path) -> dict:
     from tuneforge.experiment.config import DistillStage
     from tuneforge.model.load import load_model
 
-    task, cfg = _task(spec), from_dict(DistillStage, spec["settings"])
+    task, cfg = load_task_spec(spec["task"]), from_dict(DistillStage, spec["settings"])
     texts = read_inputs(cfg.unlabeled)[0] if cfg.unlabeled else None
     out = stage_dir / "run"
     start = time.perf_counter()
@@ -93,31 +93,26 @@ def audit(spec: dict, stage_dir: Path) -> dict:
     from tuneforge.audit.run import AuditConfig, audit_models
     from tuneforge.config import from_dict
 
-    return audit_models([spec["model"], *spec["adapted"]], _task(spec), from_dict(AuditConfig, spec["settings"]),
-                        dtype=spec["dtype"])
+    task, cfg = load_task_spec(spec["task"]), from_dict(AuditConfig, spec["settings"])
+    return audit_models([spec["model"], *spec["adapted"]], task, cfg, dtype=spec["dtype"])
 
 
 def batch(spec: dict, stage_dir: Path) -> dict:
     """The chosen route's predictions for the inputs into the store (idempotent: a rerun, or a
     resumed kill, predicts only what the store lacks)."""
-    from tuneforge.batch.job import BatchConfig, Predictor, build_setting, run_batch
-    from tuneforge.batch.synonyms import synonym_predictor
+    from tuneforge.batch.job import BatchConfig, local_predictor, run_batch, store_setting
     from tuneforge.config import from_dict
     from tuneforge.model.load import load_model
     from tuneforge.store.sqlite import PredictionStore
 
-    task, cfg = _task(spec), from_dict(BatchConfig, spec["settings"])
+    task, cfg, lists = load_task_spec(spec["task"]), from_dict(BatchConfig, spec["settings"]), spec["synonym_lists"]
     loaded = load_model(spec["model"], dtype=spec["dtype"])
-    setting = build_setting(loaded, task, cfg)
-    if spec["synonym_lists"]:
-        setting = {**setting, "postprocess": "synonym_lists"}
     db = PredictionStore(spec["store"])
     try:
-        sid = db.add_setting(setting)
-        predict = Predictor(loaded, setting, cfg.batch_size)
+        setting, sid = store_setting(db, loaded, task, cfg, synonym_lists=lists)
         with job_progress() as progress:
-            summary = run_batch(synonym_predictor(predict) if spec["synonym_lists"] else predict, db, sid,
-                                spec["inputs"], commit_every=cfg.commit_every, progress=progress)
+            summary = run_batch(local_predictor(loaded, setting, cfg, synonym_lists=lists), db, sid, spec["inputs"],
+                                commit_every=cfg.commit_every, progress=progress)
         stats = db.stats()
     finally:
         db.close()
@@ -130,10 +125,10 @@ def batch(spec: dict, stage_dir: Path) -> dict:
 STAGES = {"prompting": prompting, "finetune": finetune, "distill": distill, "audit": audit, "batch": batch}
 
 
-def _task(spec: dict):
+def load_task_spec(t: dict):
+    """The task of an experiment's `task` section (as plain data: the parent passes it to the stage)."""
     from tuneforge.data.splits import load_task
 
-    t = spec["task"]
     return load_task(t["name"], train=t["train"], dev=t["dev"], test=t["test"], seed=t["split_seed"],
                      instruction=t["instruction"])
 
