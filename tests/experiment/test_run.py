@@ -175,6 +175,40 @@ def test_a_killed_run_resumes_with_nothing_lost(experiment_file, tmp_path):
     assert [h["loss"] for h in history(killed)] == [h["loss"] for h in history(tmp_path / "whole")]
 
 
+WINDOW_SETTINGS = {
+    "lora": ["--distill=null"],
+    "full": ["--lora=null", "--distill=null", "--full.epochs=1", "--full.batch_size=8"],
+    "distill": [],
+}
+
+
+@pytest.mark.parametrize("stage", ["lora", "full", "distill"])
+def test_a_run_killed_after_training_but_before_scoring_resumes(experiment_file, tmp_path, stage):
+    """SIGKILL the run once the stage's training run has written its results.json but before the
+    stage has scored it (its result.json): the rerun reads the finished run back, never refuses it,
+    and ends with the same results as a run never killed."""
+    settings = ["--prompting=null", "--audit=null", "--batch=null", "--synonyms=null", *WINDOW_SETTINGS[stage]]
+    cmd = [sys.executable, "-m", "tuneforge.cli", "run", str(experiment_file), *settings]
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([*cmd, "--out", str(killed)], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    trained, scored = killed / "stages" / stage / "run" / "results.json", killed / "stages" / stage / "result.json"
+    deadline = time.time() + 300
+    while time.time() < deadline and not trained.is_file() and proc.poll() is None:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    time.sleep(1)  # the stage process gets SIGKILL with its parent
+    assert trained.is_file() and not scored.exists(), "the kill missed the window between training and scoring"
+    resumed = subprocess.run([*cmd, "--out", str(killed)], env=ENV, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    whole = subprocess.run([*cmd, "--out", str(tmp_path / "whole")], env=ENV, capture_output=True, text=True,
+                           timeout=600)
+    assert whole.returncode == 0, whole.stderr
+    routes = lambda d: json.loads((d / "results.json").read_text())["routes"]  # noqa: E731
+    keep = ("name", "score", "history", "parameters")
+    assert [{k: r.get(k) for k in keep} for r in routes(killed)] == [{k: r.get(k) for k in keep} for r in routes(tmp_path / "whole")]
+
+
 def test_the_python_api_takes_a_config_object_a_file_or_demo(experiment_file):
     from tuneforge.api import experiment_config
     from tuneforge.experiment.config import ExperimentConfig

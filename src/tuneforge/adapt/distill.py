@@ -5,6 +5,8 @@ trains on the shared loop with logit KD (the teacher's distribution at each targ
 teacher's own answers for unlabeled inputs, or on the labels alone (the baseline that shows what KD
 adds). Teacher and student are evaluated by the same code, side by side."""
 
+import hashlib
+import json
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -13,7 +15,7 @@ from pathlib import Path
 import torch
 
 from tuneforge.adapt.checkpoint import load_trainable
-from tuneforge.adapt.finetune import FinetuneConfig, check_out, loop_config, run_hash, save_dir
+from tuneforge.adapt.finetune import FinetuneConfig, finished_run, loop_config, run_hash, save_dir
 from tuneforge.adapt.finetune import use_training_attention
 from tuneforge.adapt.loop import TargetLogits, train
 from tuneforge.adapt.losses import ce_loss, kd_loss
@@ -68,15 +70,21 @@ def distill(teacher: LoadedModel, task: Task, cfg: DistillConfig, out: Path, *, 
     from accelerate import Accelerator
 
     out = Path(out)
-    check_out(out, resume)
+    if student is None:
+        spec = {"pruned_from_teacher": True, "layers": cfg.layers or layers_for_ratio(teacher.model, cfg.params_ratio)}
+    else:
+        spec = {"pruned_from_teacher": False, "path": str(student.path)}
+    run_id = {"run_hash": run_hash(cfg.training, task) + f"|{cfg.kd}|{cfg.alpha}|{cfg.temperature}|{spec}",
+              "base_fingerprint": teacher.fingerprint, "unlabeled": _texts_hash(unlabeled)}
+    if (finished := finished_run(out, resume, run_id)) is not None:
+        return finished
     teacher.model.requires_grad_(False).eval()
     if student is None:
-        keep = cfg.layers or layers_for_ratio(teacher.model, cfg.params_ratio)
-        student_model, spec = prune_layers(teacher.model, keep), {"pruned_from_teacher": True, "layers": keep}
+        student_model = prune_layers(teacher.model, spec["layers"])
     else:
         if cfg.kd == "logits":
             check_vocabularies(teacher.tokenizer, student.tokenizer)
-        student_model, spec = student.model, {"pruned_from_teacher": False, "path": str(student.path)}
+        student_model = student.model
     student_model.requires_grad_(True)
     use_training_attention(student_model, teacher.device)
     s_tok = student.tokenizer if student else teacher.tokenizer
@@ -105,8 +113,6 @@ def distill(teacher: LoadedModel, task: Task, cfg: DistillConfig, out: Path, *, 
             preds = predict_items(view, task, task.dev, fmt, 0, None, PromptingConfig(split="dev"), seed=0)["raw"]
         return summarize([e.target for e in task.dev], [preds], task.info.kind)[_metric(task)]["mean"]
 
-    run_id = {"run_hash": run_hash(cfg.training, task) + f"|{cfg.kd}|{cfg.alpha}|{cfg.temperature}|{spec}",
-              "base_fingerprint": teacher.fingerprint}
     result = train(net, rows, loss, loop_config(cfg.training, bool(task.dev)), accelerator=accelerator,
                    pad_id=s_tok.pad_token_id, evaluate=evaluate if task.dev else None,
                    checkpoint_dir=out / "checkpoints", resume=resume, run_id=run_id, progress=progress)
@@ -122,7 +128,7 @@ def distill(teacher: LoadedModel, task: Task, cfg: DistillConfig, out: Path, *, 
         "teacher": {"path": str(teacher.path), "fingerprint": teacher.fingerprint}, "metric": _metric(task),
         "rows": {"train": len(task.train), "teacher": len(rows) - len(task.train)},
         "history": result["history"], "best_dev_score": result["best_score"], "best_step": result["best_step"],
-        **side,
+        **side, "run_id": run_id,
     }
     if accelerator.is_main_process:
         provenance = {k: results[k] for k in ("route", "kd", "alpha", "temperature", "student", "config", "teacher", "task")}
@@ -133,6 +139,10 @@ def distill(teacher: LoadedModel, task: Task, cfg: DistillConfig, out: Path, *, 
         write_json_atomic(out / "results.json", results)
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     return results
+
+
+def _texts_hash(texts: list[str] | None) -> str | None:
+    return None if texts is None else hashlib.sha256(json.dumps(texts).encode()).hexdigest()
 
 
 def teacher_labels(teacher: LoadedModel, task: Task, fmt: PromptFormat, inputs: list[str]) -> list[Example]:

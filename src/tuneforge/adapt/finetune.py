@@ -110,7 +110,9 @@ def finetune(loaded: LoadedModel, task: Task, cfg: FinetuneConfig, out: Path, *,
     from accelerate import Accelerator
 
     out = Path(out)
-    check_out(out, resume)
+    run_id = {"run_hash": run_hash(cfg, task), "base_fingerprint": loaded.fingerprint}
+    if (finished := finished_run(out, resume, run_id)) is not None:
+        return finished
     use_bf16 = cfg.uses_bf16(loaded.device)
     accelerator = accelerator or Accelerator(mixed_precision="bf16" if use_bf16 else "no")
     base_counts = count_parameters(loaded.model, loaded.path)
@@ -133,7 +135,6 @@ def finetune(loaded: LoadedModel, task: Task, cfg: FinetuneConfig, out: Path, *,
         metric = "accuracy" if task.info.kind == "labels" else "exact_match"
         return summarize([ex.target for ex in task.dev], [preds], task.info.kind)[metric]["mean"]
 
-    run_id = {"run_hash": run_hash(cfg, task), "base_fingerprint": loaded.fingerprint}
     result = train(net, rows, loss, loop_config(cfg, has_dev=bool(task.dev)), accelerator=accelerator,
                    pad_id=loaded.tokenizer.pad_token_id, evaluate=evaluate if task.dev else None,
                    checkpoint_dir=out / "checkpoints", resume=resume, run_id=run_id, progress=progress)
@@ -150,7 +151,7 @@ def finetune(loaded: LoadedModel, task: Task, cfg: FinetuneConfig, out: Path, *,
         "test": metrics, "test_predictions": test_preds,
         "best_dev_score": result["best_score"], "best_step": result["best_step"], "steps": result["step"],
         "history": result["history"], "processes": accelerator.num_processes,
-        "autocast": "bf16" if use_bf16 else "off",
+        "autocast": "bf16" if use_bf16 else "off", "run_id": run_id,
     }
     if accelerator.is_main_process:
         results["parameters"] = save_artifacts(model, loaded, cfg, out, results, base_counts, trainable)
@@ -216,8 +217,19 @@ def loop_config(cfg: FinetuneConfig, has_dev: bool) -> LoopConfig:
                       patience=cfg.patience if has_dev else 0, checkpoint_every=cfg.checkpoint_every)
 
 
-def check_out(out: Path, resume: bool) -> None:
-    if (out / "results.json").exists():
-        raise TuneforgeError(f"{out}: holds a finished run; choose another --out")
+def finished_run(out: Path, resume: bool, run_id: dict) -> dict | None:
+    """The results of the run already finished in `out` when resuming the same run (a kill after the
+    results were written but before the caller used them loses nothing); None when there is none.
+    Refuses to overwrite a finished run or unfinished checkpoints without --resume."""
+    results_file = out / "results.json"
+    if results_file.is_file():
+        finished = json.loads(results_file.read_text())
+        if not resume:
+            raise TuneforgeError(f"{out}: holds a finished run; choose another --out (or add --resume to read it back)")
+        if finished.get("run_id") != run_id:
+            raise TuneforgeError(f"{out}: holds a finished run of other settings or data; choose another --out")
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)  # a kill may have left them behind
+        return finished
     if not resume and (out / "checkpoints").is_dir() and any((out / "checkpoints").glob("step-*")):
         raise TuneforgeError(f"{out}: holds checkpoints of an unfinished run; add --resume or choose another --out")
+    return None

@@ -40,11 +40,11 @@ def finetune(spec: dict, stage_dir: Path) -> dict:
     from tuneforge.model.load import load_model
 
     task, cfg = load_task_spec(spec["task"]), from_dict(FinetuneConfig, spec["settings"])
-    out = stage_dir / "run"
-    start = time.perf_counter()
+    out = stage_dir / "run"  # only this stage's run lives here (another hash wipes it): always resume,
+    start = time.perf_counter()  # from checkpoints, or by reading back a run that finished before a kill
     with training_progress() as progress:
         results = run_finetune(load_model(spec["model"], dtype="fp32"), task, cfg, out,
-                               resume=(out / "checkpoints").is_dir(), progress=progress)
+                               resume=True, progress=progress)
     seconds = time.perf_counter() - start
     model_dir = out / ("merged" if cfg.method == "lora" else "model")
     return {"results": results, "training_seconds": seconds, "model_dir": str(model_dir),
@@ -64,7 +64,7 @@ def distill(spec: dict, stage_dir: Path) -> dict:
     start = time.perf_counter()
     with training_progress() as progress:
         results = run_distill(load_model(spec["teacher"], dtype="fp32"), task, cfg, out, unlabeled=texts,
-                              resume=(out / "checkpoints").is_dir(), progress=progress)
+                              resume=True, progress=progress)
     seconds = time.perf_counter() - start
     return {"results": results, "training_seconds": seconds, "model_dir": str(out / "student"),
             "serving": serving_pass(out / "student", task, cfg.training.format, spec["dtype"])}
