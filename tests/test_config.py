@@ -292,7 +292,8 @@ def test_load_config_applies_overrides_and_creates_sections(experiment):
         "--finetune.lr=1e-3", "--distill.training.epochs=2", "prompting.shots=0,2", "name=5"])
     assert got.finetune.lr == 1e-3 and got.prompting.shots == (0, 2) and got.name == "5"
     assert got.distill.training == FinetuneConfig(method="full", epochs=2, lr=3e-4)
-    assert load_config(Experiment, experiment("")) == Experiment()
+    with pytest.raises(TuneforgeError, match="the file is empty"):
+        load_config(Experiment, experiment("# only a comment\n"))
 
 
 @pytest.mark.parametrize("text, overrides, message", [

@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING
 from tuneforge.adapt.distill import DistillConfig
 from tuneforge.adapt.finetune import FinetuneConfig
 from tuneforge.adapt.finetune import finetune as run_finetune
-from tuneforge.atomic import write_json_atomic
+from tuneforge.atomic import check_writable, write_json_atomic
 from tuneforge.batch.job import BatchConfig
 from tuneforge.errors import TuneforgeError
-from tuneforge.data.splits import load_task
+from tuneforge.data.splits import load_task, warn_about_task
 from tuneforge.data.tasks import builtin_info, builtin_tasks, read_examples, builtin_path
 from tuneforge.evaluate.prompting import PromptingConfig, check_feasible, compare_prompting
 from tuneforge.model.load import load_model
@@ -36,7 +36,10 @@ def prompt(
     """Compare zero-, one- and few-shot prompting of `model` (default: the embedded model) on `task`.
 
     Returns the results record; with `out`, also writes it there as JSON (atomically)."""
+    if out is not None:
+        check_writable(out, folder=False)
     data = load_task(task, train=train, dev=dev, test=test, seed=split_seed, instruction=instruction)
+    warn_about_task(data)
     check_feasible(data, config)
     loaded = load_model(model, dtype=dtype)
     results = compare_prompting(loaded, data, config)
@@ -62,7 +65,9 @@ def finetune(
 ) -> dict:
     """Fine-tune `model` (default: the embedded model) on `task` with LoRA or every weight; artifacts
     and results.json go to `out`. `resume` continues a killed run from its last checkpoint."""
+    check_writable(out, folder=True)
     data = load_task(task, train=train, dev=dev, test=test, seed=split_seed, instruction=instruction)
+    warn_about_task(data)
     loaded = load_model(model, dtype="fp32")  # fp32 master weights; bf16 comes from autocast
     return run_finetune(loaded, data, config, Path(out), resume=resume, progress=progress)
 
@@ -87,7 +92,9 @@ def distill(
     from tuneforge.adapt.distill import distill as run_distill
     from tuneforge.batch.inputs import read_inputs
 
+    check_writable(out, folder=True)
     data = load_task(task, train=train, dev=dev, test=test, seed=split_seed, instruction=instruction)
+    warn_about_task(data)
     texts = read_inputs(unlabeled)[0] if unlabeled else None
     teacher_model = load_model(teacher, dtype="fp32")
     student_model = load_model(student, dtype="fp32") if student else None
@@ -115,7 +122,7 @@ def batch(
     `engine="ray"` runs the same job on Ray Data (`actors` model replicas), writing the same store."""
     from tuneforge.batch.inputs import read_inputs
     from tuneforge.batch.job import local_predictor, run_batch, store_setting
-    from tuneforge.store.sqlite import PredictionStore
+    from tuneforge.store.sqlite import PredictionStore, check_store
 
     if inputs is None and not from_misses:
         raise TuneforgeError("give an inputs file, or --from-misses")
@@ -123,6 +130,8 @@ def batch(
         raise TuneforgeError(f"unknown engine {engine!r}: choose local or ray")
     texts, failed = read_inputs(inputs) if inputs is not None else ([], [])
     data = load_task(task)
+    check_writable(store, folder=False)  # before the model loads; the store opens once it has
+    check_store(store)
     loaded = load_model(model, dtype=dtype)
     db = PredictionStore(store)
     try:
@@ -165,7 +174,10 @@ def audit(
     from tuneforge.audit.run import AuditConfig, audit_models
 
     config = config or AuditConfig()
+    if out is not None:
+        check_writable(out, folder=False)
     data = load_task(task, train=train, dev=dev, test=test, seed=split_seed, instruction=instruction)
+    warn_about_task(data)
     specs = [None if m in (None, "default") else m for m in (models or [None])]
     results = audit_models(specs, data, config, dtype=dtype)
     results["task"]["split_seed"] = split_seed

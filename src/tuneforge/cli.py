@@ -11,6 +11,7 @@ from tuneforge.commands import (
     cmd_audit, cmd_batch, cmd_demo, cmd_distill, cmd_finetune, cmd_model, cmd_prompt, cmd_report, cmd_run, cmd_serve,
     cmd_store, cmd_tasks,
 )
+from tuneforge.data.limits import MAX_INPUT_TOKENS
 from tuneforge.errors import TuneforgeError
 
 
@@ -90,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     _batch_args(p, default_task="synonyms", default_shots=3)
     p.set_defaults(func=cmd_batch, from_misses=False, synonym_lists=True)
 
+    from tuneforge.serve.listen import REQUEST_SECONDS
+
     p = sub.add_parser("serve", help="serve predictions from a store over HTTP (OpenAI-compatible too)",
                        description="Answer lookups, synonym matches and OpenAI-style completions from a prediction "
                                    "store. Binds 127.0.0.1 unless --host says otherwise.")
@@ -98,10 +101,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--match-setting", help="setting whose synonym lists feed /v1/match (default: newest generate)")
     p.add_argument("--miss", default="reject", choices=["reject", "live", "queue"],
                    help="on a miss: 404, run the model and store the answer, or queue it for `batch --from-misses`")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
-    p.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default: %(default)s); a non-loopback one without an API key is "
+                        "served with a warning")
+    p.add_argument("--port", type=int, default=8000, help="port, 1-65535, or 0 for any free one (default: "
+                                                          "%(default)s; the address is printed at start)")
     p.add_argument("--api-key", default=os.environ.get("TUNEFORGE_API_KEY"),
-                   help="require `Authorization: Bearer KEY` (default: $TUNEFORGE_API_KEY, if set)")
+                   help="require `Authorization: Bearer KEY` on every request but /healthz (default: the "
+                        "TUNEFORGE_API_KEY environment variable, if set; it keeps the key out of `ps`)")
+    p.add_argument("--request-timeout", type=float, default=REQUEST_SECONDS,
+                   help="seconds a client has to send a whole request before it is disconnected "
+                        "(default: %(default)g)")
     p.add_argument("--max-body-bytes", type=int, default=65536, help="largest request body")
     p.add_argument("--max-batch", type=int, default=256, help="most inputs in one lookup request")
     p.set_defaults(func=cmd_serve)
@@ -198,6 +208,8 @@ def _prompting_args(p):
     g.add_argument("--calibrate", action="store_true", help="also report contextual calibration (label tasks)")
     g.add_argument("--split", default="test", help="split to evaluate: test (final) or dev")
     g.add_argument("--batch-size", type=int, default=16, help="prompts per forward pass")
+    g.add_argument("--max-input-tokens", type=int, default=MAX_INPUT_TOKENS,
+                   help="longest input in tokens; a longer row is refused (default: %(default)s)")
     g.add_argument("--out", default=None, help="results JSON (default: runs/prompt-<task>.json)")
 
 

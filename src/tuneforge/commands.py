@@ -82,28 +82,32 @@ def cmd_serve(args) -> int:
 
     if not os.path.isfile(args.store):
         raise TuneforgeError(f"{args.store}: no such store")
+    if args.request_timeout <= 0:
+        raise TuneforgeError(f"--request-timeout {args.request_timeout:g}: give a number of seconds above 0")
     try:
-        serve(args.store, host=args.host, port=args.port, setting=args.setting, match_setting=args.match_setting,
-              miss_policy=args.miss, api_key=args.api_key, max_body_bytes=args.max_body_bytes,
-              max_batch=args.max_batch)
+        serve(args.store, host=args.host, port=args.port, request_seconds=args.request_timeout, setting=args.setting,
+              match_setting=args.match_setting, miss_policy=args.miss, api_key=args.api_key,
+              max_body_bytes=args.max_body_bytes, max_batch=args.max_batch)
     except ValueError as e:
         raise TuneforgeError(str(e)) from None
     return 0
 
 
 def cmd_store(args) -> int:
-    from tuneforge.store.export import export
+    from tuneforge.store.export import check_out, export
     from tuneforge.store.sqlite import PredictionStore
 
     if not os.path.isfile(args.store):
         raise TuneforgeError(f"{args.store}: no such store")
+    if args.action == "export":  # a bad --out fails before the store is opened
+        if not args.out:
+            raise TuneforgeError("store export: give --out FILE (.jsonl or .parquet)")
+        check_out(args.out)
     db = PredictionStore(args.store)
     try:
         if args.action == "stats":
             print(json.dumps(db.stats(), indent=2))
         else:
-            if not args.out:
-                raise TuneforgeError("store export: give --out FILE (.jsonl or .parquet)")
             print(f"exported {export(db, args.out)} rows to {args.out}")
     finally:
         db.close()
@@ -117,6 +121,7 @@ def cmd_prompt(args) -> int:
     config = PromptingConfig(
         shots=_int_list(args.shots, "--shots"), formats=tuple(_str_list(args.format)), picks=tuple(_str_list(args.pick)),
         draws=args.draws, seed=args.seed, calibrate=args.calibrate, split=args.split, batch_size=args.batch_size,
+        max_input_tokens=args.max_input_tokens,
     )
     if args.task is None and args.train is None:
         args.task = "fruit"

@@ -67,7 +67,7 @@ def load_config(cls, path: str | Path, overrides: Sequence[str] = ()):
 
 
 def _read_yaml(text: str, name: str) -> tuple[dict, dict[tuple[str, ...], int]]:
-    """The file's data (an empty file is `{}`) and the line of each dotted key."""
+    """The file's data (an empty file is refused) and the line of each dotted key."""
     try:
         data = yaml.load(text, Loader=_CoreLoader)
         lines = _key_lines(yaml.compose(text, Loader=_CoreLoader), (), name)
@@ -79,7 +79,8 @@ def _read_yaml(text: str, name: str) -> tuple[dict, dict[tuple[str, ...], int]]:
     except yaml.YAMLError as err:
         raise TuneforgeError(f"{name}: invalid YAML: {err}") from None
     if data is None:
-        return {}, lines
+        raise TuneforgeError(f"{name}: the file is empty (no settings); copy the demo's experiment "
+                             "(tuneforge/experiment/demo.yaml) as a start")
     if not isinstance(data, dict):
         raise TuneforgeError(f"{name}: expected a mapping of settings at the top, got {_show(data)}")
     return data, lines

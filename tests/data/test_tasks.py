@@ -51,6 +51,18 @@ def test_default_ids_are_stem_and_line_skipping_blank_lines(tmp_path):
     assert [ex.id for ex in read_examples(f)] == ["mydata-1", "mydata-4"]
 
 
+@pytest.mark.parametrize("name, content, line", [
+    ("d.jsonl", '{"id": "a", "input": "x", "target": "y"}\n\n{"id": "b", "input": "z", "target": "w"}\n', 3),
+    ("d.csv", "id,input,target\na,x,y\nb,z,w\n", 3),
+])
+def test_each_example_knows_its_file_and_line(tmp_path, name, content, line):
+    f = tmp_path / name
+    f.write_text(content, encoding="utf-8")
+    second = read_examples(f)[1]
+    assert second.where == f"{f}:{line}"
+    assert second == Example("z", "w", "b")  # where a row was read is not part of what it is
+
+
 def test_integer_id_becomes_string(tmp_path):
     f = write_jsonl(tmp_path / "d.jsonl", [{"id": 7, "input": "x", "target": "y"}])
     assert read_examples(f)[0].id == "7"

@@ -116,12 +116,39 @@ def test_more_shots_than_train_examples_is_refused(tiny, fruit):
         compare_prompting(tiny, fruit, PromptingConfig(shots=(len(fruit.train) + 1,)))
 
 
+def test_an_over_long_row_stops_the_comparison_before_any_prediction(tiny, fruit, monkeypatch):
+    from dataclasses import replace
+
+    from tuneforge.data.tasks import Example
+
+    text = " ".join(f"word{i}" for i in range(400))
+    n = len(tiny.tokenizer(text, add_special_tokens=False)["input_ids"])
+    long_task = replace(fruit, test=fruit.test[:3] + [Example(text, "drupe", "long-1")])
+    monkeypatch.setattr(prompting, "score_continuations", lambda *a, **k: pytest.fail("predicted before the check"))
+    with pytest.raises(TuneforgeError, match=f"test example 'long-1': input is {n:,} tokens; the limit is 512"):
+        compare_prompting(tiny, long_task, PromptingConfig(shots=(0,)))
+    assert n > 512
+    monkeypatch.undo()  # a limit raised to the row's length lets it through
+    results = compare_prompting(tiny, long_task, PromptingConfig(shots=(0,), max_input_tokens=n))
+    assert results["config"]["max_input_tokens"] == n and len(results["conditions"][0]["predictions"]["raw"]) == 4
+
+
+def test_the_results_record_carries_the_task_warnings(tiny, fruit):
+    from dataclasses import replace
+
+    leaked = replace(fruit, test=fruit.test[:2] + fruit.train[:1])
+    results = compare_prompting(tiny, leaked, PromptingConfig(shots=(0,)))
+    assert results["task"]["warnings"] == [
+        "1 of 3 test inputs also appear in train (duplicates across splits inflate the test score)"]
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"shots": (-1,)}, "non-negative"),
     ({"picks": ("best",)}, "unknown demonstration picker 'best'"),
     ({"formats": ("yaml",)}, "unknown prompt format 'yaml'"),
     ({"split": "train"}, "dev or test"),
     ({"draws": 0}, "at least 1"),
+    ({"max_input_tokens": 0}, "max input tokens must be at least 1"),
 ])
 def test_bad_settings_are_refused(kwargs, message):
     with pytest.raises(TuneforgeError, match=message):

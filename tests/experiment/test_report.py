@@ -391,3 +391,38 @@ def test_store_lists_every_job_and_stages_their_peak_memory(results, tmp_path):
     assert "Every job in this store" in store and "base model (synonym lists)" in store and "ffffffffffff" in store
     assert "the store serves LoRA fine-tune instead" in store
     assert "2.34 GB" in section(markdown, "Stages")
+
+
+# --- task-data warnings -----------------------------------------------------------------------------
+
+def test_task_overlap_is_counted_under_the_introduction(results, tmp_path):
+    """From a Task with duplicates across splits, through the results record, to both reports."""
+    from datetime import datetime, timezone
+
+    from tuneforge.data.splits import Task
+    from tuneforge.data.tasks import Example, TaskInfo
+    from tuneforge.experiment.config import ExperimentConfig
+    from tuneforge.experiment.routes import experiment_results
+
+    def rows(split, texts):
+        return [Example(t, "pome" if i % 2 else "drupe", f"{split}-{i}") for i, t in enumerate(texts)]
+
+    train = rows("train", [f"fruit {i}" for i in range(50)])
+    test = rows("test", [f"Fruit {i} " for i in range(12)] + [f"new {i}" for i in range(26)])  # 12 of 38 seen
+    task = Task(TaskInfo("dupes", "labels", None, "test"), train=train, dev=[], test=test)
+    record = experiment_results(ExperimentConfig(), task, tmp_path, {}, [], {}, datetime.now(timezone.utc))
+    warning = "12 of 38 test inputs also appear in train (duplicates across splits inflate the test score)"
+    assert record["task"]["warnings"] == [warning]
+
+    results["task"]["warnings"] = record["task"]["warnings"]
+    paths = write_report(results, tmp_path / "report")
+    markdown, html = paths["markdown"].read_text(), paths["html"].read_text()
+    intro = markdown.split("\n## 1. ")[0]
+    assert f"**Warnings about the task data (read them before trusting any score below):**\n\n- {warning}" in intro
+    assert '<div class="warnings" role="note">' in html and f"<li>{warning}</li>" in html
+    assert html.index(warning) < html.index("<nav>")
+
+
+def test_no_warnings_no_warnings_block(report):
+    assert "Warnings about the task data" not in report["markdown"]
+    assert 'class="warnings"' not in report["html"].split("</style>")[1]

@@ -22,6 +22,7 @@ from tuneforge.adapt.losses import ce_loss, kd_loss
 from tuneforge.adapt.rows import Row, build_rows
 from tuneforge.adapt.student import check_vocabularies, layers_for_ratio, prune_layers
 from tuneforge.atomic import write_json_atomic
+from tuneforge.data.limits import check_input_lengths
 from tuneforge.data.splits import Task
 from tuneforge.data.tasks import Example
 from tuneforge.errors import TuneforgeError
@@ -78,6 +79,7 @@ def distill(teacher: LoadedModel, task: Task, cfg: DistillConfig, out: Path, *, 
               "base_fingerprint": teacher.fingerprint, "unlabeled": _texts_hash(unlabeled)}
     if (finished := finished_run(out, resume, run_id)) is not None:
         return finished
+    check_input_lengths(task, student.tokenizer if student else teacher.tokenizer)
     teacher.model.requires_grad_(False).eval()
     if student is None:
         student_model = prune_layers(teacher.model, spec["layers"])

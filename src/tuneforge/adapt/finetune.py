@@ -16,6 +16,7 @@ from tuneforge.adapt.loop import LoopConfig, TargetLogits, train
 from tuneforge.adapt.losses import ce_loss
 from tuneforge.adapt.rows import build_rows
 from tuneforge.atomic import write_json_atomic
+from tuneforge.data.limits import check_input_lengths
 from tuneforge.data.splits import Task
 from tuneforge.errors import TuneforgeError
 from tuneforge.evaluate.prompting import PromptingConfig, predict_items, summarize
@@ -113,6 +114,7 @@ def finetune(loaded: LoadedModel, task: Task, cfg: FinetuneConfig, out: Path, *,
     run_id = {"run_hash": run_hash(cfg, task), "base_fingerprint": loaded.fingerprint}
     if (finished := finished_run(out, resume, run_id)) is not None:
         return finished
+    check_input_lengths(task, loaded.tokenizer)
     use_bf16 = cfg.uses_bf16(loaded.device)
     accelerator = accelerator or Accelerator(mixed_precision="bf16" if use_bf16 else "no")
     base_counts = count_parameters(loaded.model, loaded.path)
@@ -204,7 +206,8 @@ def save_dir(target: Path, save, tokenizer, provenance: dict) -> None:
 
 def run_hash(cfg: FinetuneConfig, task: Task) -> str:
     """sha256 of what changes the trajectory: the config and the train/dev examples."""
-    payload = {"config": asdict(cfg), "train": [asdict(e) for e in task.train], "dev": [asdict(e) for e in task.dev]}
+    rows = {s: [[e.id, e.input, e.target, e.group] for e in task.split(s)] for s in ("train", "dev")}
+    payload = {"config": asdict(cfg), **rows}  # where a row was read is not part of it
     payload["config"].pop("checkpoint_every")
     payload["config"].pop("merge")
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()

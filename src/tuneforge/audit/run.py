@@ -15,6 +15,7 @@ from tuneforge.evaluate.prompting import PromptingConfig, predict_items
 from tuneforge.model.load import LoadedModel, artifact_provenance, load_model
 from tuneforge.prompts.formats import PromptFormat
 from tuneforge.prompts.shots import PICKERS
+from tuneforge.data.limits import check_input_lengths
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ def audit_models(models: list[str | None], task: Task, cfg: AuditConfig, *, dtyp
     routes = []
     for spec in models:
         loaded = load_model(spec, dtype=dtype)
+        check_input_lengths(task, loaded.tokenizer)
         for route in model_routes(loaded, cfg):
             predict = predictor(loaded, task, route, cfg)
             figures = audit_predictor(items, predict, swapper, kind=task.info.kind,

@@ -18,6 +18,8 @@ from tuneforge.prompts.formats import (
     PromptFormat, encode_continuation, encode_prompt, render_continuation, render_prompt,
 )
 from tuneforge.prompts.shots import is_same_item, pick_demos
+from tuneforge.data.limits import MAX_INPUT_TOKENS
+from tuneforge.store.keys import normalize_input
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,7 @@ class BatchConfig:
     """Prompt format: `plain` or `chat`."""
     max_new_tokens: int = 48
     """Longest generated answer."""
-    max_input_tokens: int = 512
+    max_input_tokens: int = MAX_INPUT_TOKENS
     """Longer prompts are recorded as failed rows."""
     batch_size: int = 16
     """Prompts per forward pass."""
@@ -138,7 +140,7 @@ def run_batch(predict, store, setting_id: str, inputs: list[str], *, commit_ever
     """Predict the inputs the store lacks, committing every `commit_every` rows.
     `failed` rows (e.g. undecodable lines) are recorded as they are. Returns done/skipped/failed counts."""
     todo = store.missing(setting_id, inputs)
-    skipped = len(dict.fromkeys(inputs)) - len(todo)
+    skipped = len({normalize_input(t) for t in inputs}) - len(todo)
     counts = {"done": 0, "skipped": skipped, "failed": 0, "inputs": len(inputs)}
     if failed:
         counts["failed"] += store.put_many(setting_id, failed)

@@ -13,6 +13,7 @@ import torch
 
 from tuneforge.batch.job import predictor_for_setting
 from tuneforge.errors import TuneforgeError
+from tuneforge.store.keys import normalize_input
 
 
 class _PredictBatches:
@@ -35,7 +36,7 @@ def run_batch_ray(setting: dict, store, setting_id: str, inputs: list[str], *, a
     if min(actors, batch_size, commit_every) < 1:
         raise TuneforgeError("actors, batch size and commit size must be >= 1")
     todo = store.missing(setting_id, inputs)
-    counts = {"done": 0, "skipped": len(dict.fromkeys(inputs)) - len(todo), "failed": 0, "inputs": len(inputs)}
+    counts = {"done": 0, "skipped": len({normalize_input(t) for t in inputs}) - len(todo), "failed": 0, "inputs": len(inputs)}
     if failed:
         counts["failed"] += store.put_many(setting_id, failed)
     start = time.perf_counter()

@@ -4,16 +4,26 @@ The test split is read only by the final evaluation; demonstrations, training an
 train and dev.
 """
 
+import logging
 import random
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from tuneforge.data.tasks import Example, TaskInfo, builtin_info, builtin_path, read_examples
+from tuneforge.data.tasks import Example, TaskInfo, builtin_info, builtin_path, input_key, read_examples
 from tuneforge.errors import TuneforgeError
 
 # Below this many distinct targets (and with targets repeating) a user's file is a label task.
 MAX_LABELS = 50
+
+# Why an input shared by two splits matters, per pair (earlier split, later split).
+OVERLAP_EFFECTS = {
+    ("train", "dev"): "dev scores, and the settings chosen on them, are inflated",
+    ("train", "test"): "duplicates across splits inflate the test score",
+    ("dev", "test"): "settings chosen on dev are tuned to those test items",
+}
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -112,3 +122,32 @@ def split_examples(
     # Keep file order inside each split, so listings read naturally.
     order = {ex.id: i for i, ex in enumerate(examples)}
     return {name: sorted(split, key=lambda ex: order[ex.id]) for name, split in out.items()}
+
+
+def task_warnings(task: Task) -> list[str]:
+    """What makes the task's scores misleading, one sentence each (empty when nothing does):
+    inputs shared by two splits (compared by `input_key`: surrounding whitespace and case ignored),
+    a single label, a test split of one example."""
+    warnings = []
+    for (first, second), effect in OVERLAP_EFFECTS.items():
+        seen = {input_key(ex.input) for ex in task.split(first)}
+        shared = sum(input_key(ex.input) in seen for ex in task.split(second))
+        if shared:
+            total = len(task.split(second))
+            warnings.append(f"{shared:,} of {total:,} {second} inputs also appear in {first} ({effect})")
+    targets = {ex.target for ex in task.train + task.dev + task.test}
+    if len(targets) == 1:
+        warnings.append(f"the task has one label ({next(iter(targets))!r}): every score is trivially 1.000 "
+                        "(always answering it is always right)")
+    if len(task.test) == 1:
+        warnings.append("the test split has 1 example: its score is 0 or 1 and says little")
+    return warnings
+
+
+def warn_about_task(task: Task) -> list[str]:
+    """Log each of `task_warnings` once (the CLI prints them as `tuneforge: ...` on stderr) and return them.
+    Call it where a command loads its task, not in `load_task`, which stages call again."""
+    warnings = task_warnings(task)
+    for line in warnings:
+        log.warning("task %r: %s", task.info.name, line)
+    return warnings

@@ -5,7 +5,7 @@ Every reader error names the file, the line and the field, so a user can fix the
 
 import csv
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -24,6 +24,8 @@ class Example:
     """Stable identity; defaults to `<file stem>-<line>` when the file has none."""
     group: str | None = None
     """Optional group (for per-group audits)."""
+    where: str | None = field(default=None, compare=False)
+    """Where the row was read, `<file>:<line>`, for messages; None for examples made in code."""
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,12 @@ def example_from_row(row: dict, where: str, default_id: str) -> Example:
     group = row.get("group")
     if group is not None and not isinstance(group, str):
         raise TuneforgeError(f"{where}: field 'group' must be a string")
-    return Example(input=source.strip(), target=target.strip(), id=str(ident), group=group)
+    return Example(input=source.strip(), target=target.strip(), id=str(ident), group=group, where=where)
+
+
+def input_key(text: str) -> str:
+    """How two inputs are compared for sameness: surrounding whitespace dropped, case folded."""
+    return text.strip().lower()
 
 
 def _text_field(row: dict, field: str, where: str) -> str:

@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from tuneforge.data.splits import Task
+from tuneforge.data.limits import MAX_INPUT_TOKENS, check_input_lengths
+from tuneforge.data.splits import Task, task_warnings
 from tuneforge.data.tasks import Example
 from tuneforge.errors import TuneforgeError
 from tuneforge.evaluate.metrics import accuracy, bootstrap_ci, confusion, exact_match, macro_f1
@@ -49,6 +50,8 @@ class PromptingConfig:
     """Prompts per forward pass."""
     max_new_tokens: int = 48
     """Longest generated answer (open tasks)."""
+    max_input_tokens: int = MAX_INPUT_TOKENS
+    """Longest input of any split, in tokens; a longer row stops the comparison before it starts."""
 
     def __post_init__(self):
         if not self.shots or any(k < 0 for k in self.shots):
@@ -60,8 +63,8 @@ class PromptingConfig:
             raise TuneforgeError("give at least one prompt format and one demonstration picker")
         for style in self.formats:
             PromptFormat(style)  # refuses an unknown format now, not after the model has loaded
-        if self.draws < 1 or self.batch_size < 1 or self.max_new_tokens < 1:
-            raise TuneforgeError("draws, batch size and max new tokens must be at least 1")
+        if min(self.draws, self.batch_size, self.max_new_tokens, self.max_input_tokens) < 1:
+            raise TuneforgeError("draws, batch size, max new tokens and max input tokens must be at least 1")
         if self.split not in ("dev", "test"):
             raise TuneforgeError(f"evaluate on dev or test, not {self.split!r}")
 
@@ -69,6 +72,7 @@ class PromptingConfig:
 def compare_prompting(loaded: LoadedModel, task: Task, cfg: PromptingConfig) -> dict:
     """Evaluate every (format, shots) condition and return the results record (JSON-ready)."""
     check_feasible(task, cfg)
+    check_input_lengths(task, loaded.tokenizer, cfg.max_input_tokens)  # before the first prediction
     items = task.split(cfg.split)
     before = count_parameters(loaded.model), weights_fingerprint(loaded.model)
     conditions = []
@@ -81,7 +85,7 @@ def compare_prompting(loaded: LoadedModel, task: Task, cfg: PromptingConfig) -> 
     return {
         "route": "prompting",
         "task": {**asdict(task.info), "sizes": {s: len(task.split(s)) for s in ("train", "dev", "test")},
-                 "labels": task.labels if task.info.kind == "labels" else None},
+                 "labels": task.labels if task.info.kind == "labels" else None, "warnings": task_warnings(task)},
         "model": {"path": str(loaded.path), "fingerprint": loaded.fingerprint, "dtype": str(loaded.dtype)},
         "config": asdict(cfg),
         "split": cfg.split,

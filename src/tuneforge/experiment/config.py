@@ -125,6 +125,9 @@ class ExperimentConfig:
     """The recommendation's margin."""
 
     def __post_init__(self):
+        if not self.name or self.name in (".", "..") or any(c in self.name for c in "/\\\0"):
+            raise TuneforgeError(f"name {self.name!r} must be a single folder name (no '/', '\\' or '..'): "
+                                 "the run goes to runs/<name>")
         if self.lora is not None and self.lora.method != "lora":
             raise TuneforgeError("lora.method must be lora (full fine-tuning has its own section, full)")
         if self.full is not None and self.full.method != "full":

@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from tuneforge.config import to_dict
-from tuneforge.data.splits import Task
+from tuneforge.data.splits import Task, task_warnings
 from tuneforge.errors import TuneforgeError
 from tuneforge.model.params import size_on_disk
 
@@ -136,7 +136,8 @@ def experiment_results(config, task: Task, base: Path, done: dict, routes: list[
                        "finished": _iso(finished), "wall_seconds": (finished - started).total_seconds()},
         "task": {"name": task.info.name, "kind": task.info.kind, "description": _description(task),
                  "sizes": {s: len(task.split(s)) for s in ("train", "dev", "test")},
-                 "labels": task.labels if task.info.kind == "labels" else None},
+                 "labels": task.labels if task.info.kind == "labels" else None,
+                 "warnings": task_warnings(task)},
         "model": {"path": str(base), "fingerprint": _base_fingerprint(done), "parameters": {"total": first},
                   "size_on_disk_bytes": size_on_disk(base)},
         "metric": "accuracy" if task.info.kind == "labels" else "exact_match",

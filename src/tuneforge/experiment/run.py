@@ -18,9 +18,9 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tuneforge.atomic import write_json_atomic, write_text_atomic
+from tuneforge.atomic import check_writable, write_json_atomic, write_text_atomic
 from tuneforge.config import to_dict
-from tuneforge.data.splits import Task
+from tuneforge.data.splits import Task, warn_about_task
 from tuneforge.errors import TuneforgeError
 from tuneforge.experiment.config import ExperimentConfig, TaskConfig
 from tuneforge.experiment.report import recommend, write_report
@@ -35,7 +35,10 @@ def run(config: ExperimentConfig, out: str | Path | None = None, *, echo=print) 
     also written there as results.json beside report.html and report.md."""
     run_dir = Path(out or Path("runs") / config.name).resolve()
     started = datetime.now(timezone.utc)
+    check_writable(run_dir, folder=True)
     task = load_task_spec(to_dict(config.task))  # bad task data stops the run before any stage
+    warn_about_task(task)
+    check_inputs(config)  # ... and so does any other file or name a later stage would read
     base = (default_model_dir() if config.model is None else resolve_model_dir(config.model)).resolve()
     common = {"task": to_dict(config.task), "dtype": config.dtype, "model": str(base)}
     prints = {"base": fingerprint(base), "task": task_fingerprint(task)}
@@ -72,6 +75,30 @@ def run(config: ExperimentConfig, out: str | Path | None = None, *, echo=print) 
     write_json_atomic(run_dir / "results.json", results)
     write_report(results, run_dir, margin=config.report.margin)
     return results
+
+
+def check_inputs(config: ExperimentConfig) -> None:
+    """Every file and name the stages will read, checked before the first stage starts (a bad one
+    would otherwise surface only at its stage, after the training before it)."""
+    from tuneforge.audit.swaps import load_swaps
+    from tuneforge.batch.inputs import read_inputs
+    from tuneforge.model.load import check_dtype
+
+    check_dtype(config.dtype)
+    if config.audit is not None:
+        _checked("audit.swaps", lambda: load_swaps(config.audit.swaps))
+    for key, path in (("batch.inputs", config.batch and config.batch.inputs),
+                      ("synonyms.topics", config.synonyms and config.synonyms.topics),
+                      ("distill.unlabeled", config.distill and config.distill.unlabeled)):
+        if path:
+            _checked(key, lambda: read_inputs(path))
+
+
+def _checked(key: str, check) -> None:
+    try:
+        check()
+    except TuneforgeError as e:
+        raise TuneforgeError(f"{key}: {e}") from None
 
 
 def run_stage(run_dir: Path, name: str, spec: dict, prints: dict, echo) -> dict:

@@ -55,12 +55,16 @@ def cpu_supports_bf16() -> bool:
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     """`auto` is bf16 on CUDA and on CPUs with native bf16, fp32 elsewhere; `bf16`/`fp32` force one."""
+    check_dtype(name)
     if name == "auto":
         fast_bf16 = device.type == "cuda" or (device.type == "cpu" and cpu_supports_bf16())
         return torch.bfloat16 if fast_bf16 else torch.float32
-    if name not in DTYPES:
-        raise TuneforgeError(f"unknown dtype {name!r}: choose auto, bf16 or fp32")
     return DTYPES[name]
+
+
+def check_dtype(name: str) -> None:
+    if name != "auto" and name not in DTYPES:
+        raise TuneforgeError(f"unknown dtype {name!r}: choose auto, bf16 or fp32")
 
 
 def default_device() -> torch.device:
@@ -112,6 +116,10 @@ def resolve_model_dir(model: str | Path) -> Path:
         return _model_in_dir(path)
     if path.exists() or str(model).startswith((".", "/", "~")) or str(model).count("/") != 1:
         raise TuneforgeError(f"unknown model {str(model)!r}: no such model directory")
+    if path.parent.is_dir():  # `runs/lora` mistyped is a path, not a hub id to download
+        raise TuneforgeError(f"unknown model {str(model)!r}: no such model directory ({path.parent}/ is a local "
+                             f"folder, so this is read as a path, not a hub id)")
+    log.info("%s: not a local directory; looking for it on the Hugging Face hub", model)
     try:
         from huggingface_hub import snapshot_download
 

@@ -8,7 +8,7 @@ import math
 import random
 from collections import Counter
 
-from tuneforge.data.tasks import Example
+from tuneforge.data.tasks import Example, input_key
 from tuneforge.errors import TuneforgeError
 
 PICKERS = ("first", "random", "similar")
@@ -39,7 +39,7 @@ def pick_demos(pool: list[Example], query: Example, k: int, method: str = "rando
 
 def is_same_item(a: Example, b: Example) -> bool:
     """Whether two examples are the same item: the same id, or the same input text."""
-    return a.id == b.id or a.input.strip().lower() == b.input.strip().lower()
+    return a.id == b.id or input_key(a.input) == input_key(b.input)
 
 
 def most_similar(pool: list[Example], text: str) -> list[Example]:

@@ -13,6 +13,7 @@ import threading
 import time
 from collections import Counter
 from contextlib import asynccontextmanager, suppress
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -25,7 +26,11 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 
 from tuneforge.batch.synonyms import SynonymMatcher, normalize_synonyms
+from tuneforge.serve.listen import (
+    KEEP_ALIVE_SECONDS, MAX_HEAD_BYTES, REQUEST_SECONDS, DeadlineH11Protocol, bind, is_loopback, url,
+)
 from tuneforge.serve.openai_api import Text, add_error_handlers, error_response, openai_router
+from tuneforge.store.keys import normalize_input
 from tuneforge.store.sqlite import PredictionStore
 
 log = logging.getLogger(__name__)
@@ -128,11 +133,13 @@ class Lookups:
         return self.matcher
 
     async def resolve(self, inputs: list[str]) -> list[dict]:
-        """One row {"input", "output", "error", "source"} per input; a miss follows the miss policy."""
-        rows = [self._stored(text) for text in inputs]
-        missed = list(dict.fromkeys(text for text, row in zip(inputs, rows) if row is None))
+        """One row {"input", "output", "error", "source"} per input, looked up (and on a miss predicted or
+        queued) in its normal form (`normalize_input`); "input" is the text as the client sent it."""
+        texts = [normalize_input(text) for text in inputs]
+        rows = [self._stored(text) for text in texts]
+        missed = list(dict.fromkeys(text for text, row in zip(texts, rows) if row is None))
         answers = await self._on_miss(missed) if missed else {}
-        return [row or answers[text] for text, row in zip(inputs, rows)]
+        return [{**(row or answers[text]), "input": given} for given, text, row in zip(inputs, texts, rows)]
 
     def _stored(self, text: str) -> dict | None:
         row = self.reader.get(self.setting, text)
@@ -285,6 +292,22 @@ def create_app(store_path: str | Path, *, setting: str | None = None, miss_polic
     return app
 
 
-def serve(store_path: str | Path, host: str = "127.0.0.1", port: int = 8000, **app_kwargs) -> None:
-    """Serve the store with one uvicorn worker, on localhost unless `host` says otherwise."""
-    uvicorn.run(create_app(store_path, **app_kwargs), host=host, port=port, workers=1, log_level="warning")
+def serve(store_path: str | Path, host: str = "127.0.0.1", port: int = 8000, *,
+          request_seconds: float = REQUEST_SECONDS, **app_kwargs) -> None:
+    """Serve the store with one uvicorn worker, on localhost unless `host` says otherwise (port 0: a
+    free one). A client has `request_seconds` to send each whole request. A bad host, port or store
+    raises TuneforgeError before anything listens; a public address without an API key is warned of."""
+    sock = bind(host, port)
+    try:
+        app = create_app(store_path, **app_kwargs)
+        if not app_kwargs.get("api_key") and not is_loopback(sock):
+            log.warning("warning: %s is reachable from other machines and needs no API key: anyone who can reach "
+                        "it can read the store; set TUNEFORGE_API_KEY or --api-key", url(sock))
+        protocol = partial(DeadlineH11Protocol, request_seconds=request_seconds)
+        config = uvicorn.Config(app, http=protocol, timeout_keep_alive=KEEP_ALIVE_SECONDS,
+                                h11_max_incomplete_event_size=MAX_HEAD_BYTES, log_level="warning")
+        sock.listen(config.backlog)  # clients may connect from this line on; uvicorn accepts once started
+        log.info("serving %s on %s", store_path, url(sock))
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()

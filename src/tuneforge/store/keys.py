@@ -1,7 +1,10 @@
 """Prediction keys: sha256 of canonical JSON of everything that changes an output.
 
 A *setting* is the part shared by a whole job (model fingerprint, prompt format and demonstrations,
-decoding, dtype); a key is the setting plus one input. The store never looks inside either."""
+decoding, dtype); a key is the setting plus one input. The store never looks inside either.
+
+An input is keyed, stored and predicted in its normal form (`normalize_input`): " apple " and
+"apple" are one input. Case is kept: a task may tell "Apple" from "apple"."""
 
 import hashlib
 import json
@@ -17,6 +20,13 @@ def setting_id(setting: dict) -> str:
     return hashlib.sha256(canonical_json(setting).encode()).hexdigest()
 
 
+def normalize_input(text: str) -> str:
+    """`text` without surrounding whitespace and with each inner run of whitespace (spaces, tabs,
+    newlines) as one space. Case is kept."""
+    return " ".join(text.split())
+
+
 def prediction_key(setting_hash: str, text: str) -> str:
-    """The key of one input under one setting."""
-    return hashlib.sha256(canonical_json({"setting": setting_hash, "input": text}).encode()).hexdigest()
+    """The key of one input (in its normal form) under one setting."""
+    payload = {"setting": setting_hash, "input": normalize_input(text)}
+    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()

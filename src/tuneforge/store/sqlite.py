@@ -7,9 +7,12 @@ exactly once. Readers see committed rows only, while a writer goes on."""
 import json
 import sqlite3
 import time
+from functools import cache
 from pathlib import Path
+from urllib.parse import quote
 
-from tuneforge.store.keys import canonical_json, prediction_key, setting_id
+from tuneforge.errors import TuneforgeError
+from tuneforge.store.keys import canonical_json, normalize_input, prediction_key, setting_id
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS settings (id TEXT PRIMARY KEY, spec TEXT NOT NULL, created REAL NOT NULL);
@@ -23,16 +26,27 @@ CREATE TABLE IF NOT EXISTS misses (
 
 
 class PredictionStore:
-    """A prediction store in the SQLite file at `path` (created when missing)."""
+    """A prediction store in the SQLite file at `path` (created when missing, in a folder that exists).
+
+    A path that cannot hold a store (a missing folder, a file that is not SQLite, another
+    application's SQLite file) raises TuneforgeError before anything is written."""
 
     def __init__(self, path: str | Path, *, readonly: bool = False, timeout: float = 30.0):
         self.path = Path(path)
-        uri = f"file:{self.path}?mode=ro" if readonly else f"file:{self.path}"
-        self.db = sqlite3.connect(uri, uri=True, timeout=timeout, check_same_thread=False, isolation_level=None)
-        if not readonly:
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a commit survives a process kill
-            self.db.executescript(SCHEMA)
+        _check_place(self.path, readonly)
+        self.db = _connect(self.path, readonly, timeout)
+        try:
+            _check_tables(self.db, self.path)
+            if not readonly:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a commit survives a process kill
+                self.db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as e:
+            self.db.close()
+            raise TuneforgeError(_open_failed(self.path, e)) from None
+        except BaseException:
+            self.db.close()
+            raise
 
     def close(self) -> None:
         self.db.close()
@@ -47,8 +61,9 @@ class PredictionStore:
         return {sid: json.loads(spec) for sid, spec in self.db.execute("SELECT id, spec FROM settings ORDER BY created")}
 
     def missing(self, setting: str, inputs: list[str]) -> list[str]:
-        """The inputs that have no row yet under `setting` (in the given order, without duplicates)."""
-        keys = {prediction_key(setting, text): text for text in dict.fromkeys(inputs)}
+        """The inputs that have no row yet under `setting`, in normal form (`normalize_input`), in the
+        given order, without duplicates."""
+        keys = {prediction_key(setting, text): text for text in dict.fromkeys(map(normalize_input, inputs))}
         have = set()
         key_list = list(keys)
         for start in range(0, len(key_list), 500):
@@ -58,9 +73,11 @@ class PredictionStore:
         return [text for key, text in keys.items() if key not in have]
 
     def put_many(self, setting: str, rows: list[dict]) -> int:
-        """Store rows {"input", "output" | "error", "meta"?} in one transaction; returns how many were new."""
+        """Store rows {"input", "output" | "error", "meta"?} in one transaction, each input in normal form;
+        returns how many were new."""
         now = time.time()
-        values = [(prediction_key(setting, r["input"]), setting, r["input"], r.get("output"), r.get("error"),
+        values = [(prediction_key(setting, r["input"]), setting, normalize_input(r["input"]), r.get("output"),
+                   r.get("error"),
                    canonical_json(r["meta"]) if r.get("meta") is not None else None, now) for r in rows]
         with self._transaction():
             before = self.db.total_changes
@@ -97,7 +114,7 @@ class PredictionStore:
     def record_miss(self, setting: str, text: str) -> None:
         """Remember an input a client asked for and the store lacked (for the next batch job)."""
         self.db.execute("INSERT INTO misses VALUES (?, ?, ?, 1, ?) ON CONFLICT(key) DO UPDATE SET count = count + 1",
-                        (prediction_key(setting, text), setting, text, time.time()))
+                        (prediction_key(setting, text), setting, normalize_input(text), time.time()))
 
     def misses(self, setting: str | None = None) -> list[str]:
         query, args = "SELECT input FROM misses", ()
@@ -113,7 +130,8 @@ class PredictionStore:
             per[sid] = {"rows": n, "failed": failed or 0, "hits": hits or 0}
         for sid, n in self.db.execute("SELECT setting, COUNT(*) FROM misses GROUP BY setting"):
             per.setdefault(sid, {"rows": 0, "failed": 0, "hits": 0})["queued_misses"] = n
-        size = sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*") if p.is_file())
+        files = [Path(f"{self.path}{suffix}") for suffix in ("", "-wal", "-shm")]
+        size = sum(f.stat().st_size for f in files if f.is_file())
         return {"path": str(self.path), "bytes": size, "settings": per}
 
     def _transaction(self):
@@ -129,3 +147,70 @@ class _Transaction:
 
     def __exit__(self, kind, value, tb):
         self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+def check_store(path: str | Path) -> None:
+    """Refuse a path that cannot hold a store, writing nothing: call it before long work that ends
+    in writing the store (a batch job checks before its model loads)."""
+    path = Path(path)
+    _check_place(path, readonly=False)
+    if path.exists():
+        PredictionStore(path, readonly=True).close()
+
+
+def _check_place(path: Path, readonly: bool) -> None:
+    """A store file must exist to be read, and a new one needs a folder to go in (made by no one but
+    the user: a mistyped folder should not quietly become a new tree)."""
+    if path.is_dir():
+        raise TuneforgeError(f"{path} is a folder, not a store file")
+    if path.exists():
+        return
+    if readonly:
+        raise TuneforgeError(f"{path}: no such store file")
+    if not path.parent.exists():
+        raise TuneforgeError(f"{path}: the folder {path.parent} does not exist; create it first")
+    if not path.parent.is_dir():
+        raise TuneforgeError(f"{path}: {path.parent} is a file, not a folder")
+
+
+def _connect(path: Path, readonly: bool, timeout: float) -> sqlite3.Connection:
+    """A connection by a quoted URI, so that '?', '#' and '%' in a file name stay part of the name."""
+    uri = f"file:{quote(str(path.absolute()))}" + ("?mode=ro" if readonly else "")
+    try:
+        return sqlite3.connect(uri, uri=True, timeout=timeout, check_same_thread=False, isolation_level=None)
+    except sqlite3.DatabaseError as e:
+        raise TuneforgeError(_open_failed(path, e)) from None
+
+
+def _open_failed(path: Path, error: sqlite3.DatabaseError) -> str:
+    if "not a database" in str(error):
+        return f"{path} is not a SQLite file ({error}): give a prediction store or a new file name"
+    if "unable to open" in str(error):
+        return f"{path}: cannot create or open the store ({error}); is its folder writable?"
+    return f"{path}: cannot open the store ({error})"
+
+
+def _tables(db: sqlite3.Connection) -> dict[str, frozenset[str]]:
+    """Each table and view of `db` (SQLite's own left out) with its column names."""
+    names = [name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view') "
+                                            "AND name NOT LIKE 'sqlite!_%' ESCAPE '!'")]
+    return {name: frozenset(c for (c,) in db.execute("SELECT name FROM pragma_table_info(?)", (name,)))
+            for name in names}
+
+
+@cache
+def _store_tables() -> dict[str, frozenset[str]]:
+    db = sqlite3.connect(":memory:")
+    db.executescript(SCHEMA)
+    tables = _tables(db)
+    db.close()
+    return tables
+
+
+def _check_tables(db: sqlite3.Connection, path: Path) -> None:
+    """Refuse another application's SQLite file (before anything is written into it)."""
+    ours = _store_tables()
+    foreign = sorted(name for name, columns in _tables(db).items() if ours.get(name) != columns)
+    if foreign:
+        raise TuneforgeError(f"{path} is another application's SQLite file, not a prediction store (tables not "
+                             f"a store's: {', '.join(foreign)}); give a store written by tuneforge, or a new file")

@@ -42,4 +42,5 @@ def build_document(results: dict, rec: dict) -> Document:
         bookkeeping.store(results),
         bookkeeping.stages(results),
     ]
-    return Document(f"tuneforge experiment report: {name}", overview.intro(results), sections)
+    return Document(f"tuneforge experiment report: {name}", overview.intro(results), sections,
+                    warnings=overview.warnings(results))

@@ -51,6 +51,12 @@ class Document:
     """What was compared, for a reader who has never heard of tuneforge."""
     sections: list[Section]
     """The numbered sections, recommendation first."""
+    warnings: list[str] = field(default_factory=list)
+    """Problems with the task data (e.g. inputs shared by train and test), shown as a list right under
+    the introduction, before any score."""
+
+
+WARNINGS_TITLE = "Warnings about the task data (read them before trusting any score below):"
 
 
 def not_run(what: str) -> Paragraph:

@@ -5,7 +5,7 @@ made it. All text goes through html.escape; only the SVG, which we rendered ours
 
 from html import escape
 
-from .document import Document, Figure, Paragraph, Section, Table
+from .document import WARNINGS_TITLE, Document, Figure, Paragraph, Section, Table
 
 MARK_CLASSES = {"✓": "ok", "✗": "bad"}
 
@@ -17,6 +17,7 @@ h1 { font-size: 1.7em; margin-bottom: 0.3em; }
 h2 { font-size: 1.3em; margin-top: 2em; border-bottom: 1px solid #d8d8de; padding-bottom: 4px; }
 nav ol { columns: 2; padding-left: 1.4em; }
 p.callout { background: #eef6ee; border-left: 4px solid #2e7d32; padding: 10px 14px; font-size: 1.1em; }
+div.warnings { background: #fff4e5; border-left: 4px solid #e65100; padding: 2px 14px; }
 div.table { overflow-x: auto; margin: 12px 0 18px; }
 table { border-collapse: collapse; font-size: 0.88em;
         font-variant-numeric: tabular-nums; }
@@ -38,6 +39,7 @@ def render_html(doc: Document) -> str:
                   for n, s in enumerate(doc.sections, start=1))
     body = [f"<h1>{escape(doc.title)}</h1>"]
     body += [f"<p>{escape(p.text)}</p>" for p in doc.intro]
+    body += [render_warnings(doc.warnings)] if doc.warnings else []
     body.append(f"<nav><ol>{toc}</ol></nav>")
     body += [render_section(s, n) for n, s in enumerate(doc.sections, start=1)]
     return (
@@ -46,6 +48,12 @@ def render_html(doc: Document) -> str:
         f"<title>{escape(doc.title)}</title>\n<style>{CSS}</style>\n</head>\n"
         "<body>\n<main>\n" + "\n".join(body) + "\n</main>\n</body>\n</html>\n"
     )
+
+
+def render_warnings(warnings: list[str]) -> str:
+    """The task-data warnings as a highlighted list, so no reader takes a score at face value."""
+    items = "".join(f"<li>{escape(w)}</li>" for w in warnings)
+    return f'<div class="warnings" role="note"><p><strong>{escape(WARNINGS_TITLE)}</strong></p><ul>{items}</ul></div>'
 
 
 def render_section(section: Section, number: int) -> str:

@@ -5,7 +5,7 @@ code review; the plots themselves live in report.html."""
 
 import re
 
-from .document import Document, Figure, Paragraph, Section, Table
+from .document import WARNINGS_TITLE, Document, Figure, Paragraph, Section, Table
 
 SPECIAL = re.compile(r"([\\`*_\[\]<|])")  # ">" and "#" only mean something at a line's start
 LINE_START = re.compile(r"^([#>+-])")
@@ -15,6 +15,8 @@ def render_markdown(doc: Document) -> str:
     """The whole document as CommonMark with pipe tables."""
     parts = [f"# {escape(doc.title)}"]
     parts += [escape(p.text) for p in doc.intro]
+    if doc.warnings:
+        parts.append(f"**{escape(WARNINGS_TITLE)}**\n\n" + "\n".join(f"- {escape(w)}" for w in doc.warnings))
     for number, section in enumerate(doc.sections, start=1):
         parts += render_section(section, number)
     return "\n\n".join(parts) + "\n"

@@ -59,6 +59,11 @@ def intro(results: dict) -> list[Paragraph]:
     return [Paragraph(first), Paragraph(second)]
 
 
+def warnings(results: dict) -> list[str]:
+    """The task's data warnings the experiment recorded (overlap between splits, a single label, ...)."""
+    return [str(w) for w in nested(results, "task", "warnings") or []]
+
+
 def recommendation(rec: dict) -> Section:
     """The one line to act on, with the reason in numbers and the other routes that came close."""
     if rec.get("route") is None:
