@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from tuneforge.batch.job import BatchConfig, Predictor, build_setting
+from tuneforge.batch.job import BatchConfig, SettingPredictor, build_setting
 from tuneforge.data.splits import load_task
 from tuneforge.model.load import load_model
 from tuneforge.predict.generate import StopAtNewline
@@ -21,12 +21,13 @@ from tuneforge.prompts.formats import encode_prompt, render_prompt
 from transformers import StoppingCriteriaList
 
 
-def naive(predictor: Predictor, texts: list[str], max_new_tokens: int) -> list[str]:
+def naive(predictor: SettingPredictor, texts: list[str], max_new_tokens: int) -> list[str]:
     """One generate() call per input, batch of one, fp32 — what a first script would do."""
-    tok, model, out = predictor.loaded.tokenizer, predictor.loaded.model, []
+    loaded, fmt, out = predictor.predictor.loaded, predictor.predictor.fmt, []
+    tok, model = loaded.tokenizer, loaded.model
     for text in texts:
         demos = [d for d in predictor.demos if d.input != text][: predictor.shots]
-        ids = torch.tensor([encode_prompt(predictor.fmt, tok, render_prompt(predictor.fmt, tok, demos, text))])
+        ids = torch.tensor([encode_prompt(fmt, tok, render_prompt(fmt, tok, demos, text))])
         with torch.inference_mode():
             new = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
                                  max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
@@ -51,8 +52,8 @@ def main() -> None:
     task = load_task("synonyms")
     cfg = BatchConfig(shots=3, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
     fp32, fast = load_model(dtype="fp32"), load_model(dtype="auto")
-    slow_pred = Predictor(fp32, build_setting(fp32, task, cfg), args.batch_size)
-    fast_pred = Predictor(fast, build_setting(fast, task, cfg), args.batch_size)
+    slow_pred = SettingPredictor(fp32, build_setting(fp32, task, cfg), args.batch_size)
+    fast_pred = SettingPredictor(fast, build_setting(fast, task, cfg), args.batch_size)
     texts = [ex.input for ex in task.train + task.dev + task.test][: args.inputs]
     fast_pred(texts[: args.batch_size])  # warm-up (oneDNN picks its bf16 kernels on first use)
     naive(slow_pred, texts[:1], 4)

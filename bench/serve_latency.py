@@ -55,13 +55,13 @@ def wrk(url: str, seconds: int, connections: int) -> dict:
 
 def live_generation_ms() -> float:
     """One live miss: the default model generating a synonym list for one topic (after a warm-up)."""
-    from tuneforge.batch.job import BatchConfig, Predictor, build_setting
+    from tuneforge.batch.job import BatchConfig, SettingPredictor, build_setting
     from tuneforge.data.splits import load_task
     from tuneforge.model.load import load_model
 
     loaded = load_model()
     task = load_task("synonyms")
-    predict = Predictor(loaded, build_setting(loaded, task, BatchConfig(shots=3, max_new_tokens=24)))
+    predict = SettingPredictor(loaded, build_setting(loaded, task, BatchConfig(shots=3, max_new_tokens=24)))
     predict(["warm up"])
     start = time.perf_counter()
     for topic in ("fever", "doctor", "injury"):

@@ -8,7 +8,7 @@ import yaml
 
 from tuneforge.adapt.distill import DistillConfig
 from tuneforge.adapt.finetune import FinetuneConfig
-from tuneforge.config import apply_overrides, from_dict, load_config, to_dict
+from tuneforge.config import apply_overrides, from_dict, load_config, parse_text, to_dict
 from tuneforge.errors import TuneforgeError
 from tuneforge.evaluate.prompting import PromptingConfig
 
@@ -332,3 +332,38 @@ def test_an_override_switches_a_null_section_back_on():
     assert data == {"full": {"epochs": 2}, "lora": {"epochs": 2}}
     config = from_dict(ExperimentConfig, data)
     assert config.full.method == "full" and config.full.epochs == 2
+
+
+@pytest.mark.parametrize("hint, text, expected", [
+    (int, "5", 5),
+    (int, "-1", -1),
+    (float, "2e-4", 2e-4),
+    (float, "3", 3.0),
+    (str, "5", "5"),  # text settings take the text as typed
+    (str, "null", "null"),
+    (int | None, "null", None),
+    (float | None, "0.25", 0.25),
+    (bool, "true", True),
+    (tuple[int, ...], "0, 1,5", (0, 1, 5)),
+    (tuple[int, ...], "7", (7,)),
+    (tuple[str, ...], "q_proj, v_proj", ("q_proj", "v_proj")),
+    (Literal["fast", "slow"], "slow", "slow"),
+])
+def test_parse_text_reads_a_flag_as_its_annotation(hint, text, expected):
+    value = parse_text(hint, text)
+    assert value == expected and type(value) is type(expected)
+
+
+@pytest.mark.parametrize("hint, text, message", [
+    (int, "1.5", "expected an integer, got '1.5'"),
+    (int, "true", "expected an integer, got 'true'"),
+    (float, "fast", "expected a number, got 'fast'"),
+    (int | None, "none", "expected an integer or null, got 'none'"),
+    (tuple[int, ...], "0,a", "expected comma-separated integers, got '0,a'"),
+    (tuple[str, ...], "a,,b", "expected comma-separated strings, got 'a,,b'"),
+    (Literal["fast", "slow"], "medium", "expected one of 'fast', 'slow', got 'medium'"),
+])
+def test_parse_text_says_what_was_expected(hint, text, message):
+    with pytest.raises(ValueError) as e:
+        parse_text(hint, text)
+    assert str(e.value) == message

@@ -144,7 +144,7 @@ def batch(
             if synonym_lists:
                 raise TuneforgeError("--engine ray: synonym lists run on the local engine for now")
             summary = run_batch_ray(setting, db, sid, texts, actors=actors, batch_size=config.batch_size,
-                                    commit_every=config.commit_every, failed=failed)
+                                    commit_every=config.commit_every, failed=failed, progress=progress)
         else:
             predict = local_predictor(loaded, setting, config, synonym_lists=synonym_lists)
             summary = run_batch(predict, db, sid, texts, commit_every=config.commit_every, failed=failed,
@@ -210,9 +210,11 @@ def experiment_config(config="demo", overrides=()) -> "ExperimentConfig":
 
 
 def report(run_dir: str | Path, margin: float | None = None) -> dict:
-    """Rewrite report.html and report.md of a finished run from its results.json alone."""
+    """Rewrite report.html and report.md of a finished run from its results.json alone. With
+    `margin`, the recommendation is made again with it (results.json keeps the run's own)."""
     import json
 
+    from tuneforge.experiment.decide import decide
     from tuneforge.experiment.report import write_report
 
     run_dir = Path(run_dir)
@@ -222,9 +224,12 @@ def report(run_dir: str | Path, margin: float | None = None) -> dict:
         raise TuneforgeError(f"{run_dir}: no results.json (not a finished `tuneforge run` directory)") from None
     except json.JSONDecodeError as e:
         raise TuneforgeError(f"{run_dir / 'results.json'}: not valid JSON ({e})") from None
-    if margin is None:
-        margin = results.get("experiment", {}).get("config", {}).get("report", {}).get("margin", 0.05)
-    return {k: str(v) for k, v in write_report(results, run_dir, margin=margin).items()}
+    run_margin = results.get("experiment", {}).get("config", {}).get("report", {}).get("margin", 0.05)
+    decision = decide(results, run_margin if margin is None else margin)
+    if margin is None:  # the run's own decision stands; a run from before it was all kept gets the rest
+        decision = {k: v for k, v in decision.items() if k not in results}
+    results = {**results, **decision}
+    return {k: str(v) for k, v in write_report(results, run_dir).items()}
 
 
 def model_info(model: str | None = None, dtype: str = "auto") -> dict:

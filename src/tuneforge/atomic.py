@@ -1,29 +1,63 @@
-"""Atomic writes: write to a temporary name in the same folder, then rename over the target.
+"""Atomic writes, the one way every writer in tuneforge puts a file or a folder in place: write a
+temporary sibling, fsync it, rename it over the target.
 
-A reader (or a process killed mid-write) sees either the old file or the new one, never half."""
+A reader (or a process killed mid-write) sees either the old target or the new one, never half; a
+write that fails leaves no temporary behind."""
 
 import json
 import os
+import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from tuneforge.errors import TuneforgeError
 
 
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+@contextmanager
+def atomic_path(target: str | Path, *, folder: bool = False):
+    """Yield a temporary sibling of `target` to write (an empty folder when `folder`); when the block
+    ends, fsync it and rename it over `target`. A folder being replaced is moved aside first and
+    deleted only once the new one is in place."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    _remove(tmp)  # left by a killed process that had our pid
+    if folder:
+        tmp.mkdir()
     try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
+        yield tmp
+        _fsync(tmp)
+        if folder and target.exists():
+            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            _remove(old)
+            os.rename(target, old)
+            os.rename(tmp, target)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, target)
+    finally:
+        _remove(tmp)
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file, or every file in a folder tree, to the disk."""
+    for p in [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]:
+        with open(p, "rb") as fh:
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # nothing half-written stays behind
-        raise
-    return path
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def write_json_atomic(path: str | Path, data) -> Path:

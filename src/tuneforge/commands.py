@@ -1,5 +1,5 @@
 """What each `tuneforge` subcommand does once its arguments are parsed: build the config, call the
-Python API, print. (`cli.py` holds the parser.)"""
+Python API, print. (`cli.py` holds the parser; `flags.from_args` builds a route's config.)"""
 
 import json
 import os
@@ -7,32 +7,24 @@ import sys
 from pathlib import Path
 
 from tuneforge.errors import TuneforgeError
+from tuneforge.flags import from_args
 
 
-def _finetune_config(args):
-    from tuneforge.adapt.finetune import FinetuneConfig
-
-    return FinetuneConfig(
-        method=args.method, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, grad_accum=args.grad_accum,
-        warmup_ratio=args.warmup_ratio, schedule=args.schedule, weight_decay=args.weight_decay,
-        lora_r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout,
-        lora_targets=tuple(_str_list(args.lora_targets)), format=args.format, eval_every=args.eval_every,
-        patience=args.patience, checkpoint_every=args.checkpoint_every, seed=args.seed, autocast=args.autocast,
-        merge=args.merge,
-    )
+def _main_process() -> bool:
+    """Whether this is the process that prints: under `accelerate launch` (or torchrun) every
+    process trains, and each is told its RANK; run on its own, a process is the main one."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 def cmd_distill(args) -> int:
-    from tuneforge.adapt.distill import DistillConfig
     from tuneforge.api import distill
     from tuneforge.console import render_distill, training_progress
 
-    config = DistillConfig(layers=args.layers, params_ratio=args.params_ratio, kd=args.kd, alpha=args.alpha,
-                           temperature=args.temperature, training=_finetune_config(args))
+    config = from_args(args)  # a DistillConfig, its `training` from the fine-tuning flags
     if args.task is None and args.train is None:
         args.task = "fruit"
     instruction = "" if args.no_instruction else args.instruction
-    with training_progress() as progress:
+    with training_progress(main_process=_main_process()) as progress:
         results = distill(args.task, teacher=args.teacher, student=args.student, config=config, out=args.out,
                           unlabeled=args.unlabeled, resume=args.resume, train=args.train, dev=args.dev,
                           test=args.test, split_seed=args.split_seed, instruction=instruction, progress=progress)
@@ -45,11 +37,11 @@ def cmd_finetune(args) -> int:
     from tuneforge.api import finetune
     from tuneforge.console import render_finetune, training_progress
 
-    config = _finetune_config(args)
+    config = from_args(args)  # a FinetuneConfig
     if args.task is None and args.train is None:
         args.task = "fruit"
     instruction = "" if args.no_instruction else args.instruction
-    with training_progress() as progress:
+    with training_progress(main_process=_main_process()) as progress:
         results = finetune(args.task, model=args.model, config=config, out=args.out, resume=args.resume,
                            train=args.train, dev=args.dev, test=args.test, split_seed=args.split_seed,
                            instruction=instruction, progress=progress)
@@ -61,12 +53,9 @@ def cmd_finetune(args) -> int:
 
 def cmd_batch(args) -> int:
     from tuneforge.api import batch
-    from tuneforge.batch.job import BatchConfig
-
-    config = BatchConfig(shots=args.shots, pick=args.pick, seed=args.seed, format=args.format,
-                         max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, commit_every=args.commit_every)
     from tuneforge.console import job_progress
 
+    config = from_args(args)  # a BatchConfig
     inputs = getattr(args, "topics", None) or args.inputs
     with job_progress() as progress:
         summary = batch(inputs, store=args.store, task=args.task, model=args.model, dtype=args.dtype, config=config,
@@ -116,13 +105,8 @@ def cmd_store(args) -> int:
 
 def cmd_prompt(args) -> int:
     from tuneforge.api import prompt
-    from tuneforge.evaluate.prompting import PromptingConfig
 
-    config = PromptingConfig(
-        shots=_int_list(args.shots, "--shots"), formats=tuple(_str_list(args.format)), picks=tuple(_str_list(args.pick)),
-        draws=args.draws, seed=args.seed, calibrate=args.calibrate, split=args.split, batch_size=args.batch_size,
-        max_input_tokens=args.max_input_tokens,
-    )
+    config = from_args(args)  # a PromptingConfig
     if args.task is None and args.train is None:
         args.task = "fruit"
     out = args.out or f"runs/prompt-{Path(args.task or args.train).stem}.json"
@@ -135,12 +119,9 @@ def cmd_prompt(args) -> int:
 
 def cmd_audit(args) -> int:
     from tuneforge.api import audit
-    from tuneforge.audit.run import AuditConfig
     from tuneforge.console import render_audit
 
-    config = AuditConfig(swaps=args.swaps, shots=_int_list(args.shots, "--shots"), pick=args.pick, split=args.split,
-                         permutations=args.permutations, seed=args.seed, max_gap=args.max_gap,
-                         max_flip_rate=args.max_flip_rate)
+    config = from_args(args)  # an AuditConfig
     if args.task is None and args.train is None:
         args.task = "bias-demo"
     out = args.out or f"runs/audit-{Path(args.task or args.train).stem}.json"
@@ -201,14 +182,3 @@ def _print_results(results: dict, out: str) -> None:
 
     render_prompting(results)
     print(f"results: {out}")
-
-
-def _int_list(text: str, flag: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(x) for x in _str_list(text))
-    except ValueError:
-        raise TuneforgeError(f"{flag}: expected comma-separated integers, got {text!r}") from None
-
-
-def _str_list(text: str) -> list[str]:
-    return [x.strip() for x in text.split(",") if x.strip()]

@@ -1,4 +1,5 @@
-"""Settings files: a YAML file plus `--a.b=value` overrides, read into nested frozen dataclasses.
+"""Settings files: a YAML file plus `--a.b=value` overrides, read into nested frozen dataclasses
+(and the text of one command-line flag, read as its field's type).
 
 This is the edge of the program: plain data comes in, a checked config object goes out, and every
 mistake is reported with the dotted key, the file line where known, and what would have been valid.
@@ -167,6 +168,20 @@ def from_dict(cls, data: dict, where: str = ""):
         return _build(cls, data, (), None)
     except _Invalid as err:
         raise TuneforgeError(f"{where}{err}") from None
+
+
+def parse_text(hint, text: str):
+    """The value of the annotation `hint` that one command-line flag's `text` spells: `5`, `2e-4`,
+    `null` (for `X | None`), `0,1,5` (a tuple); text settings take the text as typed. A `ValueError`
+    says what was expected."""
+    listed = typing.get_origin(hint) is tuple
+    value = text if hint is str or listed else _parse_value(text)
+    try:
+        return _convert(hint, value, ())
+    except _Invalid:
+        item = typing.get_args(hint)[0] if listed else None
+        expected = f"comma-separated {_PLURAL.get(item, _describe(item))}" if listed else _describe(hint)
+        raise ValueError(f"expected {expected}, got {text!r}") from None
 
 
 def to_dict(obj) -> dict:

@@ -1,6 +1,5 @@
 """Results as terminal tables (rich)."""
 
-import os
 from contextlib import contextmanager
 
 from rich.console import Console
@@ -77,9 +76,10 @@ def _lazy_bar(label: str):
 
 
 @contextmanager
-def training_progress():
-    """The training loop's progress callback: loss, dev score, throughput and ETA (main process only)."""
-    if os.environ.get("RANK", "0") != "0":
+def training_progress(main_process: bool = True):
+    """The training loop's progress callback: loss, dev score, throughput and ETA. Under a launcher
+    every process trains; only the main one draws (the others get None)."""
+    if not main_process:
         yield None
         return
     tokens = [0]
@@ -175,7 +175,7 @@ def _num(value) -> str:
 
 def render_experiment(results: dict, console: Console | None = None) -> None:
     """The experiment's summary table, the recommendation and what each stage cost."""
-    from tuneforge.experiment.report import units
+    from tuneforge import units
 
     console = console or Console(width=max(Console().width, 140))
     task, metric = results["task"], results["metric"]

@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from tuneforge.batch.inputs import read_inputs
-from tuneforge.batch.job import BatchConfig, Predictor, build_setting, run_batch
+from tuneforge.batch.job import BatchConfig, SettingPredictor, build_setting, run_batch
 from tuneforge.data.splits import load_task
 from tuneforge.store.keys import prediction_key, setting_id
 from tuneforge.store.sqlite import PredictionStore
@@ -43,7 +43,7 @@ def test_keys_change_when_and_only_when_an_output_changing_setting_changes(tiny,
 
 def test_batched_predictions_equal_one_at_a_time(tiny, fruit):
     for task, cfg in [(fruit, BatchConfig(shots=2)), (load_task("synonyms"), BatchConfig(shots=1, max_new_tokens=8))]:
-        predict = Predictor(tiny, build_setting(tiny, task, cfg), batch_size=8)
+        predict = SettingPredictor(tiny, build_setting(tiny, task, cfg), batch_size=8)
         texts = [ex.input for ex in task.test[:12]]
         assert predict(texts) == [predict([t])[0] for t in texts]
 
@@ -53,7 +53,7 @@ def test_rerun_computes_only_what_is_missing_and_failures_do_not_stop_the_job(ti
     setting = build_setting(tiny, fruit, BatchConfig(max_input_tokens=40))
     sid = store.add_setting(setting)
     calls = []
-    real = Predictor(tiny, setting)
+    real = SettingPredictor(tiny, setting)
 
     def predict(texts):
         calls.append(list(texts))
@@ -77,7 +77,7 @@ def test_unreadable_lines_become_failed_rows(tmp_path):
 
 WRITER = """
 import sys
-from tuneforge.batch.job import BatchConfig, Predictor, build_setting, run_batch
+from tuneforge.batch.job import BatchConfig, SettingPredictor, build_setting, run_batch
 from tuneforge.data.splits import load_task
 from tuneforge.model.load import load_model
 from tuneforge.store.sqlite import PredictionStore
@@ -87,7 +87,7 @@ setting = build_setting(loaded, task, BatchConfig(shots=1))
 store = PredictionStore(sys.argv[2])
 sid = store.add_setting(setting)
 texts = [f"{ex.input} {n}" for n in range(40) for ex in task.train]
-print(run_batch(Predictor(loaded, setting, 8), store, sid, texts, commit_every=16), flush=True)
+print(run_batch(SettingPredictor(loaded, setting, 8), store, sid, texts, commit_every=16), flush=True)
 """
 
 
@@ -120,15 +120,15 @@ def test_a_job_killed_with_sigkill_and_run_again_stores_each_input_exactly_once(
 
 
 def test_an_input_that_is_a_demonstration_gets_the_spare_instead(tiny, fruit, monkeypatch):
-    from tuneforge.batch import job
+    from tuneforge.predict import predictor
 
     setting = build_setting(tiny, fruit, BatchConfig(shots=2))
     assert len(setting["demos"]) == 3
     seen = []
-    real = job.render_prompt
-    monkeypatch.setattr(job, "render_prompt", lambda fmt, tok, demos, q: seen.append((q, demos)) or real(fmt, tok, demos, q))
+    real = predictor.render_prompt
+    monkeypatch.setattr(predictor, "render_prompt", lambda fmt, tok, demos, q: seen.append((q, demos)) or real(fmt, tok, demos, q))
     first = setting["demos"][0][0]
-    Predictor(tiny, setting)([first, "zzz"])
+    SettingPredictor(tiny, setting)([first, "zzz"])
     (q1, d1), (q2, d2) = seen
     assert [d.input for d in d1] == [setting["demos"][1][0], setting["demos"][2][0]]
     assert [d.input for d in d2] == [setting["demos"][0][0], setting["demos"][1][0]]

@@ -2,7 +2,7 @@ import sys
 
 import pytest
 
-from tuneforge.batch.job import BatchConfig, Predictor, build_setting, run_batch
+from tuneforge.batch.job import BatchConfig, SettingPredictor, build_setting, run_batch
 from tuneforge.batch.ray_engine import run_batch_ray
 from tuneforge.data.splits import load_task
 from tuneforge.errors import TuneforgeError
@@ -23,7 +23,7 @@ def test_ray_fills_the_store_with_the_local_engines_rows_and_a_rerun_computes_no
     sid = local.add_setting(setting)
     assert remote.add_setting(setting) == sid
 
-    expected = run_batch(Predictor(tiny, setting, batch_size=4), local, sid, texts, commit_every=5)
+    expected = run_batch(SettingPredictor(tiny, setting, batch_size=4), local, sid, texts, commit_every=5)
     got = run_batch_ray(setting, remote, sid, texts, actors=2, batch_size=4, commit_every=5)
 
     assert {k: got[k] for k in ("done", "skipped", "failed", "inputs")} == \
@@ -47,3 +47,10 @@ def test_without_ray_the_engine_says_how_to_install_it(tiny, tmp_path, monkeypat
     with pytest.raises(TuneforgeError, match=r"pip install 'ray\[data\]'"):
         run_batch_ray(setting, store, sid, ["lemon"])
     assert list(store.rows(sid)) == []
+
+
+@pytest.mark.parametrize("cpus, actors, share", [(2, 2, 0.5), (2, 1, 1.0), (16, 2, 1.0), (16, 30, 0.5), (1, 4, 0.1)])
+def test_actor_share_leaves_a_cpu_to_the_read_tasks(cpus, actors, share):
+    from tuneforge.batch.ray_engine import actor_cpus
+
+    assert actor_cpus(cpus, actors) == share

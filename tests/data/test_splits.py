@@ -104,6 +104,18 @@ def test_labels_come_from_train_and_dev_only():
     assert "hesperidium" not in task.labels
 
 
+@pytest.mark.parametrize("kind, label_set, metric", [
+    ("labels", ["drupe", "pome"], "accuracy"),
+    ("generate", None, "exact_match"),  # an open task's answers are generated, not ranked
+])
+def test_what_a_task_kind_means_for_prediction_and_scoring(kind, label_set, metric):
+    info = TaskInfo(name="t", kind=kind, instruction=None, source="test")
+    task = Task(info=info, train=[Example("a", "drupe", "1"), Example("b", "pome", "2"), Example("c", "pome", "3")],
+                dev=[], test=[Example("d", "drupe", "4")])
+    assert (task.label_set, task.metric) == (label_set, metric)
+    assert task.sizes() == {"train": 3, "dev": 0, "test": 1}
+
+
 def test_task_split_by_name():
     task = load_task("fruit")
     assert task.split("train") is task.train

@@ -1,8 +1,12 @@
 """Metrics against hand-computed values; bootstrap CIs; confusion tables."""
 
+import statistics
+
 import pytest
 
-from tuneforge.evaluate.metrics import accuracy, bootstrap_ci, confusion, exact_match, macro_f1, normalize_text
+from tuneforge.evaluate.metrics import (
+    accuracy, bootstrap_ci, confusion, exact_match, macro_f1, normalize_text, summarize,
+)
 
 GOLD = ["a", "a", "b", "b", "c"]
 PRED = ["a", "b", "b", "b", "a"]
@@ -178,3 +182,19 @@ def test_confusion_totals_and_order():
 def test_confusion_length_mismatch():
     with pytest.raises(ValueError):
         confusion(["a"], [])
+
+
+def test_summarize_reports_each_draw_their_mean_and_spread_and_the_first_draws_confusion():
+    gold = ["a", "b", "a", "b"]
+    out = summarize(gold, [["a", "b", "a", "a"], ["a", "a", "a", "a"]], "labels")
+    assert set(out) == {"accuracy", "macro_f1", "confusion"}
+    assert out["accuracy"]["per_draw"] == [0.75, 0.5] and out["accuracy"]["mean"] == 0.625
+    assert out["accuracy"]["sd"] == pytest.approx(statistics.stdev([0.75, 0.5]))
+    assert out["macro_f1"]["per_draw"] == [pytest.approx(11 / 15), pytest.approx(1 / 3)]
+    assert out["confusion"] == {"a": {"a": 2}, "b": {"a": 1, "b": 1}}
+
+
+def test_summarize_an_open_task_by_exact_match_alone():
+    out = summarize(["Jab, shot", "flu shot"], [["jab, shot.", "vaccine"]], "generate")
+    assert set(out) == {"exact_match"}
+    assert out["exact_match"]["per_draw"] == [0.5] and out["exact_match"]["sd"] == 0.0

@@ -5,6 +5,7 @@ from tuneforge.data.splits import load_task
 from tuneforge.errors import TuneforgeError
 from tuneforge.evaluate import prompting
 from tuneforge.evaluate.prompting import PromptingConfig, compare_prompting
+from tuneforge.predict import predictor
 from tuneforge.predict.score import score_continuations
 from tuneforge.prompts.formats import PromptFormat, encode_continuation, encode_prompt, render_continuation
 from tuneforge.prompts.formats import render_prompt
@@ -44,16 +45,16 @@ def test_conditions_draws_and_unchanged_parameters(tiny, fruit):
 
 def test_demonstrations_come_from_train_and_never_the_query(tiny, fruit, monkeypatch):
     seen = []
-    real = prompting.render_prompt
+    real = predictor.render_prompt
 
     def spy(fmt, tok, demos, query):
         seen.append((demos, query))
         return real(fmt, tok, demos, query)
 
-    monkeypatch.setattr(prompting, "render_prompt", spy)
+    monkeypatch.setattr(predictor, "render_prompt", spy)
     compare_prompting(tiny, fruit, CFG)
     train_ids = {ex.id for ex in fruit.train}
-    allowed_queries = {ex.input for ex in fruit.dev} | {prompting.CONTENT_FREE}
+    allowed_queries = {ex.input for ex in fruit.dev} | {predictor.CONTENT_FREE}
     test_inputs = {ex.input for ex in fruit.test}
     assert seen
     for demos, query in seen:
@@ -124,7 +125,7 @@ def test_an_over_long_row_stops_the_comparison_before_any_prediction(tiny, fruit
     text = " ".join(f"word{i}" for i in range(400))
     n = len(tiny.tokenizer(text, add_special_tokens=False)["input_ids"])
     long_task = replace(fruit, test=fruit.test[:3] + [Example(text, "drupe", "long-1")])
-    monkeypatch.setattr(prompting, "score_continuations", lambda *a, **k: pytest.fail("predicted before the check"))
+    monkeypatch.setattr(predictor, "score_continuations", lambda *a, **k: pytest.fail("predicted before the check"))
     with pytest.raises(TuneforgeError, match=f"test example 'long-1': input is {n:,} tokens; the limit is 512"):
         compare_prompting(tiny, long_task, PromptingConfig(shots=(0,)))
     assert n > 512

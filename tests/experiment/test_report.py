@@ -13,8 +13,10 @@ import matplotlib
 import pytest
 from PIL import Image
 
-from tuneforge.experiment.report import parameter_facts, pareto_front, recommend, write_report
-from tuneforge.experiment.report import units
+from tuneforge import units
+from tuneforge.experiment.decide import decide, pareto_front, recommend
+from tuneforge.experiment.records import shape_problems
+from tuneforge.experiment.report import parameter_facts, write_report
 
 FIXTURE = Path(__file__).parent / "fixtures" / "results.json"
 TITLE = "tuneforge experiment report: reviews-demo"
@@ -257,11 +259,24 @@ def test_text_is_escaped_everywhere(results, tmp_path):
     assert len(re.findall(r"(?<!\\)\|", row)) == 12  # 11 cells; the name's own pipe is escaped
 
 
-def test_stored_recommendation_wins_over_margin(results, tmp_path):
-    results["recommendation"] = recommend(results, 0.02)
-    markdown = write_report(results, tmp_path, margin=0.5)["markdown"].read_text()
-    assert "Recommended route: LoRA fine-tune." in markdown
-    assert "within 0.02 of the best" in markdown
+def test_the_report_shows_the_experiments_decision_and_makes_none(results, tmp_path):
+    results.update(decide(results, 0.02))
+    results["pareto"]["latency"] = ["LoRA fine-tune"]  # whatever the experiment decided is what is shown
+    markdown = write_report(results, tmp_path)["markdown"].read_text()
+    assert "Recommended route: LoRA fine-tune." in markdown and "within 0.02 of the best" in markdown
+    assert "Pareto front by latency: LoRA fine-tune." in markdown
+
+
+def test_the_report_command_decides_again_with_a_new_margin(results, tmp_path):
+    from tuneforge.api import report
+
+    results.update(decide(results, 0.02))
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    report(tmp_path)
+    assert "Recommended route: LoRA fine-tune." in (tmp_path / "report.md").read_text()
+    report(tmp_path, margin=0.05)
+    assert "Recommended route: distilled student." in (tmp_path / "report.md").read_text()
+    assert json.loads((tmp_path / "results.json").read_text())["recommendation"]["route"] == "LoRA fine-tune"
 
 
 def test_missing_optional_parts_say_not_run(results, tmp_path):
@@ -287,7 +302,7 @@ def test_bare_results_still_give_a_report(tmp_path):
     }
     paths = write_report(results, tmp_path)
     markdown = paths["markdown"].read_text()
-    assert "Recommended route: prompting 0-shot." in markdown
+    assert "No recommendation: the experiment recorded none." in markdown  # the report decides nothing
     assert "no confusion matrix for the best route (the task generates free text)" in markdown
     assert "Not run: no route recorded its latency" in markdown
     assert "| LoRA fine-tune | lora | – |" in markdown
@@ -302,6 +317,7 @@ def test_every_optional_field_null(results, tmp_path):
             if key not in ("name", "kind", "score"):
                 route[key] = None
         route["score"] = {"mean": route["score"]["mean"], "sd": None, "ci95": None, "per_draw": None}
+    results.update(decide(results, 0.05))  # as the experiment decides on what it recorded
     markdown = write_report(results, tmp_path)["markdown"].read_text()
     assert "Recommended route: full fine-tune." in markdown  # no latency anywhere: ties go to run order
     assert "Not run: no route recorded its latency" in markdown
@@ -318,7 +334,7 @@ def test_null_parts_inside_the_audit(results, tmp_path):
 
 
 def test_report_without_any_route(tmp_path):
-    markdown = write_report({"routes": []}, tmp_path)["markdown"].read_text()
+    markdown = write_report({"routes": [], **decide({"routes": []}, 0.05)}, tmp_path)["markdown"].read_text()
     assert "No recommendation: no route was evaluated." in markdown
 
 
@@ -426,3 +442,17 @@ def test_task_overlap_is_counted_under_the_introduction(results, tmp_path):
 def test_no_warnings_no_warnings_block(report):
     assert "Warnings about the task data" not in report["markdown"]
     assert 'class="warnings"' not in report["html"].split("</style>")[1]
+
+
+# --- the shape of results.json --------------------------------------------------------------------
+
+def test_the_fixture_has_the_shape_a_real_run_writes(results):
+    """test_run.py holds a real run to the same declared shape, so the fixture cannot go stale."""
+    assert shape_problems(results) == []
+
+
+def test_shape_problems_name_a_missing_and_an_undeclared_key(results):
+    del results["routes"][1]["score"]
+    results["stages"][0]["colour"] = "red"
+    results["store"] = None  # a stage that did not run: null is in the shape
+    assert shape_problems(results) == ["results.routes[1]: no 'score'", "results.stages[0]: 'colour' is not declared"]

@@ -104,6 +104,13 @@ def test_results_carry_every_route_and_the_parameter_facts(first_run):
     assert json.loads((out / "results.json").read_text())["routes"] == results["routes"]
 
 
+def test_a_real_run_writes_the_declared_shape(first_run):
+    """The producer side of the results record: the report's fixture is held to the same shape."""
+    from tuneforge.experiment.records import shape_problems
+
+    assert shape_problems(first_run[1]) == []
+
+
 def test_the_report_command_rebuilds_from_results_alone(first_run, tmp_path):
     import shutil
 

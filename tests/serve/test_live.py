@@ -3,7 +3,7 @@
 import httpx
 import openai
 
-from tuneforge.batch.job import BatchConfig, Predictor, build_setting
+from tuneforge.batch.job import BatchConfig, SettingPredictor, build_setting
 from tuneforge.data.splits import load_task
 from tuneforge.serve.app import create_app
 from tuneforge.store.sqlite import PredictionStore
@@ -13,7 +13,7 @@ from conftest import running
 
 def test_a_live_miss_is_predicted_stored_and_then_served_from_the_store(tiny, tmp_path):
     spec = build_setting(tiny, load_task("fruit"), BatchConfig())
-    predictor = Predictor(tiny, spec)
+    predictor = SettingPredictor(tiny, spec)
     store = PredictionStore(tmp_path / "store.db")
     sid = store.add_setting(spec)
     store.put_many(sid, predictor(["plum"]))

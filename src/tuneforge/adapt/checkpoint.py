@@ -7,7 +7,6 @@ no unpickling of code).
 """
 
 import json
-import os
 import random
 import shutil
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from tuneforge.atomic import atomic_path
 from tuneforge.errors import TuneforgeError
 
 
@@ -32,21 +32,15 @@ def load_trainable(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> No
 
 def save_checkpoint(folder: Path, step: int, model, optimizer, scheduler, state: dict, best: dict | None) -> Path:
     """Write checkpoint `step` atomically and delete the older ones."""
-    folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"step-{step:08d}"
-    tmp = folder / f".tmp-step-{step:08d}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    save_file(trainable_state(model), tmp / "trainable.safetensors")
-    if best is not None:
-        save_file(best, tmp / "best.safetensors")
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    save_file({"torch": torch.get_rng_state()}, tmp / "rng.safetensors")
-    record = {**state, "step": step, "scheduler": scheduler.state_dict(), "python_rng": _py_rng()}
-    (tmp / "state.json").write_text(json.dumps(record))
-    _fsync_dir(tmp)
-    shutil.rmtree(final, ignore_errors=True)
-    os.rename(tmp, final)
+    with atomic_path(final, folder=True) as tmp:
+        save_file(trainable_state(model), tmp / "trainable.safetensors")
+        if best is not None:
+            save_file(best, tmp / "best.safetensors")
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        save_file(_torch_rngs(), tmp / "rng.safetensors")
+        record = {**state, "step": step, "scheduler": scheduler.state_dict(), "python_rng": _py_rng()}
+        (tmp / "state.json").write_text(json.dumps(record))
     for old in folder.glob("step-*"):
         if old != final:
             shutil.rmtree(old, ignore_errors=True)
@@ -69,7 +63,7 @@ def load_checkpoint(path: Path, model, optimizer, scheduler, expect: dict) -> tu
     load_trainable(model, load_file(path / "trainable.safetensors"))
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
     scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(load_file(path / "rng.safetensors")["torch"])
+    _set_torch_rngs(load_file(path / "rng.safetensors"))
     version, internal, gauss = state["python_rng"]
     random.setstate((version, tuple(internal), gauss))
     best = load_file(path / "best.safetensors") if (path / "best.safetensors").is_file() else None
@@ -83,7 +77,16 @@ def _py_rng():
     return [version, list(internal), gauss]
 
 
-def _fsync_dir(path: Path) -> None:
-    for p in path.iterdir():
-        with open(p, "rb") as fh:
-            os.fsync(fh.fileno())
+def _torch_rngs() -> dict[str, torch.Tensor]:
+    """Every torch generator in use: the CPU's, and each CUDA device's (dropout on a GPU draws there)."""
+    rngs = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rngs.update({f"cuda{i}": state for i, state in enumerate(torch.cuda.get_rng_state_all())})
+    return rngs
+
+
+def _set_torch_rngs(rngs: dict[str, torch.Tensor]) -> None:
+    torch.set_rng_state(rngs["torch"])
+    cuda = [rngs[f"cuda{i}"] for i in range(len(rngs) - 1)]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)

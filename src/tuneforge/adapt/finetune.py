@@ -1,27 +1,25 @@
 """The fine-tuning route: full fine-tuning of every weight, or LoRA adapters through peft.
 
-Builds the pieces, runs the shared loop, evaluates on dev while training (keeping the best), touches
-the test split once at the end, and writes standard artifacts with their provenance."""
+Builds its pieces (the model with adapters or every weight trainable, the rows, cross-entropy) and
+hands them to the training recipe (`recipe.py`), then writes standard artifacts with their provenance."""
 
 import hashlib
 import json
-import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
-from tuneforge.adapt.checkpoint import load_trainable
-from tuneforge.adapt.loop import LoopConfig, TargetLogits, train
+from tuneforge.adapt.loop import LoopConfig
 from tuneforge.adapt.losses import ce_loss
+from tuneforge.adapt.recipe import finished_run, save_artifact, save_run, task_record, train_and_test
+from tuneforge.adapt.recipe import use_training_attention
 from tuneforge.adapt.rows import build_rows
-from tuneforge.atomic import write_json_atomic
 from tuneforge.data.limits import check_input_lengths
 from tuneforge.data.splits import Task
 from tuneforge.errors import TuneforgeError
-from tuneforge.evaluate.prompting import PromptingConfig, predict_items, summarize
 from tuneforge.model.load import LoadedModel, cpu_supports_bf16
-from tuneforge.model.lora import LLAMA_TARGETS, add_lora, base_model, merge
+from tuneforge.model.lora import LLAMA_TARGETS, add_lora, merge
 from tuneforge.model.params import count_parameters
 from tuneforge.prompts.formats import PromptFormat
 
@@ -106,68 +104,40 @@ class FinetuneConfig:
 
 
 def finetune(loaded: LoadedModel, task: Task, cfg: FinetuneConfig, out: Path, *, resume: bool = False,
-             accelerator=None, progress=None) -> dict:
+             progress=None) -> dict:
     """Fine-tune `loaded` (fp32 weights) on the train split of `task`; write artifacts under `out`."""
-    from accelerate import Accelerator
-
     out = Path(out)
     run_id = {"run_hash": run_hash(cfg, task), "base_fingerprint": loaded.fingerprint}
     if (finished := finished_run(out, resume, run_id)) is not None:
         return finished
     check_input_lengths(task, loaded.tokenizer)
-    use_bf16 = cfg.uses_bf16(loaded.device)
-    accelerator = accelerator or Accelerator(mixed_precision="bf16" if use_bf16 else "no")
     base_counts = count_parameters(loaded.model, loaded.path)
-    model = loaded.model
-    use_training_attention(model, loaded.device)
-    torch.manual_seed(cfg.seed)  # LoRA's initialisation draws from it
-    if cfg.method == "lora":
-        model = add_lora(model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets)
-    else:
-        model.requires_grad_(True)
+    trainee = replace(loaded, model=trainable_model(loaded, cfg))
     fmt = PromptFormat(cfg.format, task.info.instruction)
     rows = build_rows(task.train, fmt, loaded.tokenizer, cfg.max_length)
-    view = LoadedModel(model, loaded.tokenizer, loaded.path, loaded.fingerprint, loaded.dtype, loaded.device)
-    net = TargetLogits(base_model(model).get_decoder(), base_model(model).get_output_embeddings())
-    trainable = count_parameters(model)["trainable"]
-
-    def evaluate() -> float:
-        with accelerator.autocast():
-            preds = predict_items(view, task, task.dev, fmt, 0, None, PromptingConfig(split="dev"), seed=0)["raw"]
-        metric = "accuracy" if task.info.kind == "labels" else "exact_match"
-        return summarize([ex.target for ex in task.dev], [preds], task.info.kind)[metric]["mean"]
-
-    result = train(net, rows, loss, loop_config(cfg, has_dev=bool(task.dev)), accelerator=accelerator,
-                   pad_id=loaded.tokenizer.pad_token_id, evaluate=evaluate if task.dev else None,
-                   checkpoint_dir=out / "checkpoints", resume=resume, run_id=run_id, progress=progress)
-    if result["best"] is not None:
-        load_trainable(net, result["best"])  # keep the best dev evaluation, not the last step
-    with accelerator.autocast():  # the test split, touched once
-        test_preds = predict_items(view, task, task.test, fmt, 0, None, PromptingConfig(), seed=0)["raw"]
-    metrics = summarize([ex.target for ex in task.test], [test_preds], task.info.kind)
+    bf16 = cfg.uses_bf16(loaded.device)
+    trained = train_and_test(trainee, rows, loss, task, fmt, loop_config(cfg, has_dev=bool(task.dev)), bf16=bf16,
+                             out=out, run_id=run_id, resume=resume, progress=progress)
     results = {
         "route": "finetune", "method": cfg.method, "config": asdict(cfg), "peak_lr": cfg.peak_lr,
-        "task": {**asdict(task.info), "sizes": {s: len(task.split(s)) for s in ("train", "dev", "test")}},
-        "base_model": {"path": str(loaded.path), "fingerprint": loaded.fingerprint},
-        "prompt_format": fmt.id, "metric": "accuracy" if task.info.kind == "labels" else "exact_match",
-        "test": metrics, "test_predictions": test_preds,
-        "best_dev_score": result["best_score"], "best_step": result["best_step"], "steps": result["step"],
-        "history": result["history"], "processes": accelerator.num_processes,
-        "autocast": "bf16" if use_bf16 else "off", "run_id": run_id,
+        "task": task_record(task), "base_model": {"path": str(loaded.path), "fingerprint": loaded.fingerprint},
+        "prompt_format": fmt.id, "metric": task.metric,
+        "test": trained.test.metrics, "test_predictions": trained.test.predictions,
+        "best_dev_score": trained.best_score, "best_step": trained.best_step, "steps": trained.steps,
+        "history": trained.history, "processes": trained.accelerator.num_processes,
+        "autocast": "bf16" if bf16 else "off", "run_id": run_id,
     }
-    if accelerator.is_main_process:
-        results["parameters"] = save_artifacts(model, loaded, cfg, out, results, base_counts, trainable)
-        write_json_atomic(out / "results.json", results)
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the run is complete; artifacts hold it
-    accelerator.wait_for_everyone()
-    return results
+    return save_run(out, results, trained.accelerator,
+                    lambda: save_artifacts(trainee.model, loaded.tokenizer, cfg, out, results, base_counts))
 
 
-def use_training_attention(model, device: torch.device) -> None:
-    """On the CPU, plain (eager) attention: PyTorch's CPU SDPA backward costs ~3.5 ms per layer on
-    short rows, eager ~1.5 (measured by bench/finetune_throughput.py's profile). GPUs keep SDPA."""
-    if device.type == "cpu":
-        model.set_attn_implementation("eager")
+def trainable_model(loaded: LoadedModel, cfg: FinetuneConfig) -> torch.nn.Module:
+    """`loaded.model` ready to train: with LoRA adapters (the base frozen), or every weight trainable."""
+    use_training_attention(loaded.model, loaded.device)
+    torch.manual_seed(cfg.seed)  # LoRA's initialisation draws from it
+    if cfg.method == "lora":
+        return add_lora(loaded.model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets)
+    return loaded.model.requires_grad_(True)
 
 
 def loss(logits, batch, n_global: int, world_size: int):
@@ -175,33 +145,23 @@ def loss(logits, batch, n_global: int, world_size: int):
     return ce_loss(logits, batch["targets"], n_global, world_size)
 
 
-def save_artifacts(model, loaded, cfg: FinetuneConfig, out: Path, results: dict, base: dict, trainable: int) -> dict:
+def save_artifacts(model, tokenizer, cfg: FinetuneConfig, out: Path, results: dict, base: dict) -> dict:
     """Full: a model directory. LoRA: an adapter directory (+ the merged model on request).
-    Each gets a `tuneforge.json` with its provenance; returns the parameter accounting."""
+    Each gets a `tuneforge.json` with its provenance; returns the parameter accounting for the results."""
+    trainable = count_parameters(model)["trainable"]
     params = {"base": base["total"], "trainable": trainable, "trainable_pct_of_base": 100 * trainable / base["total"]}
     provenance = {k: results[k] for k in ("route", "method", "config", "base_model", "prompt_format", "task")}
     provenance["metrics"] = {results["metric"]: results["test"][results["metric"]]}
     if cfg.method == "full":
         params["after"] = count_parameters(model)["total"]
-        save_dir(out / "model", lambda d: model.save_pretrained(d), loaded.tokenizer, {**provenance, "parameters": params})
-        return params
-    adapter_prov = {**provenance, "parameters": params}
-    save_dir(out / "adapter", lambda d: model.save_pretrained(d), loaded.tokenizer, adapter_prov)
+        save_artifact(out / "model", model, tokenizer, {**provenance, "parameters": params})
+        return {"parameters": params}
+    save_artifact(out / "adapter", model, tokenizer, {**provenance, "parameters": params})
     if cfg.merge:
-        merged = merge(model)
+        merged = merge(model)  # after the adapter is saved: merging folds the adapters away
         params["after_merge"] = count_parameters(merged)["total"]
-        save_dir(out / "merged", lambda d: merged.save_pretrained(d), loaded.tokenizer, {**provenance, "parameters": params})
-    return params
-
-
-def save_dir(target: Path, save, tokenizer, provenance: dict) -> None:
-    tmp = target.with_name(f".tmp-{target.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    save(tmp)
-    tokenizer.save_pretrained(tmp)
-    (tmp / "tuneforge.json").write_text(json.dumps(provenance, indent=2, default=str))
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
+        save_artifact(out / "merged", merged, tokenizer, {**provenance, "parameters": params})
+    return {"parameters": params}
 
 
 def run_hash(cfg: FinetuneConfig, task: Task) -> str:
@@ -219,20 +179,3 @@ def loop_config(cfg: FinetuneConfig, has_dev: bool) -> LoopConfig:
                       max_grad_norm=cfg.max_grad_norm, seed=cfg.seed, eval_every=cfg.eval_every,
                       patience=cfg.patience if has_dev else 0, checkpoint_every=cfg.checkpoint_every)
 
-
-def finished_run(out: Path, resume: bool, run_id: dict) -> dict | None:
-    """The results of the run already finished in `out` when resuming the same run (a kill after the
-    results were written but before the caller used them loses nothing); None when there is none.
-    Refuses to overwrite a finished run or unfinished checkpoints without --resume."""
-    results_file = out / "results.json"
-    if results_file.is_file():
-        finished = json.loads(results_file.read_text())
-        if not resume:
-            raise TuneforgeError(f"{out}: holds a finished run; choose another --out (or add --resume to read it back)")
-        if finished.get("run_id") != run_id:
-            raise TuneforgeError(f"{out}: holds a finished run of other settings or data; choose another --out")
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)  # a kill may have left them behind
-        return finished
-    if not resume and (out / "checkpoints").is_dir() and any((out / "checkpoints").glob("step-*")):
-        raise TuneforgeError(f"{out}: holds checkpoints of an unfinished run; add --resume or choose another --out")
-    return None

@@ -11,10 +11,10 @@ from tuneforge.audit.audit import audit_predictor
 from tuneforge.audit.swaps import compile_swaps, load_swaps
 from tuneforge.data.splits import Task
 from tuneforge.errors import TuneforgeError
-from tuneforge.evaluate.prompting import PromptingConfig, predict_items
 from tuneforge.model.load import LoadedModel, artifact_provenance, load_model
+from tuneforge.predict.predictor import Predictor
 from tuneforge.prompts.formats import PromptFormat
-from tuneforge.prompts.shots import PICKERS
+from tuneforge.prompts.shots import PICKERS, pick_demos
 from tuneforge.data.limits import check_input_lengths
 
 
@@ -72,7 +72,7 @@ def audit_models(models: list[str | None], task: Task, cfg: AuditConfig, *, dtyp
         loaded = load_model(spec, dtype=dtype)
         check_input_lengths(task, loaded.tokenizer)
         for route in model_routes(loaded, cfg):
-            predict = predictor(loaded, task, route, cfg)
+            predict = route_predictor(loaded, task, route, cfg)
             figures = audit_predictor(items, predict, swapper, kind=task.info.kind,
                                       permutations=cfg.permutations, seed=cfg.seed)
             routes.append({**route, "model": str(loaded.path), **figures})
@@ -83,7 +83,7 @@ def audit_models(models: list[str | None], task: Task, cfg: AuditConfig, *, dtyp
     gated = cfg.max_gap is not None or cfg.max_flip_rate is not None
     return {
         "route": "audit", "task": {"name": task.info.name, "kind": task.info.kind}, "split": cfg.split,
-        "metric": "accuracy" if task.info.kind == "labels" else "exact_match", "config": asdict(cfg),
+        "metric": task.metric, "config": asdict(cfg),
         "attribute": swapper.swaps.name, "swaps": {"name": swapper.swaps.name, "groups": list(swapper.swaps.groups),
                                                    "words": len(swapper.swaps.words), "names": len(swapper.swaps.names)},
         "routes": routes, "thresholds": {"max_gap": cfg.max_gap, "max_flip_rate": cfg.max_flip_rate},
@@ -105,13 +105,14 @@ def model_routes(loaded: LoadedModel, cfg: AuditConfig) -> list[dict]:
              "pick": None, "format": prov["config"]["format"]}]
 
 
-def predictor(loaded: LoadedModel, task: Task, route: dict, cfg: AuditConfig):
-    """The route's predictions for a list of examples, by the evaluation code of the prompting route."""
+def route_predictor(loaded: LoadedModel, task: Task, route: dict, cfg: AuditConfig):
+    """The route's predictions for a list of examples, with the demonstrations its route picks."""
     fmt = PromptFormat(route["format"], task.info.instruction)
-    settings = PromptingConfig(batch_size=cfg.batch_size, split=cfg.split)
+    predictor = Predictor(loaded, fmt, task.label_set, batch_size=cfg.batch_size)
 
     def predict(items):
-        return predict_items(loaded, task, items, fmt, route["shots"], route["pick"], settings, seed=cfg.seed)["raw"]
+        demos = [pick_demos(task.train, ex, route["shots"], route["pick"] or "first", cfg.seed) for ex in items]
+        return predictor.predict(items, demos).outputs
 
     return predict
 

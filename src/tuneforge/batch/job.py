@@ -12,11 +12,8 @@ from tuneforge.data.splits import Task
 from tuneforge.data.tasks import Example
 from tuneforge.errors import TuneforgeError
 from tuneforge.model.load import LoadedModel, load_model
-from tuneforge.predict.generate import generate_lines
-from tuneforge.predict.score import score_continuations
-from tuneforge.prompts.formats import (
-    PromptFormat, encode_continuation, encode_prompt, render_continuation, render_prompt,
-)
+from tuneforge.predict.predictor import Predictor
+from tuneforge.prompts.formats import PromptFormat
 from tuneforge.prompts.shots import is_same_item, pick_demos
 from tuneforge.data.limits import MAX_INPUT_TOKENS
 from tuneforge.store.keys import normalize_input
@@ -63,7 +60,7 @@ def build_setting(loaded: LoadedModel, task: Task, cfg: BatchConfig) -> dict:
                   "dtype": str(loaded.dtype).removeprefix("torch.")},
         "task": task.info.name,
         "mode": task.info.kind,
-        "labels": task.labels if task.info.kind == "labels" else None,
+        "labels": task.label_set,
         "format": cfg.format,
         "instruction": task.info.instruction or None,
         "demos": [[d.input, d.target] for d in demos],
@@ -72,50 +69,36 @@ def build_setting(loaded: LoadedModel, task: Task, cfg: BatchConfig) -> dict:
     }
 
 
-class Predictor:
-    """Predictions for inputs under one setting: label ranking or greedy generation, batched."""
+class SettingPredictor:
+    """Rows for inputs under one stored setting, predicted by the one `Predictor`: the setting's
+    fixed demonstration set in every prompt, and a failed row where a prompt is over its token limit."""
 
     def __init__(self, loaded: LoadedModel, setting: dict, batch_size: int = 16):
         if setting["model"]["fingerprint"] != loaded.fingerprint:
             raise TuneforgeError("the model does not match the store's setting (fingerprints differ)")
-        self.loaded, self.setting, self.batch_size = loaded, setting, batch_size
-        self.fmt = PromptFormat(setting["format"], setting["instruction"])
+        fmt = PromptFormat(setting["format"], setting["instruction"])
+        max_new_tokens = (setting["decoding"] or {}).get("max_new_tokens", 48)  # label settings have no decoding
+        self.predictor = Predictor(loaded, fmt, setting["labels"], batch_size=batch_size, max_new_tokens=max_new_tokens)
         self.demos = [Example(i, t, f"demo-{n}") for n, (i, t) in enumerate(setting["demos"])]
-        self.shots = max(len(self.demos) - 1, 0)
-        tok = loaded.tokenizer
-        labels = setting["labels"] or []  # label continuations once, not per call (the server calls per miss)
-        self.continuations = [encode_continuation(tok, render_continuation(self.fmt, tok, label)) for label in labels]
+        self.shots = max(len(self.demos) - 1, 0)  # the last demonstration is the spare
+        self.max_input_tokens = setting["max_input_tokens"]
 
     def __call__(self, inputs: list[str]) -> list[dict]:
         """One row per input: {"input", "output"} or {"input", "error"}."""
-        tok, rows, prompts = self.loaded.tokenizer, [], []
-        for text in inputs:
-            query = Example(text, "", "\0")
-            demos = [d for d in self.demos if not is_same_item(d, query)][: self.shots]
-            ids = encode_prompt(self.fmt, tok, render_prompt(self.fmt, tok, demos, text))
-            too_long = len(ids) > self.setting["max_input_tokens"]
-            rows.append({"input": text, "error": f"prompt has {len(ids)} tokens, more than "
-                                                 f"{self.setting['max_input_tokens']}"} if too_long else None)
-            if not too_long:
-                prompts.append(ids)
-        outputs = iter(self._predict(prompts) if prompts else [])
-        return [row or {"input": text, "output": next(outputs)} for row, text in zip(rows, inputs)]
-
-    def _predict(self, prompts: list[list[int]]) -> list[str]:
-        tok, model = self.loaded.tokenizer, self.loaded.model
-        if self.setting["mode"] == "generate":
-            return generate_lines(model, tok, prompts, max_new_tokens=self.setting["decoding"]["max_new_tokens"],
-                                  batch_size=self.batch_size)
-        labels = self.setting["labels"]
-        scores = score_continuations(model, prompts, self.continuations, pad_id=tok.pad_token_id,
-                                     batch_size=self.batch_size)
-        return [labels[i] for i in scores.argmax(-1).tolist()]
+        items = [Example(text, "", "\0") for text in inputs]
+        demos = [[d for d in self.demos if not is_same_item(d, ex)][: self.shots] for ex in items]
+        prompts, limit = self.predictor.encode(items, demos), self.max_input_tokens
+        fits = [i for i, ids in enumerate(prompts) if len(ids) <= limit]  # longer prompts become failed rows
+        answers = iter(self.predictor.predict_encoded([prompts[i] for i in fits], [demos[i] for i in fits]).outputs)
+        return [{"input": text, "output": next(answers)} if len(ids) <= limit
+                else {"input": text, "error": f"prompt has {len(ids)} tokens, more than {limit}"}
+                for text, ids in zip(inputs, prompts)]
 
 
-def predictor_for_setting(setting: dict, batch_size: int = 16) -> Predictor:
+def predictor_for_setting(setting: dict, batch_size: int = 16) -> SettingPredictor:
     """Load the setting's model (same path and dtype) and build its predictor, e.g. for live misses."""
     loaded = load_model(setting["model"]["path"], dtype=setting["model"]["dtype"])  # "bfloat16" / "float32"
-    return Predictor(loaded, setting, batch_size)
+    return SettingPredictor(loaded, setting, batch_size)
 
 
 def store_setting(store, loaded: LoadedModel, task: Task, cfg: BatchConfig, *, synonym_lists: bool = False
@@ -131,26 +114,38 @@ def local_predictor(loaded: LoadedModel, setting: dict, cfg: BatchConfig, *, syn
     """The local engine's predictor for `setting`, normalising outputs into synonym lists if asked."""
     from tuneforge.batch.synonyms import synonym_predictor
 
-    predict = Predictor(loaded, setting, cfg.batch_size)
+    predict = SettingPredictor(loaded, setting, cfg.batch_size)
     return synonym_predictor(predict) if synonym_lists else predict
 
 
 def run_batch(predict, store, setting_id: str, inputs: list[str], *, commit_every: int = 64,
               failed: list[dict] | None = None, progress=None) -> dict:
-    """Predict the inputs the store lacks, committing every `commit_every` rows.
+    """The local engine: `predict` over chunks of `commit_every` inputs, through the one writer loop."""
+
+    def chunks(todo: list[str]):
+        for begin in range(0, len(todo), commit_every):
+            yield predict(todo[begin : begin + commit_every])
+
+    return write_predictions(chunks, store, setting_id, inputs, failed=failed, progress=progress)
+
+
+def write_predictions(chunks, store, setting_id: str, inputs: list[str], *, failed: list[dict] | None = None,
+                      progress=None) -> dict:
+    """The one writer loop of every engine: predict what the store lacks and commit each chunk of rows
+    `chunks(todo)` yields in one transaction, so a killed job loses at most the chunk in flight.
     `failed` rows (e.g. undecodable lines) are recorded as they are. Returns done/skipped/failed counts."""
     todo = store.missing(setting_id, inputs)
-    skipped = len({normalize_input(t) for t in inputs}) - len(todo)
-    counts = {"done": 0, "skipped": skipped, "failed": 0, "inputs": len(inputs)}
+    counts = {"done": 0, "skipped": len({normalize_input(t) for t in inputs}) - len(todo), "failed": 0,
+              "inputs": len(inputs)}
     if failed:
         counts["failed"] += store.put_many(setting_id, failed)
-    start = time.perf_counter()
-    for begin in range(0, len(todo), commit_every):
-        rows = predict(todo[begin : begin + commit_every])
+    start, written = time.perf_counter(), 0
+    for rows in chunks(todo) if todo else ():  # nothing to compute: start no engine
         store.put_many(setting_id, rows)
         counts["failed"] += sum(r.get("error") is not None for r in rows)
         counts["done"] += sum(r.get("error") is None for r in rows)
+        written += len(rows)
         if progress:
-            progress(begin + len(rows), len(todo), time.perf_counter() - start)
+            progress(written, len(todo), time.perf_counter() - start)
     counts["seconds"] = time.perf_counter() - start
     return counts

@@ -4,16 +4,13 @@ Each actor loads the setting's model once and predicts batches of inputs; the dr
 the store (SQLite has one writer), in chunks of `commit_every` rows as results stream back. So a
 job killed at any moment loses at most the chunk in flight and, run again, computes only the rest."""
 
-import os
-import time
 from contextlib import contextmanager
 
 import numpy as np
 import torch
 
-from tuneforge.batch.job import predictor_for_setting
+from tuneforge.batch.job import predictor_for_setting, write_predictions
 from tuneforge.errors import TuneforgeError
-from tuneforge.store.keys import normalize_input
 
 
 class _PredictBatches:
@@ -30,28 +27,28 @@ class _PredictBatches:
 
 
 def run_batch_ray(setting: dict, store, setting_id: str, inputs: list[str], *, actors: int = 2,
-                  batch_size: int = 16, commit_every: int = 64, failed: list[dict] | None = None) -> dict:
-    """Predict the inputs the store lacks on `actors` Ray actors (one model each), committing every
-    `commit_every` rows from the driver. Same counts as `run_batch`: done/skipped/failed/inputs/seconds."""
+                  batch_size: int = 16, commit_every: int = 64, failed: list[dict] | None = None,
+                  progress=None) -> dict:
+    """Predict the inputs the store lacks on `actors` Ray actors (one model each); the driver writes
+    through the same loop as the local engine (`write_predictions`), committing every `commit_every` rows."""
     if min(actors, batch_size, commit_every) < 1:
         raise TuneforgeError("actors, batch size and commit size must be >= 1")
-    todo = store.missing(setting_id, inputs)
-    counts = {"done": 0, "skipped": len({normalize_input(t) for t in inputs}) - len(todo), "failed": 0, "inputs": len(inputs)}
-    if failed:
-        counts["failed"] += store.put_many(setting_id, failed)
-    start = time.perf_counter()
-    if todo:  # nothing to compute: don't pay for starting Ray
+
+    def chunks(todo: list[str]):
         with _ray_session() as ray:
             ds = ray.data.from_items([{"input": text} for text in todo]).map_batches(
                 _PredictBatches, fn_constructor_args=(setting, batch_size), batch_size=batch_size,
                 batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors),
-                num_cpus=0.5)  # at 1 CPU each, actors on a 2-core machine starve the read tasks and hang
-            for rows in _chunks(ds.iter_rows(), commit_every):
-                store.put_many(setting_id, rows)
-                counts["failed"] += sum(r["error"] is not None for r in rows)
-                counts["done"] += sum(r["error"] is None for r in rows)
-    counts["seconds"] = time.perf_counter() - start
-    return counts
+                num_cpus=actor_cpus(int(ray.cluster_resources().get("CPU", 1)), actors))
+            yield from _chunks(ds.iter_rows(), commit_every)
+
+    return write_predictions(chunks, store, setting_id, inputs, failed=failed, progress=progress)
+
+
+def actor_cpus(cpus: int, actors: int) -> float:
+    """Each actor's share of the machine: one CPU is left to Ray's read tasks (at 1 CPU each, two
+    actors on a 2-core machine starve them and the job hangs), the rest split among the actors."""
+    return max(0.1, min(1.0, (cpus - 1) / actors))
 
 
 def _chunks(results, size: int):
@@ -68,8 +65,7 @@ def _chunks(results, size: int):
 
 @contextmanager
 def _ray_session():
-    """Ray, started here on this machine's 2 cores unless the caller already started it (then kept)."""
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # else Ray warns about a missing auth token
+    """Ray, started here with this machine's CPUs unless the caller already started it (then kept)."""
     try:
         import ray
         import ray.data
@@ -77,7 +73,7 @@ def _ray_session():
         raise TuneforgeError("--engine ray needs Ray: pip install 'ray[data]'") from None
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+        ray.init(include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
     try:
         yield ray
     finally:

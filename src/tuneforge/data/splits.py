@@ -13,6 +13,8 @@ from pathlib import Path
 from tuneforge.data.tasks import Example, TaskInfo, builtin_info, builtin_path, input_key, read_examples
 from tuneforge.errors import TuneforgeError
 
+SPLITS = ("train", "dev", "test")
+
 # Below this many distinct targets (and with targets repeating) a user's file is a label task.
 MAX_LABELS = 50
 
@@ -37,7 +39,7 @@ class Task:
 
     def split(self, name: str) -> list[Example]:
         """One split by name: `train`, `dev` or `test`."""
-        if name not in ("train", "dev", "test"):
+        if name not in SPLITS:
             raise TuneforgeError(f"unknown split {name!r}: choose train, dev or test")
         return getattr(self, name)
 
@@ -45,6 +47,20 @@ class Task:
     def labels(self) -> list[str]:
         """The closed label set, read from train and dev only (never from test)."""
         return sorted({ex.target for ex in self.train + self.dev})
+
+    @property
+    def label_set(self) -> list[str] | None:
+        """The labels a label task's answers are ranked over; None for an open task (answers are generated)."""
+        return self.labels if self.info.kind == "labels" else None
+
+    @property
+    def metric(self) -> str:
+        """The headline metric: `accuracy` for a label task, `exact_match` for an open one."""
+        return "accuracy" if self.info.kind == "labels" else "exact_match"
+
+    def sizes(self) -> dict[str, int]:
+        """Examples per split: {"train": n, "dev": n, "test": n}."""
+        return {name: len(self.split(name)) for name in SPLITS}
 
 
 def load_task(

@@ -1,9 +1,11 @@
-"""Metrics: accuracy, macro-F1, exact match, bootstrap confidence intervals, confusion tables.
+"""Metrics: accuracy, macro-F1, exact match, bootstrap confidence intervals, confusion tables, and
+`summarize`, which reports them for one or more prediction draws.
 
 Pure functions of gold and predicted strings; no model in sight.
 """
 
 import re
+import statistics
 from collections import Counter
 
 import numpy as np
@@ -61,3 +63,21 @@ def confusion(gold: list[str], pred: list[str]) -> dict[str, dict[str, int]]:
     for g, p in zip(gold, pred, strict=True):
         table.setdefault(g, Counter())[p] += 1
     return {g: dict(sorted(c.items())) for g, c in sorted(table.items())}
+
+
+def summarize(gold: list[str], preds: list[list[str]], kind: str) -> dict:
+    """Metrics of one or more prediction draws: per draw, mean, sd and bootstrap CI; label tasks
+    (`kind` "labels") get accuracy, macro-F1 and the first draw's confusion, open ones exact match."""
+    metrics = {"accuracy": accuracy, "macro_f1": macro_f1} if kind == "labels" else {"exact_match": exact_match}
+    out = {}
+    for name, fn in metrics.items():
+        per_draw = [fn(gold, p) for p in preds]
+        out[name] = {
+            "mean": statistics.fmean(per_draw),
+            "sd": statistics.stdev(per_draw) if len(per_draw) > 1 else 0.0,
+            "ci95": bootstrap_ci(gold, preds, fn),
+            "per_draw": per_draw,
+        }
+    if kind == "labels":
+        out["confusion"] = confusion(gold, preds[0])
+    return out

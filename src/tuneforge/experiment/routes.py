@@ -7,12 +7,14 @@ from pathlib import Path
 from tuneforge.config import to_dict
 from tuneforge.data.splits import Task, task_warnings
 from tuneforge.errors import TuneforgeError
+from tuneforge.experiment.decide import pareto_fronts, recommend
+from tuneforge.experiment.records import ExperimentResults, Route
 from tuneforge.model.params import size_on_disk
 
 NAMES = {"lora": "LoRA fine-tune", "full": "full fine-tune"}
 
 
-def routes_from_stages(done: dict) -> list[dict]:
+def routes_from_stages(done: dict) -> list[Route]:
     """A row per prompting condition (and variant) and per adapted model, in run order."""
     routes = []
     if "prompting" in done:
@@ -23,7 +25,7 @@ def routes_from_stages(done: dict) -> list[dict]:
     return routes
 
 
-def prompting_routes(record: dict) -> list[dict]:
+def prompting_routes(record: dict) -> list[Route]:
     results = record["result"]
     metric, params = results["metric"], results["parameters"]
     styles = {c["style"] for c in results["conditions"]}
@@ -45,7 +47,7 @@ def prompting_routes(record: dict) -> list[dict]:
     return rows
 
 
-def adapted_route(stage: str, record: dict) -> dict:
+def adapted_route(stage: str, record: dict) -> Route:
     """A fine-tuned or distilled model, scored and timed by its serving pass."""
     res, serving = record["result"]["results"], record["result"]["serving"]
     metric = res["metric"]
@@ -98,8 +100,6 @@ def batch_plan(section, routes: list[dict], recommendation: dict, done: dict, ta
 
 def _servable_choice(wanted: list[dict], routes: list[dict], margin: float) -> tuple[dict, str | None]:
     """The wanted route when the store can hold it; else the recommendation among those it can."""
-    from tuneforge.experiment.report import recommend
-
     ok = [r for r in wanted if servable(r)]
     if ok:
         return max(ok, key=lambda r: r["score"]["mean"]), None
@@ -123,7 +123,7 @@ def _batch_inputs(path: str | None, task: Task) -> list[str]:
 
 
 def experiment_results(config, task: Task, base: Path, done: dict, routes: list[dict], recommendation: dict,
-                       started: datetime) -> dict:
+                       started: datetime) -> ExperimentResults:
     """The record the report is drawn from (and the only thing `tuneforge report` reads)."""
     finished = datetime.now(timezone.utc)
     first = routes[0]["parameters"]["base_total"] if routes else None
@@ -135,17 +135,17 @@ def experiment_results(config, task: Task, base: Path, done: dict, routes: list[
         "experiment": {"name": config.name, "config": to_dict(config), "started": _iso(started),
                        "finished": _iso(finished), "wall_seconds": (finished - started).total_seconds()},
         "task": {"name": task.info.name, "kind": task.info.kind, "description": _description(task),
-                 "sizes": {s: len(task.split(s)) for s in ("train", "dev", "test")},
-                 "labels": task.labels if task.info.kind == "labels" else None,
+                 "sizes": task.sizes(), "labels": task.label_set,
                  "warnings": task_warnings(task)},
         "model": {"path": str(base), "fingerprint": _base_fingerprint(done), "parameters": {"total": first},
                   "size_on_disk_bytes": size_on_disk(base)},
-        "metric": "accuracy" if task.info.kind == "labels" else "exact_match",
+        "metric": task.metric,
         "routes": routes,
         "audit": done["audit"]["result"] if "audit" in done else None,
         "store": store,
         "synonyms": done["synonyms"]["result"] if "synonyms" in done else None,
         "recommendation": recommendation,
+        "pareto": pareto_fronts({"routes": routes}),
         "stages": [{"name": n, "hash": r["hash"], "cached": r["cached"], "seconds": r["seconds"],
                     "peak_memory_bytes": r["peak_memory_bytes"]} for n, r in done.items()],
     }

@@ -23,7 +23,8 @@ from tuneforge.config import to_dict
 from tuneforge.data.splits import Task, warn_about_task
 from tuneforge.errors import TuneforgeError
 from tuneforge.experiment.config import ExperimentConfig, TaskConfig
-from tuneforge.experiment.report import recommend, write_report
+from tuneforge.experiment.decide import recommend
+from tuneforge.experiment.report import write_report
 from tuneforge.experiment.routes import batch_plan, experiment_results, routes_from_stages
 from tuneforge.experiment.stages import load_task_spec
 from tuneforge.model.load import default_model_dir, fingerprint, resolve_model_dir
@@ -73,7 +74,7 @@ def run(config: ExperimentConfig, out: str | Path | None = None, *, echo=print) 
         done["synonyms"] = run_stage(run_dir, "synonyms", _synonyms_spec(config, common, run_dir), prints, echo)
     results = experiment_results(config, task, base, done, routes, recommendation, started)
     write_json_atomic(run_dir / "results.json", results)
-    write_report(results, run_dir, margin=config.report.margin)
+    write_report(results, run_dir)
     return results
 
 
@@ -116,7 +117,7 @@ def run_stage(run_dir: Path, name: str, spec: dict, prints: dict, echo) -> dict:
     stage_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(input_file, {**spec, "hash": digest})
     echo(f"stage {name}: running ({digest[:12]})")
-    proc = subprocess.run([sys.executable, "-m", "tuneforge.experiment.stages", str(stage_dir)],
+    proc = subprocess.run([sys.executable, "-m", "tuneforge.stage_process", str(stage_dir)],
                           preexec_fn=_die_with_parent)
     if proc.returncode != 0:
         error = stage_dir / "error.json"

@@ -1,4 +1,5 @@
-"""One experiment stage, run in a process of its own: `python -m tuneforge.experiment.stages DIR`.
+"""One experiment stage, run in a process of its own (`python -m tuneforge.stage_process DIR`, whose
+entry point draws the progress bars and calls `run_stage_dir`).
 
 The parent writes `DIR/input.json` (the stage's kind and its resolved settings) and waits; the stage
 writes `DIR/result.json` atomically when it is done, with its wall time and the peak memory of its
@@ -8,32 +9,44 @@ checkpoints under `DIR/run` for the next attempt to resume from.
 
 import json
 import resource
-import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from tuneforge.atomic import write_json_atomic
-from tuneforge.console import job_progress, training_progress
 from tuneforge.errors import TuneforgeError
 
 
-def prompting(spec: dict, stage_dir: Path) -> dict:
+@dataclass(frozen=True)
+class Progress:
+    """Where a stage reports its progress (the stage process's entry point passes the console's bars)."""
+
+    step: Callable | None = None
+    """Training: `on_step(step, total, record, elapsed)`."""
+    rows: Callable | None = None
+    """Batch jobs: `on_rows(done, total, elapsed)`."""
+
+
+def prompting(spec: dict, stage_dir: Path, progress: Progress) -> dict:
     from tuneforge.config import from_dict
-    from tuneforge.evaluate.prompting import PromptingConfig, compare_prompting, predict_items
+    from tuneforge.evaluate.prompting import PromptingConfig, compare_prompting
     from tuneforge.model.load import load_model
     from tuneforge.model.params import size_on_disk
+    from tuneforge.predict.predictor import Predictor
     from tuneforge.prompts.formats import PromptFormat
 
     task, cfg = load_task_spec(spec["task"]), from_dict(PromptingConfig, spec["settings"])
     loaded = load_model(spec["model"], dtype=spec["dtype"])
     # warm-up on train items, so the first condition's latency is not oneDNN's start-up
-    predict_items(loaded, task, task.train[:8], PromptFormat("plain"), 0, None, cfg, seed=0)
+    Predictor(loaded, PromptFormat("plain"), task.label_set, batch_size=cfg.batch_size,
+              max_new_tokens=cfg.max_new_tokens, calibrate=cfg.calibrate).predict(task.train[:8])
     results = compare_prompting(loaded, task, cfg)
     results["size_on_disk_bytes"] = size_on_disk(loaded.path)
     return results
 
 
-def finetune(spec: dict, stage_dir: Path) -> dict:
+def finetune(spec: dict, stage_dir: Path, progress: Progress) -> dict:
     from tuneforge.adapt.finetune import FinetuneConfig
     from tuneforge.adapt.finetune import finetune as run_finetune
     from tuneforge.config import from_dict
@@ -42,16 +55,15 @@ def finetune(spec: dict, stage_dir: Path) -> dict:
     task, cfg = load_task_spec(spec["task"]), from_dict(FinetuneConfig, spec["settings"])
     out = stage_dir / "run"  # only this stage's run lives here (another hash wipes it): always resume,
     start = time.perf_counter()  # from checkpoints, or by reading back a run that finished before a kill
-    with training_progress() as progress:
-        results = run_finetune(load_model(spec["model"], dtype="fp32"), task, cfg, out,
-                               resume=True, progress=progress)
+    results = run_finetune(load_model(spec["model"], dtype="fp32"), task, cfg, out, resume=True,
+                           progress=progress.step)
     seconds = time.perf_counter() - start
     model_dir = out / ("merged" if cfg.method == "lora" else "model")
     return {"results": results, "training_seconds": seconds, "model_dir": str(model_dir),
             "serving": serving_pass(model_dir, task, cfg.format, spec["dtype"])}
 
 
-def distill(spec: dict, stage_dir: Path) -> dict:
+def distill(spec: dict, stage_dir: Path, progress: Progress) -> dict:
     from tuneforge.adapt.distill import distill as run_distill
     from tuneforge.batch.inputs import read_inputs
     from tuneforge.config import from_dict
@@ -62,9 +74,8 @@ def distill(spec: dict, stage_dir: Path) -> dict:
     texts = read_inputs(cfg.unlabeled)[0] if cfg.unlabeled else None
     out = stage_dir / "run"
     start = time.perf_counter()
-    with training_progress() as progress:
-        results = run_distill(load_model(spec["teacher"], dtype="fp32"), task, cfg, out, unlabeled=texts,
-                              resume=True, progress=progress)
+    results = run_distill(load_model(spec["teacher"], dtype="fp32"), task, cfg, out, unlabeled=texts,
+                          resume=True, progress=progress.step)
     seconds = time.perf_counter() - start
     return {"results": results, "training_seconds": seconds, "model_dir": str(out / "student"),
             "serving": serving_pass(out / "student", task, cfg.training.format, spec["dtype"])}
@@ -73,23 +84,24 @@ def distill(spec: dict, stage_dir: Path) -> dict:
 def serving_pass(model_dir: Path, task, style: str, dtype: str) -> dict:
     """The test split predicted as the model would be served (inference dtype, batched), timed
     after a warm-up on train items: the score and latency every adapted route reports."""
-    from tuneforge.evaluate.prompting import PromptingConfig, predict_items, summarize
+    from tuneforge.evaluate.metrics import summarize
     from tuneforge.model.load import load_model
     from tuneforge.model.params import count_parameters, size_on_disk
+    from tuneforge.predict.predictor import Predictor
     from tuneforge.prompts.formats import PromptFormat
 
     loaded = load_model(model_dir, dtype=dtype)
-    fmt, cfg = PromptFormat(style, task.info.instruction), PromptingConfig()
-    predict_items(loaded, task, task.train[:8], fmt, 0, None, cfg, seed=0)
+    predictor = Predictor(loaded, PromptFormat(style, task.info.instruction), task.label_set)
+    predictor.predict(task.train[:8])
     start = time.perf_counter()
-    preds = predict_items(loaded, task, task.test, fmt, 0, None, cfg, seed=0)["raw"]
+    preds = predictor.predict(task.test).outputs
     seconds = time.perf_counter() - start
     return {"test": summarize([ex.target for ex in task.test], [preds], task.info.kind), "predictions": preds,
             "ms_per_example": 1000 * seconds / len(task.test), "examples_per_second": len(task.test) / seconds,
             "parameters": count_parameters(loaded.model), "size_on_disk_bytes": size_on_disk(loaded.path)}
 
 
-def audit(spec: dict, stage_dir: Path) -> dict:
+def audit(spec: dict, stage_dir: Path, progress: Progress) -> dict:
     from tuneforge.audit.run import AuditConfig, audit_models
     from tuneforge.config import from_dict
 
@@ -97,7 +109,7 @@ def audit(spec: dict, stage_dir: Path) -> dict:
     return audit_models([spec["model"], *spec["adapted"]], task, cfg, dtype=spec["dtype"])
 
 
-def batch(spec: dict, stage_dir: Path) -> dict:
+def batch(spec: dict, stage_dir: Path, progress: Progress) -> dict:
     """The chosen route's predictions for the inputs into the store (idempotent: a rerun, or a
     resumed kill, predicts only what the store lacks)."""
     from tuneforge.batch.job import BatchConfig, local_predictor, run_batch, store_setting
@@ -110,9 +122,8 @@ def batch(spec: dict, stage_dir: Path) -> dict:
     db = PredictionStore(spec["store"])
     try:
         setting, sid = store_setting(db, loaded, task, cfg, synonym_lists=lists)
-        with job_progress() as progress:
-            summary = run_batch(local_predictor(loaded, setting, cfg, synonym_lists=lists), db, sid, spec["inputs"],
-                                commit_every=cfg.commit_every, progress=progress)
+        summary = run_batch(local_predictor(loaded, setting, cfg, synonym_lists=lists), db, sid, spec["inputs"],
+                            commit_every=cfg.commit_every, progress=progress.rows)
         stats = db.stats()
     finally:
         db.close()
@@ -133,15 +144,12 @@ def load_task_spec(t: dict):
                      instruction=t["instruction"])
 
 
-def main(stage_dir: str) -> int:
-    from tuneforge.cli import _quiet_libraries
-
-    _quiet_libraries()
-    stage_dir = Path(stage_dir)
+def run_stage_dir(stage_dir: Path, progress: Progress = Progress()) -> int:
+    """Run the stage `stage_dir/input.json` describes; write its result.json (or error.json, exit 2)."""
     spec = json.loads((stage_dir / "input.json").read_text())
     start = time.perf_counter()
     try:
-        result = STAGES[spec["kind"]](spec, stage_dir)
+        result = STAGES[spec["kind"]](spec, stage_dir, progress)
     except TuneforgeError as e:
         write_json_atomic(stage_dir / "error.json", {"error": str(e)})
         return 2
@@ -149,7 +157,3 @@ def main(stage_dir: str) -> int:
     write_json_atomic(stage_dir / "result.json", {"hash": spec["hash"], "seconds": time.perf_counter() - start,
                                                    "peak_memory_bytes": peak, "result": result})
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))

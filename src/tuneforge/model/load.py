@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from tuneforge.atomic import write_json_atomic
+from tuneforge.atomic import atomic_path, write_json_atomic
 from tuneforge.errors import TuneforgeError
 from tuneforge.model.params import WEIGHT_SUFFIXES
 
@@ -154,8 +154,6 @@ def convert_gguf(gguf_file: Path, target: Path) -> None:
     with _locked(target.parent / f".{target.name}.lock"):
         if (target / "config.json").is_file():  # another process converted it while we waited
             return
-        tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
         for stale in target.parent.glob(f".{target.name}.tmp-*"):  # left by a killed conversion
             shutil.rmtree(stale, ignore_errors=True)
         log.info("converting %s into %s (once; about 15 s)", gguf_file.name, target)
@@ -164,10 +162,10 @@ def convert_gguf(gguf_file: Path, target: Path) -> None:
         model = AutoModelForCausalLM.from_pretrained(gguf_file.parent, dtype=torch.float32, **kwargs)
         # A GGUF-loaded model refuses save_pretrained until its quantisation config is dropped.
         model.hf_quantizer.remove_quantization_config(model)
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        (tmp / "tuneforge.json").write_text(json.dumps({"converted_from": gguf_file.name}, indent=2))
-        os.rename(tmp, target)
+        with atomic_path(target, folder=True) as tmp:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            (tmp / "tuneforge.json").write_text(json.dumps({"converted_from": gguf_file.name}, indent=2))
 
 
 @contextmanager
@@ -180,29 +178,27 @@ def _locked(lock_path: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def fingerprint(path: str | Path) -> str:
+def fingerprint(path: str | Path, *, cache: bool = True) -> str:
     """sha256 of a model directory's config.json and weight files (in name order).
 
     Hashing ~0.5 GB takes about a second, so the result is cached in tuneforge's home, keyed by each
-    file's path, size and modification time."""
+    file's path, size and modification time (`cache=False` for a directory about to be renamed)."""
     path = Path(path).resolve()
     files = sorted(p for p in path.iterdir() if p.name == "config.json" or p.suffix in WEIGHT_SUFFIXES)
     stamp = json.dumps([[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files])
-    cache_file = tuneforge_home() / "fingerprints.json"
-    cache = _read_json(cache_file)
-    key = str(path)
-    if cache.get(key, {}).get("stamp") == stamp:
-        return cache[key]["sha256"]
+    cache_file, key = tuneforge_home() / "fingerprints.json", str(path)
+    known = _read_json(cache_file) if cache else {}
+    if known.get(key, {}).get("stamp") == stamp:
+        return known[key]["sha256"]
     digest = hashlib.sha256()
     for p in files:
         digest.update(p.name.encode() + b"\0")
         with open(p, "rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 22), b""):
                 digest.update(chunk)
-    value = digest.hexdigest()
-    cache[key] = {"stamp": stamp, "sha256": value}
-    write_json_atomic(cache_file, cache)
-    return value
+    if cache:
+        write_json_atomic(cache_file, {**known, key: {"stamp": stamp, "sha256": digest.hexdigest()}})
+    return digest.hexdigest()
 
 
 def weights_fingerprint(model: torch.nn.Module) -> str:

@@ -3,7 +3,7 @@
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from tuneforge.predict.score import _left_pad
+from tuneforge.predict.padding import left_pad, length_batches
 
 
 class StopAtNewline(StoppingCriteria):
@@ -29,10 +29,8 @@ def generate_lines(
 
     Prompts are bucketed by length and left-padded; generation stops at a newline or end of turn."""
     outputs = [""] * len(prompts)
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
-        ids, mask = _left_pad([prompts[i] for i in rows], tokenizer.pad_token_id)
+    for rows in length_batches(prompts, batch_size):
+        ids, mask = left_pad([prompts[i] for i in rows], tokenizer.pad_token_id)  # (B, P)
         new = model.generate(
             input_ids=ids.to(model.device),
             attention_mask=mask.to(model.device),

@@ -8,6 +8,8 @@ that score a candidate token are computed.
 
 import torch
 
+from tuneforge.predict.padding import left_pad, length_batches, right_pad
+
 
 @torch.inference_mode()
 def score_continuations(
@@ -20,17 +22,15 @@ def score_continuations(
     if any(len(c) == 0 for c in continuations):
         raise ValueError("every continuation needs at least one token")
     scores = torch.empty(len(prompts), len(continuations))
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    conts, cont_mask = _right_pad(continuations, pad_id)  # (K, L)
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
+    conts, cont_mask = right_pad(continuations, pad_id)  # (K, L)
+    for rows in length_batches(prompts, batch_size):
         scores[rows] = _score_batch(model, [prompts[i] for i in rows], conts, cont_mask, pad_id)
     return scores
 
 
 def _score_batch(model, prompts, conts, cont_mask, pad_id) -> torch.Tensor:
     device = model.device
-    ids, mask = _left_pad(prompts, pad_id)  # (B, P)
+    ids, mask = left_pad(prompts, pad_id)  # (B, P)
     ids, mask, conts, cont_mask = ids.to(device), mask.to(device), conts.to(device), cont_mask.to(device)
     B, K, L = ids.shape[0], conts.shape[0], conts.shape[1]
     positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding: real tokens start at position 0
@@ -60,16 +60,3 @@ def score_naive(model, prompt: list[int], continuation: list[int]) -> float:
     start = len(prompt)
     return sum(logp[start - 1 + j, tok].item() for j, tok in enumerate(continuation))
 
-
-def _left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in seqs)
-    ids = torch.tensor([[pad_id] * (width - len(s)) + s for s in seqs])
-    mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs])
-    return ids, mask
-
-
-def _right_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in seqs)
-    ids = torch.tensor([s + [pad_id] * (width - len(s)) for s in seqs])
-    mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs])
-    return ids, mask

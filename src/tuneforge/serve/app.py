@@ -19,13 +19,13 @@ from typing import Annotated
 
 import anyio
 import uvicorn
-from fastapi import FastAPI, Query
+from fastapi import APIRouter, FastAPI, Query
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 
-from tuneforge.batch.synonyms import SynonymMatcher, normalize_synonyms
+from tuneforge.store.synonyms import SynonymMatcher, normalize_synonyms
 from tuneforge.serve.listen import (
     KEEP_ALIVE_SECONDS, MAX_HEAD_BYTES, REQUEST_SECONDS, DeadlineH11Protocol, bind, is_loopback, url,
 )
@@ -116,17 +116,13 @@ class Lookups:
         self.reader.close()
         self.writer.close()
 
-    def row_count(self, setting: str) -> int:
-        # The store API has no per-setting count; stats() would scan every setting and glob the disk.
-        return self.reader.db.execute("SELECT COUNT(*) FROM predictions WHERE setting = ?", (setting,)).fetchone()[0]
-
     def current_matcher(self) -> SynonymMatcher | None:
         """The matcher over the synonyms setting, rebuilt when that setting's row count has changed."""
         now = time.monotonic()
         if self.match_setting is None or now - self._matcher_checked < MATCHER_CHECK_SECONDS:
             return self.matcher
         self._matcher_checked = now
-        if (rows := self.row_count(self.match_setting)) != self._matcher_rows:
+        if (rows := self.reader.count(self.match_setting)) != self._matcher_rows:
             synonyms = {row["input"]: normalize_synonyms(row["output"], row["input"])
                         for row in self.reader.rows(self.match_setting) if row["error"] is None and row["output"]}
             self.matcher, self._matcher_rows = SynonymMatcher(synonyms), rows
@@ -136,18 +132,20 @@ class Lookups:
         """One row {"input", "output", "error", "source"} per input, looked up (and on a miss predicted or
         queued) in its normal form (`normalize_input`); "input" is the text as the client sent it."""
         texts = [normalize_input(text) for text in inputs]
-        rows = [self._stored(text) for text in texts]
+        rows = self._stored(texts)
         missed = list(dict.fromkeys(text for text, row in zip(texts, rows) if row is None))
         answers = await self._on_miss(missed) if missed else {}
         return [{**(row or answers[text]), "input": given} for given, text, row in zip(inputs, texts, rows)]
 
-    def _stored(self, text: str) -> dict | None:
-        row = self.reader.get(self.setting, text)
-        self.metrics.lookups["miss" if row is None else "hit"] += 1
-        if row is None:
-            return None
-        self.hits[(self.setting, text)] += 1
-        return {"input": text, "output": row["output"], "error": row["error"], "source": "store"}
+    def _stored(self, texts: list[str]) -> list[dict | None]:
+        """The stored row of each input (None for a miss), read in one query; hits and misses counted."""
+        found = self.reader.get_many(self.setting, texts)
+        for text in texts:
+            self.metrics.lookups["hit" if text in found else "miss"] += 1
+            if text in found:
+                self.hits[(self.setting, text)] += 1
+        return [{"input": text, "output": found[text]["output"], "error": found[text]["error"], "source": "store"}
+                if text in found else None for text in texts]
 
     async def _on_miss(self, texts: list[str]) -> dict[str, dict]:
         if self.miss_policy == "live":
@@ -234,6 +232,17 @@ def create_app(store_path: str | Path, *, setting: str | None = None, miss_polic
     synonyms setting behind /v1/match (default: the newest `generate` one). With `api_key`, every
     request but /healthz needs `Authorization: Bearer KEY`."""
     lookups = Lookups(store_path, setting, miss_policy, predictor, match_setting)
+    app = FastAPI(title="tuneforge", summary="Predictions from the tuneforge store", lifespan=_lifespan(lookups))
+    app.state.lookups = lookups
+    app.add_middleware(Guard, metrics=lookups.metrics, api_key=api_key, max_body_bytes=max_body_bytes)
+    add_error_handlers(app)
+    app.include_router(lookup_router(lookups, max_batch))
+    app.include_router(openai_router(lookups, max_batch))
+    return app
+
+
+def _lifespan(lookups: Lookups):
+    """Flush hit counts in the background while serving; flush the rest and close the store at exit."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -247,10 +256,12 @@ def create_app(store_path: str | Path, *, setting: str | None = None, miss_polic
             await lookups.flush_hits()
             lookups.close()
 
-    app = FastAPI(title="tuneforge", summary="Predictions from the tuneforge store", lifespan=lifespan)
-    app.state.lookups = lookups
-    app.add_middleware(Guard, metrics=lookups.metrics, api_key=api_key, max_body_bytes=max_body_bytes)
-    add_error_handlers(app)
+    return lifespan
+
+
+def lookup_router(lookups: Lookups, max_batch: int) -> APIRouter:
+    """tuneforge's own endpoints: lookups, synonym matches, health and metrics."""
+    router = APIRouter()
 
     class LookupBatch(BaseModel):
         inputs: list[Text] = Field(max_length=max_batch)
@@ -258,7 +269,7 @@ def create_app(store_path: str | Path, *, setting: str | None = None, miss_polic
     class MatchRequest(BaseModel):
         text: Text
 
-    @app.get("/v1/lookup")
+    @router.get("/v1/lookup")
     async def lookup(input: Annotated[Text, Query()]):
         row = (await lookups.resolve([input]))[0]
         if row["source"] == "miss":
@@ -267,11 +278,11 @@ def create_app(store_path: str | Path, *, setting: str | None = None, miss_polic
             return JSONResponse({"queued": True, "input": input}, status_code=202)
         return {"results": [row]}
 
-    @app.post("/v1/lookup")
+    @router.post("/v1/lookup")
     async def lookup_batch(body: LookupBatch):
         return {"results": await lookups.resolve(body.inputs)}
 
-    @app.post("/v1/match")
+    @router.post("/v1/match")
     async def match(body: MatchRequest):
         matcher = lookups.current_matcher()
         if matcher is None:
@@ -280,16 +291,15 @@ def create_app(store_path: str | Path, *, setting: str | None = None, miss_polic
         matches = matcher.match(body.text)
         return {"topics": list(dict.fromkeys(m["topic"] for m in matches)), "matches": matches}
 
-    @app.get("/healthz")
+    @router.get("/healthz")
     async def healthz():
-        return {"status": "ok", "setting": lookups.setting, "rows": lookups.row_count(lookups.setting)}
+        return {"status": "ok", "setting": lookups.setting, "rows": lookups.reader.count(lookups.setting)}
 
-    @app.get("/metrics", response_class=PlainTextResponse)
+    @router.get("/metrics", response_class=PlainTextResponse)
     async def metrics():
         return PlainTextResponse(lookups.metrics.render(), media_type="text/plain; version=0.0.4")
 
-    app.include_router(openai_router(lookups, max_batch))
-    return app
+    return router
 
 
 def serve(store_path: str | Path, host: str = "127.0.0.1", port: int = 8000, *,

@@ -1,9 +1,9 @@
 """Exporting a prediction store: JSONL (always) or Parquet (with pyarrow), written atomically."""
 
 import json
-import os
 from pathlib import Path
 
+from tuneforge.atomic import atomic_path
 from tuneforge.errors import TuneforgeError
 
 FORMATS = (".jsonl", ".parquet")
@@ -26,15 +26,11 @@ def export(store, out: str | Path) -> int:
     """Write every row of `store` to `out` (.jsonl or .parquet); returns the number of rows."""
     out = check_out(out)
     rows = list(store.rows())
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(out) as tmp:
         if out.suffix.lower() == ".jsonl":
             tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
         else:
             _write_parquet(rows, tmp)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return len(rows)
 
 

@@ -1,10 +1,9 @@
-"""The experiment report: a recommendation, then the evidence, as one HTML page and one Markdown file.
+"""The experiment report: the recommendation, then the evidence, as one HTML page and one Markdown file.
 
-Everything here reads the results dict an experiment wrote; nothing loads a model."""
+Everything here reads the results dict an experiment wrote — the decision (recommendation, Pareto
+fronts) included, which the experiment made; nothing loads a model or decides."""
 
 from .build import write_report
 from .facts import parameter_facts
-from .pareto import pareto_front
-from .recommend import recommend
 
-__all__ = ["parameter_facts", "pareto_front", "recommend", "write_report"]
+__all__ = ["parameter_facts", "write_report"]

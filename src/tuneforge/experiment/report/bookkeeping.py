@@ -1,7 +1,7 @@
 """Sections that account for what was done: parameter counts checked against each route's claim,
 the prediction store the winner filled, and the stages with their time."""
 
-from . import units
+from tuneforge import units
 from .document import Paragraph, Section, Table, not_run
 from .facts import parameter_facts
 from .results import nested

@@ -11,15 +11,12 @@ from . import bookkeeping, diagnostics, fairness, overview
 from .document import Document
 from .html import render_html
 from .markdown import render_markdown
-from .recommend import recommend
 
 
-def write_report(results: dict, out_dir: Path, margin: float = 0.05) -> dict[str, Path]:
+def write_report(results: dict, out_dir: Path) -> dict[str, Path]:
     """Write report.html and report.md into `out_dir`, each atomically; results.json is the caller's.
-
-    The recommendation is `results["recommendation"]` when the experiment stored one (its own margin
-    applies), else computed here with `margin`."""
-    doc = build_document(results, results.get("recommendation") or recommend(results, margin))
+    The recommendation and the Pareto fronts are the experiment's (`experiment.decide`), read here."""
+    doc = build_document(results, results.get("recommendation") or {"route": None, "reason": "the experiment recorded none"})
     out_dir = Path(out_dir)
     return {
         "html": write_text_atomic(out_dir / "report.html", render_html(doc)),

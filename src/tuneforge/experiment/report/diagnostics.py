@@ -1,7 +1,9 @@
 """Sections that explain the scores: how training went, how much few-shot prompting depends on the
 demonstrations drawn, and which labels the best route confuses."""
 
-from . import plots, units
+from tuneforge import units
+
+from . import plots
 from .document import Figure, Section, Table, not_run
 from .results import metric, nested, routes
 from .svg import figure_svg

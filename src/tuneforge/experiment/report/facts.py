@@ -3,7 +3,7 @@
 Prompting must leave every weight alone, a merged LoRA and a full fine-tune keep the base's shape,
 and a distilled student must be smaller. A ✗ here means a stage did not do what it says."""
 
-from . import units
+from tuneforge import units
 from .results import nested, routes
 
 CLAIMS = {

@@ -1,7 +1,9 @@
 """The fairness audit section: per-group scores, the gap between groups, and how often swapping the
 protected attribute in an input flips the prediction."""
 
-from . import plots, units
+from tuneforge import units
+
+from . import plots
 from .document import Figure, Paragraph, Section, Table, not_run
 from .results import metric
 from .svg import figure_svg

@@ -4,9 +4,10 @@ score-against-cost plots with their Pareto fronts."""
 from dataclasses import dataclass
 from pathlib import PurePath
 
-from . import plots, units
+from tuneforge import units
+
+from . import plots
 from .document import Figure, Paragraph, Section, Table, not_run
-from .pareto import pareto_front
 from .results import metric, metric_words, nested, routes
 from .svg import figure_svg
 
@@ -18,7 +19,7 @@ class CostAxis:
     path: tuple[str, ...]
     """Where the cost sits in a route's dict."""
     what: str
-    """The cost in words."""
+    """The cost in words, and its key in the results' Pareto fronts (`experiment.decide.COSTS`)."""
     label: str
     """The x-axis title."""
 
@@ -114,17 +115,18 @@ def tradeoffs(results: dict) -> Section:
     colours = plots.palette([r["name"] for r in routes(results)])
     blocks = []
     for axis in COST_AXES:
-        blocks += _tradeoff_blocks(scored, axis, colours, metric(results))
+        fronts = nested(results, "pareto", axis.what) or []
+        blocks += _tradeoff_blocks(scored, axis, colours, metric(results), fronts)
     return Section("Score against cost", blocks)
 
 
-def _tradeoff_blocks(scored: list[dict], axis: CostAxis, colours: dict, metric_name: str) -> list:
+def _tradeoff_blocks(scored: list[dict], axis: CostAxis, colours: dict, metric_name: str, fronts: list[str]) -> list:
     """One plot and one sentence naming its Pareto front and any route it could not place."""
     points = [{"name": r["name"], "cost": nested(r, *axis.path), "mean": r["score"]["mean"],
                "ci95": r["score"].get("ci95")} for r in scored if nested(r, *axis.path) is not None]
     if not points:
         return [not_run(f"no route recorded its {axis.what}")]
-    front = pareto_front([(p["cost"], p["mean"]) for p in points])
+    front = [i for i, p in enumerate(points) if p["name"] in fronts]
     svg = figure_svg(axis.name, plots.tradeoff, points, front, colours, xlabel=axis.label,
                      ylabel=f"test {metric_name}")
     caption = (f"Test {metric_name} against {axis.label}. Error bars are 95% CIs; filled markers and the "

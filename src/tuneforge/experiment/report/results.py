@@ -3,19 +3,14 @@
 The report must render whatever an experiment managed to record, so every section reads through
 these instead of indexing and hoping."""
 
+from tuneforge.experiment.records import nested
+
+__all__ = ["nested", "routes", "metric", "metric_words"]
+
 METRIC_WORDS = {
     "accuracy": "accuracy (the share of test examples given the right label)",
     "exact_match": "exact match (the share of outputs equal to the reference, ignoring case and punctuation)",
 }
-
-
-def nested(data: dict | None, *keys: str):
-    """`data[k1][k2]...`, or None as soon as a level is missing or null."""
-    for key in keys:
-        if not isinstance(data, dict):
-            return None
-        data = data.get(key)
-    return data
 
 
 def routes(results: dict) -> list[dict]:

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from tuneforge.batch.synonyms import SynonymMatcher, normalize_synonyms
+from tuneforge.store.synonyms import SynonymMatcher, normalize_synonyms
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,144 @@
+"""THE training recipe, shared by fine-tuning and distillation.
+
+A route builds its own pieces (the model that trains, its training rows, its loss) and hands them
+to `train_and_test`: the shared loop, dev evaluation while training, the best weights kept, the
+test split predicted once. The route then writes its results, and `save_run` puts the run on disk:
+its artifacts (`save_artifact`: atomic, each with a `tuneforge.json` naming it and its provenance),
+then `results.json`, which marks the run finished (`finished_run` reads it back on resume)."""
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from tuneforge.adapt.checkpoint import load_trainable
+from tuneforge.adapt.loop import LoopConfig, TargetLogits, train
+from tuneforge.adapt.rows import Row
+from tuneforge.atomic import atomic_path, write_json_atomic
+from tuneforge.data.splits import Task
+from tuneforge.errors import TuneforgeError
+from tuneforge.evaluate.metrics import summarize
+from tuneforge.model.load import LoadedModel, fingerprint
+from tuneforge.model.lora import base_model
+from tuneforge.predict.predictor import Predictor
+from tuneforge.prompts.formats import PromptFormat
+
+WARM_UP = 8
+"""Train items predicted before a timed test pass, so its latency is not the kernels' start-up."""
+
+
+@dataclass(frozen=True)
+class OnTest:
+    """A model's one pass over the test split."""
+
+    predictions: list[str]
+    metrics: dict
+    """`summarize`'s figures for the predictions against the gold answers."""
+    ms_per_example: float
+    """Latency of the batched pass, timed after a warm-up on train items."""
+
+
+@dataclass(frozen=True)
+class Trained:
+    """What the recipe hands back: how training went, and the kept model's pass over test."""
+
+    history: list[dict]
+    best_score: float | None
+    best_step: int | None
+    steps: int
+    test: OnTest
+    accelerator: object
+    """The Accelerator the run trained under (processes, main process, autocast)."""
+
+
+def train_and_test(trainee: LoadedModel, rows: list[Row], loss, task: Task, fmt: PromptFormat, loop: LoopConfig, *,
+                   bf16: bool, out: Path, run_id: dict, resume: bool = False, progress=None) -> Trained:
+    """Train `trainee.model` on `rows` with `loss` on the shared loop (checkpoints under `out`), scoring
+    dev zero-shot in `fmt` as it goes; keep the best dev evaluation's weights; predict test once."""
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(mixed_precision="bf16" if bf16 else "no")
+    inner = base_model(trainee.model)  # a peft wrapper's adapters live inside the base model's modules
+    net = TargetLogits(inner.get_decoder(), inner.get_output_embeddings())
+    predictor = Predictor(trainee, fmt, task.label_set)  # zero-shot, as the model is trained
+
+    def evaluate() -> float:
+        with accelerator.autocast():
+            preds = predictor.predict(task.dev).outputs
+        return summarize([ex.target for ex in task.dev], [preds], task.info.kind)[task.metric]["mean"]
+
+    result = train(net, rows, loss, loop, accelerator=accelerator, pad_id=trainee.tokenizer.pad_token_id,
+                   evaluate=evaluate if task.dev else None, checkpoint_dir=out / "checkpoints", resume=resume,
+                   run_id=run_id, progress=progress)
+    if result["best"] is not None:
+        load_trainable(net, result["best"])  # keep the best dev evaluation, not the last step
+    net.eval()  # dropout off for the test pass, as for every dev evaluation
+    return Trained(result["history"], result["best_score"], result["best_step"], result["step"],
+                   score_on_test(predictor, task, accelerator), accelerator)
+
+
+def score_on_test(predictor: Predictor, task: Task, accelerator) -> OnTest:
+    """The test split predicted once, batched and timed after a warm-up on train items."""
+    with accelerator.autocast():
+        predictor.predict(task.train[:WARM_UP])
+        start = time.perf_counter()
+        preds = predictor.predict(task.test).outputs
+        seconds = time.perf_counter() - start
+    metrics = summarize([ex.target for ex in task.test], [preds], task.info.kind)
+    return OnTest(preds, metrics, 1000 * seconds / max(len(task.test), 1))
+
+
+def task_record(task: Task) -> dict:
+    """The task as results and provenance record it: its description and split sizes."""
+    return {**asdict(task.info), "sizes": task.sizes()}
+
+
+def save_run(out: Path, results: dict, accelerator, save_artifacts) -> dict:
+    """Put a finished run on disk, from the main process alone: `save_artifacts()` writes the route's
+    artifacts and returns what they add to the results; then `results.json`, which marks the run
+    finished; then the checkpoints go. Every process waits for that before it returns."""
+    if accelerator.is_main_process:
+        results = {**results, **save_artifacts()}
+        write_json_atomic(out / "results.json", results)
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the run is complete; artifacts hold it
+    accelerator.wait_for_everyone()
+    return results
+
+
+def save_artifact(target: Path, model, tokenizer, provenance: dict) -> None:
+    """A model (or adapter) directory at `target`, written atomically: weights, tokenizer, and a
+    `tuneforge.json` naming the artifact itself (path and fingerprint) before its `provenance`."""
+    with atomic_path(target, folder=True) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        # A fingerprint covers file names and bytes, not the folder: the temporary's is the target's.
+        own = {"path": str(target.resolve()), "fingerprint": fingerprint(tmp, cache=False)}
+        (tmp / "tuneforge.json").write_text(json.dumps({"artifact": own, **provenance}, indent=2, default=str))
+
+
+def use_training_attention(model, device: torch.device) -> None:
+    """On the CPU, plain (eager) attention: PyTorch's CPU SDPA backward costs ~3.5 ms per layer on
+    short rows, eager ~1.5 (measured by bench/finetune_throughput.py's profile). GPUs keep SDPA."""
+    if device.type == "cpu":
+        model.set_attn_implementation("eager")
+
+
+def finished_run(out: Path, resume: bool, run_id: dict) -> dict | None:
+    """The results of the run already finished in `out` when resuming the same run (a kill after the
+    results were written but before the caller used them loses nothing); None when there is none.
+    Refuses to overwrite a finished run or unfinished checkpoints without --resume."""
+    results_file = out / "results.json"
+    if results_file.is_file():
+        finished = json.loads(results_file.read_text())
+        if not resume:
+            raise TuneforgeError(f"{out}: holds a finished run; choose another --out (or add --resume to read it back)")
+        if finished.get("run_id") != run_id:
+            raise TuneforgeError(f"{out}: holds a finished run of other settings or data; choose another --out")
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)  # a kill may have left them behind
+        return finished
+    if not resume and (out / "checkpoints").is_dir() and any((out / "checkpoints").glob("step-*")):
+        raise TuneforgeError(f"{out}: holds checkpoints of an unfinished run; add --resume or choose another --out")
+    return None

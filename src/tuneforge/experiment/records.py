@@ -1,0 +1,136 @@
+"""Reading an experiment's results record, where almost every part is optional: the report must
+render whatever an experiment managed to record, and the decision must weigh whatever was scored.
+
+The record's shape is declared here once (`ExperimentResults`); a test holds both the producer (a
+real run) and the report's fixture to it, so the two cannot drift apart unnoticed."""
+
+from types import UnionType
+from typing import NotRequired, Union, TypedDict, get_args, get_origin, get_type_hints, is_typeddict
+
+
+def nested(data: dict | None, *keys: str):
+    """`data[k1][k2]...`, or None as soon as a level is missing or null."""
+    for key in keys:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
+
+
+# The shape of results.json, declared once: what `experiment_results` writes and the report reads.
+# Every key is always written; any value may be null where a stage did not run or record it.
+
+class Score(TypedDict):
+    mean: float
+    sd: float | None
+    ci95: list[float] | None
+    per_draw: list[float] | None
+
+
+class RouteParameters(TypedDict):
+    total: int
+    trained: int
+    base_total: int
+    unchanged: bool | None
+
+
+class Route(TypedDict):
+    """One route as scored on test: prompting (one row per condition) or an adapted model."""
+    name: str
+    kind: str
+    stage: str
+    score: Score
+    macro_f1: Score | None
+    shots: int
+    pick: str | None
+    format: str
+    draws: int
+    parameters: RouteParameters
+    size_on_disk_bytes: int
+    ms_per_example: float
+    examples_per_second: float
+    training_seconds: float | None
+    peak_memory_bytes: int
+    confusion: dict | None
+    history: list[dict] | None
+    variant: NotRequired[str]
+    """Prompting: `raw` or `calibrated`."""
+    seed: NotRequired[int]
+    """Prompting: the first demonstration draw's seed."""
+    model_dir: NotRequired[str]
+    """Adapted routes: the model as trained."""
+
+
+class TaskRecord(TypedDict):
+    name: str
+    kind: str
+    description: str
+    sizes: dict[str, int]
+    labels: list[str] | None
+    warnings: list[str]
+
+
+class StageRecord(TypedDict):
+    name: str
+    hash: str
+    cached: bool
+    seconds: float
+    peak_memory_bytes: int
+
+
+class Recommendation(TypedDict):
+    route: str | None
+    reason: str
+    best: NotRequired[str]
+    margin: NotRequired[float]
+    score: NotRequired[float]
+    best_score: NotRequired[float]
+    ms_per_example: NotRequired[float | None]
+    candidates: NotRequired[list[str]]
+
+
+class StoreRecord(TypedDict):
+    """The batch job that filled the store with the chosen route, and every job in the store."""
+    path: str
+    route: str
+    setting: str
+    inputs: int
+    rows: int
+    failed: int
+    coverage: float
+    size_bytes: int
+    summary: dict
+    note: str | None
+    jobs: list[dict]
+
+
+class ExperimentResults(TypedDict):
+    experiment: dict
+    task: TaskRecord
+    model: dict
+    metric: str
+    routes: list[Route]
+    audit: dict | None
+    store: StoreRecord | None
+    synonyms: dict | None
+    recommendation: Recommendation
+    pareto: dict[str, list[str]]
+    stages: list[StageRecord]
+
+
+def shape_problems(record, shape=ExperimentResults, where: str = "results") -> list[str]:
+    """Keys the declared `shape` has and `record` lacks, and keys `record` has that the shape does not
+    declare, recursively through nested records and lists of them (an empty list: the shape holds)."""
+    if record is None or not is_typeddict(shape):
+        return []
+    hints = get_type_hints(shape)
+    problems = [f"{where}: no {key!r}" for key in shape.__required_keys__ if key not in record]
+    problems += [f"{where}: {key!r} is not declared" for key in record if key not in hints]
+    for key, hint in hints.items():
+        for kind in get_args(hint) if get_origin(hint) in (Union, UnionType) else (hint,):
+            if is_typeddict(kind) and isinstance(record.get(key), dict):
+                problems += shape_problems(record[key], kind, f"{where}.{key}")
+            elif get_origin(kind) is list and get_args(kind) and is_typeddict(get_args(kind)[0]):
+                for i, item in enumerate(record.get(key) or []):
+                    problems += shape_problems(item, get_args(kind)[0], f"{where}.{key}[{i}]")
+    return problems

@@ -1,0 +1,144 @@
+"""The training recipe: test pass, run bookkeeping, artifacts and their provenance."""
+
+import json
+from contextlib import nullcontext
+from dataclasses import replace
+
+import pytest
+
+from tuneforge.adapt.distill import DistillConfig, distill
+from tuneforge.adapt.finetune import FinetuneConfig, loop_config, loss, trainable_model
+from tuneforge.adapt.recipe import finished_run, save_artifact, save_run, score_on_test, train_and_test
+from tuneforge.adapt.rows import build_rows
+from tuneforge.data.splits import load_task
+from tuneforge.errors import TuneforgeError
+from tuneforge.model.load import fingerprint, load_model
+from tuneforge.predict.predictor import Predictions, Predictor
+from tuneforge.prompts.formats import PromptFormat
+
+
+def test_the_test_pass_runs_with_dropout_off(tiny_model_dir, tmp_path):
+    """With LoRA dropout at 0.5 left on, two passes over test disagree on about a third of the items."""
+    loaded, task = load_model(tiny_model_dir, dtype="fp32", device="cpu"), load_task("fruit")
+    cfg = FinetuneConfig(method="lora", epochs=1, lora_dropout=0.5, checkpoint_every=0)
+    trainee = replace(loaded, model=trainable_model(loaded, cfg))
+    fmt = PromptFormat("plain", task.info.instruction)
+    rows = build_rows(task.train, fmt, loaded.tokenizer)
+    trained = train_and_test(trainee, rows, loss, task, fmt, loop_config(cfg, has_dev=True), bf16=False,
+                             out=tmp_path, run_id={})
+    assert trained.test.predictions == Predictor(trainee, fmt, task.label_set).predict(task.test).outputs
+
+
+def test_a_students_provenance_names_the_student_and_its_teacher_apart(tiny_model_dir, tmp_path):
+    teacher, task = load_model(tiny_model_dir, dtype="fp32", device="cpu"), load_task("fruit")
+    training = FinetuneConfig(method="full", epochs=1, checkpoint_every=0, autocast="off")  # one AcceleratorState
+    distill(teacher, task, DistillConfig(layers=1, training=training), tmp_path / "run")  # per process
+    provenance = json.loads((tmp_path / "run" / "student" / "tuneforge.json").read_text())
+    student = load_model(tmp_path / "run" / "student", dtype="fp32", device="cpu")
+    assert provenance["artifact"] == {"path": str(student.path.resolve()), "fingerprint": student.fingerprint}
+    assert provenance["teacher"] == {"path": str(tiny_model_dir), "fingerprint": fingerprint(tiny_model_dir)}
+    assert student.fingerprint != provenance["teacher"]["fingerprint"]
+
+
+class _Recorder:
+    """A predictor that answers each item's gold target and remembers what it was asked."""
+
+    def __init__(self):
+        self.calls = []
+
+    def predict(self, items):
+        self.calls.append(items)
+        return Predictions([ex.target for ex in items])
+
+
+class _Accelerator:
+    def __init__(self, main: bool, out):
+        self.is_main_process, self.out, self.events = main, out, []
+
+    def autocast(self):
+        return nullcontext()
+
+    def wait_for_everyone(self):
+        self.events.append(("wait", (self.out / "results.json").is_file()))
+
+
+def test_the_test_split_is_predicted_once_after_a_warm_up_on_train(tmp_path):
+    task, predictor = load_task("fruit"), _Recorder()
+    on_test = score_on_test(predictor, task, _Accelerator(True, tmp_path))
+    assert predictor.calls == [task.train[:8], task.test]
+    assert on_test.predictions == [ex.target for ex in task.test] and on_test.metrics["accuracy"]["mean"] == 1
+
+
+@pytest.mark.parametrize("main", [True, False])
+def test_only_the_main_process_saves_and_every_process_waits_for_it(tmp_path, main):
+    (tmp_path / "checkpoints" / "step-00000001").mkdir(parents=True)
+    accelerator = _Accelerator(main, tmp_path)
+
+    def save_artifacts():
+        accelerator.events.append(("artifacts", (tmp_path / "results.json").is_file()))
+        return {"parameters": 7}
+
+    returned = save_run(tmp_path, {"route": "x"}, accelerator, save_artifacts)
+    if main:  # artifacts first, then results.json (the run is finished), then the wait
+        assert accelerator.events == [("artifacts", False), ("wait", True)]
+        assert returned == json.loads((tmp_path / "results.json").read_text()) == {"route": "x", "parameters": 7}
+        assert not (tmp_path / "checkpoints").exists()
+    else:
+        assert accelerator.events == [("wait", False)] and returned == {"route": "x"}
+        assert (tmp_path / "checkpoints" / "step-00000001").is_dir()
+
+
+@pytest.mark.parametrize("results_id, checkpoints, resume, expected", [
+    (None, False, False, None),
+    (None, True, True, None),
+    ("a", False, True, "finished"),
+    ("a", True, True, "finished"),
+    ("a", False, False, "holds a finished run; choose another --out (or add --resume"),
+    ("b", False, True, "a finished run of other settings or data"),
+    (None, True, False, "holds checkpoints of an unfinished run; add --resume"),
+])
+def test_a_finished_run_is_read_back_on_resume_and_refused_without(tmp_path, results_id, checkpoints, resume,
+                                                                   expected):
+    if checkpoints:
+        (tmp_path / "checkpoints" / "step-00000003").mkdir(parents=True)
+    if results_id:
+        (tmp_path / "results.json").write_text(json.dumps({"run_id": {"run_hash": results_id}}))
+    if expected is None or expected == "finished":
+        got = finished_run(tmp_path, resume, {"run_hash": "a"})
+        assert got == (None if expected is None else {"run_id": {"run_hash": "a"}})
+        assert (tmp_path / "checkpoints").exists() == (checkpoints and expected is None)
+    else:
+        with pytest.raises(TuneforgeError, match=expected.replace("(", r"\(")):
+            finished_run(tmp_path, resume, {"run_hash": "a"})
+
+
+class _Tokenizer:
+    def save_pretrained(self, folder):
+        (folder / "tokenizer.json").write_text("{}")
+
+
+class _Saves:
+    """Stands for a model: writes a config and weights, or fails half-way."""
+
+    def __init__(self, weights: bytes, fail: bool = False):
+        self.weights, self.fail = weights, fail
+
+    def save_pretrained(self, folder):
+        (folder / "config.json").write_text("{}")
+        if self.fail:
+            raise OSError("disk full")
+        (folder / "model.safetensors").write_bytes(self.weights)
+
+
+def test_an_artifact_is_replaced_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "model"
+    save_artifact(target, _Saves(b"old"), _Tokenizer(), {"route": "finetune"})
+    save_artifact(target, _Saves(b"new"), _Tokenizer(), {"route": "finetune"})
+    assert (target / "model.safetensors").read_bytes() == b"new"
+    with pytest.raises(OSError, match="disk full"):
+        save_artifact(target, _Saves(b"broken", fail=True), _Tokenizer(), {"route": "finetune"})
+    assert (target / "model.safetensors").read_bytes() == b"new"
+    assert [p.name for p in tmp_path.iterdir()] == ["model"], "no temporary is left beside it"
+    provenance = json.loads((target / "tuneforge.json").read_text())
+    assert provenance == {"artifact": {"path": str(target.resolve()), "fingerprint": fingerprint(target)},
+                          "route": "finetune"}

@@ -1,0 +1,72 @@
+"""The one predictor against the low-level engines it drives, on the tiny random model."""
+
+import pytest
+import torch
+
+from tuneforge.data.splits import load_task
+from tuneforge.predict.generate import generate_lines
+from tuneforge.predict.predictor import CONTENT_FREE, Predictor
+from tuneforge.predict.score import score_continuations
+from tuneforge.prompts.formats import PromptFormat, encode_continuation, encode_prompt, render_continuation
+from tuneforge.prompts.formats import render_prompt
+
+
+@pytest.fixture(scope="module")
+def fruit():
+    return load_task("fruit")
+
+
+def _scores(tiny, fmt, labels, demos, query):
+    """Log-probabilities of each label after one prompt, one prompt at a time."""
+    tok = tiny.tokenizer
+    prompt = encode_prompt(fmt, tok, render_prompt(fmt, tok, demos, query))
+    conts = [encode_continuation(tok, render_continuation(fmt, tok, label)) for label in labels]
+    return score_continuations(tiny.model, [prompt], conts, pad_id=tok.pad_token_id)[0]  # (K,)
+
+
+@pytest.mark.parametrize("style", ["plain", "chat"])
+def test_labels_are_ranked_after_each_items_own_demonstrations(tiny, fruit, style):
+    fmt, items = PromptFormat(style, fruit.info.instruction), fruit.dev[:5]
+    demos = [fruit.train[i : i + 2] for i in range(len(items))]  # a different set for each item
+    out = Predictor(tiny, fmt, fruit.labels, batch_size=2).predict(items, demos)
+    expected = torch.stack([_scores(tiny, fmt, fruit.labels, d, ex.input) for d, ex in zip(demos, items)])
+    torch.testing.assert_close(out.scores, expected, atol=1e-4, rtol=1e-5)
+    assert out.outputs == [fruit.labels[i] for i in expected.argmax(-1).tolist()]
+    assert out.calibrated is None and out.variants() == {"raw": out.outputs}
+
+
+def test_calibration_divides_by_each_demonstration_sets_content_free_prompt(tiny, fruit):
+    fmt, items = PromptFormat("plain", fruit.info.instruction), fruit.dev[:6]
+    sets = [fruit.train[:2], fruit.train[2:4]]
+    demos = [sets[i % 2] for i in range(len(items))]  # two sets, interleaved
+    out = Predictor(tiny, fmt, fruit.labels, calibrate=True).predict(items, demos)
+    expected = []
+    for d, ex in zip(demos, items):
+        scores = torch.log_softmax(_scores(tiny, fmt, fruit.labels, d, ex.input), -1)
+        prior = torch.log_softmax(_scores(tiny, fmt, fruit.labels, d, CONTENT_FREE), -1)
+        expected.append(fruit.labels[int((scores - prior).argmax())])
+    assert out.calibrated == expected
+    assert list(out.variants()) == ["raw", "calibrated"]
+
+
+def test_without_labels_the_first_generated_line_is_the_answer(tiny):
+    task = load_task("synonyms")
+    fmt, items = PromptFormat("plain"), task.dev[:4]
+    out = Predictor(tiny, fmt, None, batch_size=3, max_new_tokens=6, calibrate=True).predict(items)
+    tok = tiny.tokenizer
+    prompts = [encode_prompt(fmt, tok, render_prompt(fmt, tok, [], ex.input)) for ex in items]
+    assert out.outputs == generate_lines(tiny.model, tok, prompts, max_new_tokens=6)
+    assert out.scores is None and out.calibrated is None, "generation is neither scored nor calibrated"
+
+
+def test_no_demonstrations_means_zero_shot_and_no_items_means_no_work(tiny, fruit):
+    predictor = Predictor(tiny, PromptFormat("plain"), fruit.labels)
+    items = fruit.dev[:3]
+    zero_shot, no_demos = predictor.predict(items), predictor.predict(items, [[] for _ in items])
+    assert zero_shot.outputs == no_demos.outputs and torch.equal(zero_shot.scores, no_demos.scores)
+    assert predictor.predict([]).outputs == []
+
+
+def test_a_demonstration_list_per_item_is_required(tiny, fruit):
+    with pytest.raises(ValueError):
+        Predictor(tiny, PromptFormat("plain"), fruit.labels).predict(fruit.dev[:3], [[]])

@@ -1,0 +1,126 @@
+"""Every setting of every route is a flag of its command, made from the route's config dataclass: named
+after the field, defaulting to the field's value, documented by the field's docstring, and read back
+into the same dataclass."""
+
+import argparse
+import typing
+from dataclasses import fields, is_dataclass
+
+import pytest
+
+from tuneforge import cli
+from tuneforge.adapt.distill import DistillConfig
+from tuneforge.adapt.finetune import FinetuneConfig
+from tuneforge.audit.run import AuditConfig
+from tuneforge.batch.job import BatchConfig
+from tuneforge.evaluate.prompting import PromptingConfig
+from tuneforge.flags import field_docs, from_args
+
+# What each command's flags must default to, written out here rather than read from the parser.
+DEFAULTS = {"prompt": PromptingConfig(), "finetune": FinetuneConfig(), "distill": DistillConfig(),
+            "audit": AuditConfig(), "batch": BatchConfig(), "synonyms": BatchConfig(shots=3)}
+REQUIRED = {"distill": ["--teacher", "t"], "batch": ["--store", "s.db"],
+            "synonyms": ["--store", "s.db", "--topics", "t.txt"]}  # what a command cannot parse without
+RENAMED = {"formats": "--format", "picks": "--pick"}  # flags older than their fields' names
+
+
+def commands() -> dict[str, argparse.ArgumentParser]:
+    """Each subcommand's parser."""
+    sub = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(sub.choices)
+
+
+def settings_fields(defaults):
+    """(class, name, default) of every field, a nested dataclass's fields flattened as the flags are."""
+    hints = typing.get_type_hints(type(defaults))
+    for f in fields(defaults):
+        value = getattr(defaults, f.name)
+        if is_dataclass(hints[f.name]):
+            yield from settings_fields(value)
+        else:
+            yield type(defaults), f.name, value
+
+
+def parse(command: str, *argv: str) -> argparse.Namespace:
+    return cli.build_parser().parse_args([command, *REQUIRED.get(command, []), *argv])
+
+
+def test_every_command_with_settings_is_checked_here():
+    with_settings = {name for name, p in commands().items() if p.get_default("settings") is not None}
+    assert with_settings == set(DEFAULTS)
+    walked = {cls for d in DEFAULTS.values() for cls, _, _ in settings_fields(d)}
+    assert walked == {PromptingConfig, FinetuneConfig, DistillConfig, AuditConfig, BatchConfig}
+
+
+@pytest.mark.parametrize("command", sorted(DEFAULTS))
+def test_each_field_has_a_flag_with_its_default_and_its_docstring(command):
+    actions = {a.dest: a for a in commands()[command]._actions}
+    for cls, name, default in settings_fields(DEFAULTS[command]):
+        assert name in actions, f"{command}: {cls.__name__}.{name} has no flag"
+        action, doc = actions[name], field_docs(cls).get(name)
+        flag = RENAMED.get(name, "--" + name.replace("_", "-"))
+        assert action.option_strings == [flag], (command, name)
+        assert action.default == default, (command, name)
+        assert doc, f"{cls.__name__}.{name} has no docstring"
+        assert action.help.replace("%%", "%").startswith(doc), (command, name)
+
+
+@pytest.mark.parametrize("command", sorted(DEFAULTS))
+def test_no_flags_build_the_defaults(command):
+    assert from_args(parse(command)) == DEFAULTS[command]
+
+
+@pytest.mark.parametrize("command", sorted(DEFAULTS))
+def test_each_default_typed_as_a_flag_reads_back_as_itself(command):
+    for _, name, default in settings_fields(DEFAULTS[command]):
+        if default is None or isinstance(default, bool):
+            continue
+        text = ",".join(map(str, default)) if isinstance(default, tuple) else str(default)
+        args = parse(command, RENAMED.get(name, "--" + name.replace("_", "-")), text)
+        assert getattr(args, name) == default, (command, name, text)
+
+
+@pytest.mark.parametrize("command, argv, expected", [
+    ("prompt", ["--shots", "0,5", "--format", "plain,chat", "--pick", "first"],
+     {"shots": (0, 5), "formats": ("plain", "chat"), "picks": ("first",)}),
+    ("prompt", ["--max-new-tokens", "8", "--calibrate"], {"max_new_tokens": 8, "calibrate": True}),
+    ("finetune", ["--lora-targets", "q_proj, v_proj", "--lr", "2e-4"],
+     {"lora_targets": ("q_proj", "v_proj"), "lr": 2e-4}),
+    ("finetune", ["--max-grad-norm", "0.5", "--max-length", "128", "--merge"],
+     {"max_grad_norm": 0.5, "max_length": 128, "merge": True}),
+    ("distill", ["--layers", "3", "--epochs", "2", "--lr", "null"],
+     {"layers": 3, "training.epochs": 2, "training.lr": None, "training.method": "full"}),
+    ("audit", ["--batch-size", "4", "--max-gap", "0.1", "--shots", "1"],
+     {"batch_size": 4, "max_gap": 0.1, "shots": (1,)}),
+    ("batch", ["--max-input-tokens", "64", "--shots", "2"], {"max_input_tokens": 64, "shots": 2}),
+    ("synonyms", ["--shots", "1", "--commit-every", "8"], {"shots": 1, "commit_every": 8}),
+])
+def test_flags_set_their_fields(command, argv, expected):
+    config = from_args(parse(command, *argv))
+    for path, value in expected.items():
+        got = config
+        for key in path.split("."):
+            got = getattr(got, key)
+        assert got == value, path
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["finetune", "--epochs", "x"], ["argument --epochs", "an integer", "'x'"]),
+    (["prompt", "--shots", "0,a"], ["argument --shots", "integers", "'0,a'"]),
+    (["audit", "--max-gap", "high"], ["argument --max-gap", "a number or null", "'high'"]),
+    (["finetune", "--lora-targets", "q_proj,,v_proj"], ["argument --lora-targets", "'q_proj,,v_proj'"]),
+    (["finetune", "--epochs", "0"], ["tuneforge: error:", "epochs must be positive, got 0"]),
+    (["distill", "--teacher", "t", "--method", "lora"], ["tuneforge: error:", "method full"]),
+    (["audit", "--batch-size", "0"], ["tuneforge: error:", "batch size"]),
+])
+def test_a_bad_value_exits_2_with_one_line(argv, expected, capsys, monkeypatch):
+    monkeypatch.setattr(cli, "quiet_libraries", lambda: None)  # leaves this process's warnings and logging alone
+    try:
+        status = cli.main(argv)
+    except SystemExit as e:  # argparse's own checks
+        status = e.code
+    err = capsys.readouterr().err
+    assert status == 2
+    assert len(err.strip().splitlines()) == 1, err
+    for part in expected:
+        assert part in err, (part, err)

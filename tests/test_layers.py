@@ -1,0 +1,34 @@
+"""The layers of DESIGN.md hold: `lint-imports` checks the contracts in pyproject.toml, and a
+deliberately wrong import in a copy of the package makes it fail."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LINT = str(Path(sys.executable).with_name("lint-imports"))
+
+
+def lint(root: Path) -> subprocess.CompletedProcess:
+    """`lint-imports` on the package under root/src, with root/pyproject.toml's contracts."""
+    env = {"PYTHONPATH": str(root / "src"), "PATH": "/usr/bin:/bin"}
+    return subprocess.run([LINT, str(root / "pyproject.toml"), "--no-cache"], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_the_import_contracts_hold():
+    proc = lint(ROOT)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert "0 broken" in proc.stdout and "6 kept" in proc.stdout, proc.stdout
+
+
+def test_a_crossing_import_breaks_them(tmp_path):
+    shutil.copytree(ROOT / "src" / "tuneforge", tmp_path / "src" / "tuneforge",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    store = tmp_path / "src" / "tuneforge" / "store" / "keys.py"
+    store.write_text(store.read_text() + "\nfrom tuneforge.serve import app  # a store that knows the server\n")
+    proc = lint(tmp_path)
+    assert proc.returncode != 0 and "tuneforge.store is not allowed to import tuneforge.serve" in proc.stdout, \
+        proc.stdout[-4000:]
