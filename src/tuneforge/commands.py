@@ -16,18 +16,23 @@ def _main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
+def _task_data(args, default_task: str) -> dict:
+    """The task data flags as API keyword arguments; `default_task` when no data is given."""
+    if args.task is None and args.train is None:
+        args.task = default_task
+    return {"train": args.train, "dev": args.dev, "test": args.test, "split_seed": args.split_seed,
+            "instruction": "" if args.no_instruction else args.instruction}
+
+
 def cmd_distill(args) -> int:
     from tuneforge.api import distill
     from tuneforge.console import render_distill, training_progress
 
     config = from_args(args)  # a DistillConfig, its `training` from the fine-tuning flags
-    if args.task is None and args.train is None:
-        args.task = "fruit"
-    instruction = "" if args.no_instruction else args.instruction
+    data = _task_data(args, "fruit")
     with training_progress(main_process=_main_process()) as progress:
         results = distill(args.task, teacher=args.teacher, student=args.student, config=config, out=args.out,
-                          unlabeled=args.unlabeled, resume=args.resume, train=args.train, dev=args.dev,
-                          test=args.test, split_seed=args.split_seed, instruction=instruction, progress=progress)
+                          unlabeled=args.unlabeled, resume=args.resume, progress=progress, **data)
     render_distill(results)
     print(f"results: {os.path.join(args.out, 'results.json')}")
     return 0
@@ -38,13 +43,10 @@ def cmd_finetune(args) -> int:
     from tuneforge.console import render_finetune, training_progress
 
     config = from_args(args)  # a FinetuneConfig
-    if args.task is None and args.train is None:
-        args.task = "fruit"
-    instruction = "" if args.no_instruction else args.instruction
+    data = _task_data(args, "fruit")
     with training_progress(main_process=_main_process()) as progress:
         results = finetune(args.task, model=args.model, config=config, out=args.out, resume=args.resume,
-                           train=args.train, dev=args.dev, test=args.test, split_seed=args.split_seed,
-                           instruction=instruction, progress=progress)
+                           progress=progress, **data)
     if "parameters" in results:  # the main process (the others return quietly under accelerate launch)
         render_finetune(results)
         print(f"results: {os.path.join(args.out, 'results.json')}")
@@ -107,12 +109,9 @@ def cmd_prompt(args) -> int:
     from tuneforge.api import prompt
 
     config = from_args(args)  # a PromptingConfig
-    if args.task is None and args.train is None:
-        args.task = "fruit"
+    data = _task_data(args, "fruit")
     out = args.out or f"runs/prompt-{Path(args.task or args.train).stem}.json"
-    instruction = "" if args.no_instruction else args.instruction
-    results = prompt(args.task, model=args.model, dtype=args.dtype, config=config, train=args.train, dev=args.dev,
-                     test=args.test, split_seed=args.split_seed, instruction=instruction, out=out)
+    results = prompt(args.task, model=args.model, dtype=args.dtype, config=config, out=out, **data)
     _print_results(results, out)
     return 0
 
@@ -122,12 +121,9 @@ def cmd_audit(args) -> int:
     from tuneforge.console import render_audit
 
     config = from_args(args)  # an AuditConfig
-    if args.task is None and args.train is None:
-        args.task = "bias-demo"
+    data = _task_data(args, "bias-demo")
     out = args.out or f"runs/audit-{Path(args.task or args.train).stem}.json"
-    instruction = "" if args.no_instruction else args.instruction
-    results = audit(args.task, models=args.model, config=config, dtype=args.dtype, train=args.train, dev=args.dev,
-                    test=args.test, split_seed=args.split_seed, instruction=instruction, out=out)
+    results = audit(args.task, models=args.model, config=config, dtype=args.dtype, out=out, **data)
     render_audit(results)
     print(f"results: {out}")
     for line in results["violations"]:

@@ -70,7 +70,8 @@ def test_an_item_in_train_and_dev_is_not_its_own_demonstration(tiny, fruit, monk
     picked = []
     real = prompting.pick_demos
     monkeypatch.setattr(prompting, "pick_demos",
-                        lambda pool, q, k, m, s: picked.append((q, real(pool, q, k, m, s))) or picked[-1][1])
+                        lambda pool, q, k, m, s, **kw: picked.append((q, real(pool, q, k, m, s, **kw)))
+                        or picked[-1][1])
     compare_prompting(tiny, leaked, PromptingConfig(shots=(3,), picks=("first",), split="dev"))
     query, demos = picked[-1]
     assert query == fruit.train[0] and len(demos) == 3
@@ -150,7 +151,45 @@ def test_the_results_record_carries_the_task_warnings(tiny, fruit):
     ({"split": "train"}, "dev or test"),
     ({"draws": 0}, "at least 1"),
     ({"max_input_tokens": 0}, "max input tokens must be at least 1"),
+    ({"calibration": "contextual"}, "unknown calibration 'contextual': choose content-free, batch"),
+    ({"scoring": "mean"}, "unknown scoring 'mean': choose sum, per-char"),
 ])
 def test_bad_settings_are_refused(kwargs, message):
     with pytest.raises(TuneforgeError, match=message):
         PromptingConfig(**kwargs)
+
+
+def test_the_new_options_default_to_todays_behaviour():
+    cfg = PromptingConfig()
+    assert (cfg.calibrate, cfg.calibration, cfg.scoring) == (False, "content-free", "sum")
+    assert cfg.picks == ("random", "similar")
+    assert PromptingConfig(picks=("balanced",)).picks == ("balanced",)
+
+
+def test_balanced_picking_is_drawn_like_random_and_reaches_the_predictor(tiny, fruit, monkeypatch):
+    seen = []
+    real = predictor.render_prompt
+    monkeypatch.setattr(predictor, "render_prompt",
+                        lambda fmt, tok, demos, q: seen.append(demos) or real(fmt, tok, demos, q))
+    cfg = PromptingConfig(shots=(3,), picks=("balanced",), draws=2, split="dev", calibrate=True,
+                          calibration="batch", scoring="per-char")
+    condition = compare_prompting(tiny, fruit, cfg)["conditions"][0]
+    assert (condition["pick"], condition["draws"], condition["seeds"]) == ("balanced", 2, [0, 1])
+    assert set(condition["variants"]) == {"raw", "calibrated"}
+    assert all(len({d.target for d in demos}) == 3 for demos in seen), "3 shots cover 3 labels"
+
+
+def test_batch_calibration_and_per_char_scoring_reach_the_predictor(tiny, fruit):
+    cfg = PromptingConfig(shots=(0,), split="dev", calibrate=True, calibration="batch", scoring="per-char")
+    got = compare_prompting(tiny, fruit, cfg)["conditions"][0]["predictions"]
+    out = predictor.Predictor(tiny, PromptFormat("plain", fruit.info.instruction), fruit.labels, calibrate=True,
+                              calibration="batch", scoring="per-char").predict(fruit.dev)
+    assert got == {"raw": out.outputs, "calibrated": out.calibrated}
+
+
+def test_balanced_on_an_open_task_falls_back_to_random(tiny):
+    task = load_task("synonyms")
+    cfg = dict(shots=(1,), split="dev", max_new_tokens=4, draws=1)
+    balanced = compare_prompting(tiny, task, PromptingConfig(picks=("balanced",), **cfg))["conditions"][0]
+    drawn = compare_prompting(tiny, task, PromptingConfig(picks=("random",), **cfg))["conditions"][0]
+    assert balanced["predictions"] == drawn["predictions"]

@@ -1,10 +1,12 @@
-"""Picking demonstrations: first-k, seeded random and most similar; never the query itself."""
+"""Picking demonstrations: first-k, seeded random, label-balanced and most similar; never the query itself."""
+
+from collections import Counter
 
 import pytest
 
 from tuneforge.data.tasks import Example
 from tuneforge.errors import TuneforgeError
-from tuneforge.prompts.shots import PICKERS, is_same_item, most_similar, pick_demos
+from tuneforge.prompts.shots import PICKERS, balanced, is_same_item, most_similar, pick_demos
 
 POOL = [Example(f"fruit {i}", f"label{i % 3}", f"p{i}") for i in range(20)]
 OUTSIDER = Example("something else", "label0", "q-out")
@@ -108,6 +110,94 @@ def test_random_does_not_mutate_the_pool():
     pool = list(POOL)
     pick_demos(pool, OUTSIDER, 5, "random", seed=3)
     assert pool == POOL
+
+
+# ---------------------------------------------------------------- balanced
+
+
+def labelled_pool(sizes: dict[str, int]) -> list[Example]:
+    """`sizes[label]` examples of each label, labels interleaved in pool order."""
+    return [Example(f"{label} item {i}", label, f"{label}{i}") for label, n in sizes.items() for i in range(n)]
+
+
+SKEWED = labelled_pool({"a": 12, "b": 3, "c": 3})  # a majority label that random draws would favour
+
+
+def counts(demos):
+    return Counter(d.target for d in demos)
+
+
+@pytest.mark.parametrize("pool, k, expected", [
+    (POOL, 3, {"label0": 1, "label1": 1, "label2": 1}),
+    (POOL, 1, None),  # one label, whichever
+    (POOL, 5, None),  # 2, 2, 1 in some order
+    (POOL, 7, None),  # k > labels: round-robin continues, 3, 2, 2
+    (SKEWED, 3, {"a": 1, "b": 1, "c": 1}),
+    (SKEWED, 6, {"a": 2, "b": 2, "c": 2}),
+    (SKEWED, 9, {"a": 3, "b": 3, "c": 3}),
+    (SKEWED, 12, {"a": 6, "b": 3, "c": 3}),  # b and c run out; a fills the rest
+    (labelled_pool({"x": 4, "y": 4}), 8, {"x": 4, "y": 4}),
+])
+def test_balanced_covers_the_labels_round_robin(pool, k, expected):
+    for seed in range(8):
+        demos = pick_demos(pool, OUTSIDER, k, "balanced", seed)
+        assert len(demos) == k and len(set(ids(demos))) == k
+        got = counts(demos)
+        if expected is not None:
+            assert got == expected
+        else:
+            labels = {ex.target for ex in pool}
+            full = [got.get(label, 0) for label in labels]
+            assert max(full) - min(full) <= 1, got
+
+
+def test_balanced_gives_every_label_the_extra_turn_across_seeds():
+    # k = 4 over 3 labels: one label gets two; which one must depend on the seed, not on its name.
+    doubled = {counts(pick_demos(POOL, OUTSIDER, 4, "balanced", seed)).most_common(1)[0][0] for seed in range(20)}
+    assert doubled == {"label0", "label1", "label2"}
+
+
+def test_balanced_is_deterministic_per_seed_and_differs_across_seeds():
+    def draw(seed):
+        return ids(pick_demos(SKEWED, OUTSIDER, 6, "balanced", seed))
+
+    for seed in range(5):
+        assert draw(seed) == draw(seed)
+    assert len({tuple(draw(seed)) for seed in range(10)}) > 1
+    assert set(draw(0)) != set(draw(1))
+
+
+def test_balanced_order_is_shuffled_not_grouped_by_round():
+    # Always one of each label in label order would put the same label nearest the query.
+    last = {pick_demos(POOL, OUTSIDER, 3, "balanced", seed)[-1].target for seed in range(20)}
+    firsts = {tuple(d.target for d in pick_demos(POOL, OUTSIDER, 6, "balanced", seed)[:3]) for seed in range(20)}
+    assert last == {"label0", "label1", "label2"}
+    assert any(len(set(f)) < 3 for f in firsts), "the final order is shuffled, not kept round by round"
+
+
+@pytest.mark.parametrize("query", [SKEWED[13], Example("B ITEM 1", "b", "elsewhere"), Example("x", "b", "b1")])
+def test_balanced_leaves_out_the_query_and_stays_balanced(query):
+    for seed in range(10):
+        demos = pick_demos(SKEWED, query, 6, "balanced", seed)
+        assert "b1" not in ids(demos)
+        assert counts(demos) == {"a": 2, "b": 2, "c": 2}  # b has two left once the query is out
+
+
+def test_balanced_is_one_set_for_every_query_of_a_draw():
+    queries = [Example(f"query {i}", "label0", f"q{i}") for i in range(5)]
+    assert len({tuple(ids(pick_demos(POOL, q, 4, "balanced", seed=3))) for q in queries}) == 1
+
+
+def test_balanced_on_an_open_task_is_random():
+    for seed in range(5):
+        assert (ids(pick_demos(POOL, OUTSIDER, 5, "balanced", seed, labelled=False))
+                == ids(pick_demos(POOL, OUTSIDER, 5, "random", seed)))
+
+
+def test_balanced_does_not_mutate_the_pool():
+    pool = list(SKEWED)
+    balanced(pool, OUTSIDER, 6, seed=2)
+    assert pool == SKEWED
 
 
 # ---------------------------------------------------------------- similar

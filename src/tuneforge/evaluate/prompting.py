@@ -15,7 +15,7 @@ from tuneforge.errors import TuneforgeError
 from tuneforge.evaluate.metrics import summarize
 from tuneforge.model.load import LoadedModel, weights_fingerprint
 from tuneforge.model.params import count_parameters
-from tuneforge.predict.predictor import Predictor
+from tuneforge.predict.predictor import CALIBRATIONS, SCORINGS, Predictor
 from tuneforge.prompts.formats import PromptFormat
 from tuneforge.prompts.shots import PICKERS, pick_demos
 
@@ -29,13 +29,20 @@ class PromptingConfig:
     formats: tuple[str, ...] = ("plain",)
     """Prompt formats to compare: `plain` and/or `chat`."""
     picks: tuple[str, ...] = ("random", "similar")
-    """Demonstration pickers to compare: `first`, `random` (seeded draws) and/or `similar`."""
+    """Demonstration pickers to compare: `first`, `random` (seeded draws), `similar` and/or `balanced`
+    (labels round-robin, seeded draws)."""
     draws: int = 3
-    """Demonstration draws per few-shot condition (random picking only)."""
+    """Demonstration draws per few-shot condition (random and balanced picking only)."""
     seed: int = 0
     """Seed of the first draw; draw d uses seed + d."""
     calibrate: bool = False
-    """Also report contextual calibration against the content-free input `N/A` (label tasks)."""
+    """Also report calibrated predictions (label tasks), calibrated as `calibration` says."""
+    calibration: str = "content-free"
+    """With `calibrate`: `content-free` (against the input `N/A`) or `batch` (against the mean label
+    probability over the evaluated items, arXiv 2309.17249)."""
+    scoring: str = "sum"
+    """Label score: `sum` (summed log-likelihood) or `per-char` (divided by the label's length in
+    characters, lm-evaluation-harness's acc_norm)."""
     split: str = "test"
     """Split to evaluate on: `test` for the final evaluation, `dev` while exploring settings."""
     batch_size: int = 16
@@ -57,6 +64,10 @@ class PromptingConfig:
             PromptFormat(style)  # refuses an unknown format now, not after the model has loaded
         if min(self.draws, self.batch_size, self.max_new_tokens, self.max_input_tokens) < 1:
             raise TuneforgeError("draws, batch size, max new tokens and max input tokens must be at least 1")
+        if self.calibration not in CALIBRATIONS:
+            raise TuneforgeError(f"unknown calibration {self.calibration!r}: choose {', '.join(CALIBRATIONS)}")
+        if self.scoring not in SCORINGS:
+            raise TuneforgeError(f"unknown scoring {self.scoring!r}: choose {', '.join(SCORINGS)}")
         if self.split not in ("dev", "test"):
             raise TuneforgeError(f"evaluate on dev or test, not {self.split!r}")
 
@@ -70,7 +81,8 @@ def compare_prompting(loaded: LoadedModel, task: Task, cfg: PromptingConfig) -> 
     conditions = []
     for style in cfg.formats:
         predictor = Predictor(loaded, PromptFormat(style, task.info.instruction), task.label_set,
-                              batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens, calibrate=cfg.calibrate)
+                              batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens, calibrate=cfg.calibrate,
+                              calibration=cfg.calibration, scoring=cfg.scoring)
         for k in cfg.shots:
             for pick in cfg.picks if k > 0 else [None]:  # zero-shot has no demonstrations to pick
                 conditions.append(run_condition(predictor, task, items, k, pick, cfg))
@@ -99,12 +111,14 @@ def check_feasible(task: Task, cfg: PromptingConfig) -> None:
 
 def run_condition(predictor: Predictor, task: Task, items: list[Example], k: int, pick: str | None,
                   cfg: PromptingConfig) -> dict:
-    """One (format, shots, picker) condition, over several draws where the picker is random."""
-    seeds = [cfg.seed + d for d in range(cfg.draws if pick == "random" else 1)]  # first-k and similar are fixed
+    """One (format, shots, picker) condition, over several draws where the picker is seeded."""
+    seeded = pick in ("random", "balanced")  # first-k and similar are fixed
+    seeds = [cfg.seed + d for d in range(cfg.draws if seeded else 1)]
     start = time.perf_counter()
     draws = []
     for seed in seeds:
-        demos = [pick_demos(task.train, ex, k, pick or "first", seed) for ex in items]
+        demos = [pick_demos(task.train, ex, k, pick or "first", seed, labelled=task.label_set is not None)
+                 for ex in items]
         draws.append(predictor.predict(items, demos).variants())
     seconds = time.perf_counter() - start
     gold = [ex.target for ex in items]

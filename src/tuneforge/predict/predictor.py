@@ -2,7 +2,8 @@
 
 Prompting evaluation, fine-tune and distill evaluation, teacher labelling, the audit, the
 experiment's serving pass, batch jobs and the server's live misses all predict through it. Labels
-are ranked by summed log-likelihood (`score.py`: the prompt's KV cache shared by every label); open
+are ranked by summed log-likelihood (`score.py`: the prompt's KV cache shared by every label), or by
+that sum per character of the label's text (`per_char`, lm-evaluation-harness's `acc_norm`); open
 tasks are answered by greedy generation of one line (`generate.py`). Demonstrations are picked by
 the caller (`prompts/shots.py`) and handed in per item.
 """
@@ -21,6 +22,10 @@ from tuneforge.prompts.formats import (
 
 CONTENT_FREE = "N/A"
 """The input of contextual calibration's content-free prompt."""
+CALIBRATIONS = ("content-free", "batch")
+"""Contextual calibration against `N/A`; batch calibration against the mean over the items predicted."""
+SCORINGS = ("sum", "per-char")
+"""A label's score: its summed log-likelihood, or that divided by its length in characters."""
 
 
 @dataclass(frozen=True)
@@ -30,9 +35,10 @@ class Predictions:
     outputs: list[str]
     """One answer per item: the top-ranked label, or the generated line."""
     scores: torch.Tensor | None = None
-    """(N, K) summed log-probability of each label after each prompt; None when generating."""
+    """(N, K) summed log-probability of each label after each prompt (per character with scoring
+    `per-char`); None when generating."""
     calibrated: list[str] | None = None
-    """The top label after contextual calibration, where the predictor was asked to calibrate."""
+    """The top label after calibration, where the predictor was asked to calibrate."""
 
     def variants(self) -> dict[str, list[str]]:
         """{"raw": outputs} plus {"calibrated": ...} where there is one: what evaluation reports."""
@@ -43,13 +49,21 @@ class Predictor:
     """Predictions for examples under one model, prompt format and label set, batched."""
 
     def __init__(self, loaded: LoadedModel, fmt: PromptFormat, labels: list[str] | None, *, batch_size: int = 16,
-                 max_new_tokens: int = 48, calibrate: bool = False):
-        """`labels` None: answers are generated (at most `max_new_tokens`); else the labels are ranked,
-        and with `calibrate` also contextually calibrated. `batch_size` prompts go per forward pass."""
+                 max_new_tokens: int = 48, calibrate: bool = False, calibration: str = "content-free",
+                 scoring: str = "sum"):
+        """`labels` None: answers are generated (at most `max_new_tokens`); else the labels are ranked
+        by `scoring` (one of SCORINGS), and with `calibrate` also calibrated by `calibration` (one of
+        CALIBRATIONS). `batch_size` prompts go per forward pass."""
+        if calibration not in CALIBRATIONS or scoring not in SCORINGS:
+            raise ValueError(f"calibration must be one of {CALIBRATIONS} and scoring one of {SCORINGS}, "
+                             f"got {calibration!r} and {scoring!r}")
         self.loaded, self.fmt, self.labels = loaded, fmt, labels
         self.batch_size, self.max_new_tokens, self.calibrate = batch_size, max_new_tokens, calibrate
+        self.calibration, self.scoring = calibration, scoring
         tok = loaded.tokenizer  # label continuations once, not per call (the server calls per miss)
-        self.continuations = [encode_continuation(tok, render_continuation(fmt, tok, label)) for label in labels or []]
+        rendered = [render_continuation(fmt, tok, label) for label in labels or []]
+        self.continuations = [encode_continuation(tok, text) for text in rendered]
+        self.lengths = torch.tensor([len(text) for text in rendered], dtype=torch.float)  # (K,)
 
     def predict(self, items: list[Example], demonstrations: list[list[Example]] | None = None) -> Predictions:
         """Each item answered after its own demonstrations (none when `demonstrations` is None)."""
@@ -71,12 +85,16 @@ class Predictor:
             return Predictions(generate_lines(model, tok, prompts, max_new_tokens=self.max_new_tokens,
                                               batch_size=self.batch_size))
         scores = self._score(prompts)  # (N, K)
-        calibrated = self._top(self._calibrate(scores, demonstrations)) if self.calibrate else None
+        calibrated = self._top(self._calibrated(scores, demonstrations)) if self.calibrate else None
         return Predictions(self._top(scores), scores, calibrated)
 
     def _score(self, prompts: list[list[int]]) -> torch.Tensor:
-        return score_continuations(self.loaded.model, prompts, self.continuations,
-                                   pad_id=self.loaded.tokenizer.pad_token_id, batch_size=self.batch_size)
+        scores = score_continuations(self.loaded.model, prompts, self.continuations,
+                                     pad_id=self.loaded.tokenizer.pad_token_id, batch_size=self.batch_size)  # (N, K)
+        return per_char(scores, self.lengths) if self.scoring == "per-char" else scores
+
+    def _calibrated(self, scores: torch.Tensor, demonstrations: list[list[Example]]) -> torch.Tensor:
+        return batch_calibrate(scores) if self.calibration == "batch" else self._calibrate(scores, demonstrations)
 
     def _top(self, scores: torch.Tensor) -> list[str]:
         return [self.labels[i] for i in scores.argmax(-1).tolist()]
@@ -91,3 +109,21 @@ class Predictor:
         prior = torch.log_softmax(self._score(free), dim=-1)  # (S, K)
         row = [sets.index(k) for k in keys]
         return torch.log_softmax(scores, dim=-1) - prior[row]  # (N, K)
+
+
+def per_char(scores: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Each label's summed log-likelihood divided by its text's length in characters (lm-evaluation-
+    harness's `acc_norm`), so a long label is not ranked last merely for having more tokens to pay for.
+
+    scores: (N, K) summed log-probabilities; lengths: (K,) characters of each label's scored text."""
+    return scores / lengths  # (N, K)
+
+
+def batch_calibrate(scores: torch.Tensor) -> torch.Tensor:
+    """Batch calibration (Zhou et al. 2024, arXiv 2309.17249): the label prior is the mean label
+    probability over the N inputs scored together, and its log is subtracted; no extra forward pass.
+
+    scores: (N, K) label scores; returns (N, K) log-softmax(scores) - log(prior)."""
+    logp = torch.log_softmax(scores, dim=-1)  # (N, K)
+    prior = logp.exp().mean(dim=0)  # (K,)
+    return logp - prior.log()  # (N, K)

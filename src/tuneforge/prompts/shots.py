@@ -1,4 +1,5 @@
-"""Picking demonstrations for few-shot prompts: first-k, seeded random, or most similar to the query.
+"""Picking demonstrations for few-shot prompts: first-k, seeded random, label-balanced, or most similar
+to the query.
 
 Demonstrations come from the pool given (the train split); the query itself is never its own
 demonstration, even when the same input appears in the pool under another id.
@@ -7,25 +8,31 @@ demonstration, even when the same input appears in the pool under another id.
 import math
 import random
 from collections import Counter
+from itertools import chain, zip_longest
 
 from tuneforge.data.tasks import Example, input_key
 from tuneforge.errors import TuneforgeError
 
-PICKERS = ("first", "random", "similar")
+PICKERS = ("first", "random", "similar", "balanced")
 
 
-def pick_demos(pool: list[Example], query: Example, k: int, method: str = "random", seed: int = 0) -> list[Example]:
+def pick_demos(pool: list[Example], query: Example, k: int, method: str = "random", seed: int = 0,
+               labelled: bool = True) -> list[Example]:
     """The `k` demonstrations for `query`.
 
     `first`: the first k of the pool. `random`: the first k of a permutation of the pool drawn with
     `seed` (the same draw for every query, so a draw is one fixed demonstration set). `similar`: the k
     most similar by character-trigram TF-IDF cosine, the most similar placed last, nearest the query.
+    `balanced`: the labels covered round-robin (see `balanced`); for an open task (`labelled` False)
+    it is `random`.
     """
     if k == 0:
         return []
     if method == "first":
         ranked = pool
-    elif method == "random":
+    elif method == "balanced" and labelled:
+        ranked = balanced(pool, query, k, seed)
+    elif method in ("random", "balanced"):
         ranked = random.Random(seed).sample(pool, len(pool))
     elif method == "similar":
         ranked = most_similar(pool, query.input)
@@ -35,6 +42,26 @@ def pick_demos(pool: list[Example], query: Example, k: int, method: str = "rando
     if len(demos) < k:
         raise TuneforgeError(f"{k} shots need {k} demonstrations, but the train split has only {len(demos)}")
     return demos[::-1] if method == "similar" else demos
+
+
+def balanced(pool: list[Example], query: Example, k: int, seed: int) -> list[Example]:
+    """Up to `k` demonstrations covering the labels round-robin, so no label outnumbers another by more
+    than one (while each has examples left): small models copy their demonstrations' majority label.
+
+    Within a label the examples are drawn at random; the labels' turn order and the final order are
+    shuffled too, all with one RNG seeded by `seed`. The query is left out before the draw.
+    """
+    rng = random.Random(seed)
+    by_label: dict[str, list[Example]] = {}
+    for ex in pool:
+        if not is_same_item(ex, query):
+            by_label.setdefault(ex.target, []).append(ex)
+    queues = [rng.sample(group, len(group)) for _, group in sorted(by_label.items())]
+    rng.shuffle(queues)  # which labels get the extra turn when k is not a multiple of their number
+    rounds = chain.from_iterable(zip_longest(*queues))  # one of each label per round
+    demos = [ex for ex in rounds if ex is not None][:k]
+    rng.shuffle(demos)  # no label always nearest the query
+    return demos
 
 
 def is_same_item(a: Example, b: Example) -> bool:
