@@ -74,15 +74,15 @@ def make_case(name: str, d: Path, model_dir: Path):
         return ["frobnicate"], ["frobnicate", "prompt"]
     if name == "unknown option":
         return ["prompt", "--shotz", "1"], ["--shotz"]
-    if name == "bad split":
-        return ["prompt", "--split", "train"], ["'train'", "dev", "test"]
+    if name == "bad calibration":
+        return ["prompt", "--calibration", "none,contextual"], ["unknown calibration 'contextual'", "batch"]
     raise AssertionError(name)
 
 
 CASES = [
     "missing file", "invalid json line", "missing field", "missing field in split file", "empty split",
     "unknown task", "more shots than train", "unknown model path", "unknown dtype", "unknown format",
-    "unknown picker", "bad shots", "unknown subcommand", "unknown option", "bad split",
+    "unknown picker", "bad shots", "unknown subcommand", "unknown option", "bad calibration",
 ]
 
 
@@ -119,7 +119,8 @@ def test_happy_path_writes_results(tmp_path, tiny_model_dir):
     assert results["conditions"]
     assert {c["shots"] for c in results["conditions"]} == {0, 1}
     assert results["task"]["name"] == "train"
-    assert results["task"]["sizes"] == {"train": 6, "dev": 0, "test": 3}
+    assert results["task"]["sizes"] == {"train": 4, "dev": 2, "test": 3}, "dev is carved from train, one per label"
+    assert results["task"]["dev_origin"].startswith("carved from the train file: 2 of its 6 examples")
     assert results["parameters"]["unchanged"] is True
     assert not list(tmp_path.glob(".r.json.tmp-*"))
 

@@ -21,7 +21,7 @@ DEFAULTS = {"prompt": PromptingConfig(), "finetune": FinetuneConfig(), "distill"
             "audit": AuditConfig(), "batch": BatchConfig(), "synonyms": BatchConfig(shots=3)}
 REQUIRED = {"distill": ["--teacher", "t"], "batch": ["--store", "s.db"],
             "synonyms": ["--store", "s.db", "--topics", "t.txt"]}  # what a command cannot parse without
-RENAMED = {"formats": "--format", "picks": "--pick"}  # flags older than their fields' names
+RENAMED = {"formats": "--format", "picks": "--pick", "calibrations": "--calibration", "scorings": "--scoring"}
 
 
 def commands() -> dict[str, argparse.ArgumentParser]:
@@ -83,7 +83,8 @@ def test_each_default_typed_as_a_flag_reads_back_as_itself(command):
 @pytest.mark.parametrize("command, argv, expected", [
     ("prompt", ["--shots", "0,5", "--format", "plain,chat", "--pick", "first"],
      {"shots": (0, 5), "formats": ("plain", "chat"), "picks": ("first",)}),
-    ("prompt", ["--max-new-tokens", "8", "--calibrate"], {"max_new_tokens": 8, "calibrate": True}),
+    ("prompt", ["--max-new-tokens", "8", "--calibration", "none,content-free", "--scoring", "per-char", "--score-all"],
+     {"max_new_tokens": 8, "calibrations": ("none", "content-free"), "scorings": ("per-char",), "score_all": True}),
     ("finetune", ["--lora-targets", "q_proj, v_proj", "--lr", "2e-4"],
      {"lora_targets": ("q_proj", "v_proj"), "lr": 2e-4}),
     ("finetune", ["--max-grad-norm", "0.5", "--max-length", "128", "--merge"],

@@ -49,19 +49,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _prompt(sub) -> None:
-    from tuneforge.evaluate.prompting import PromptingConfig
+    from tuneforge.settings import PromptingConfig
 
     p = sub.add_parser("prompt", help="compare zero-, one- and few-shot prompting on a task",
                        description="Compare zero-, one- and few-shot prompting of an unchanged model on a task.")
     _task_args(p)
     _model_args(p)
-    add_settings(p, PromptingConfig(), "prompting", flags={"formats": "--format", "picks": "--pick"})
+    add_settings(p, PromptingConfig(), "prompting", flags={"formats": "--format", "picks": "--pick",
+                                                            "calibrations": "--calibration", "scorings": "--scoring"})
     p.add_argument("--out", default=None, help="results JSON (default: runs/prompt-<task>.json)")
     p.set_defaults(func=cmd_prompt)
 
 
 def _finetune(sub) -> None:
-    from tuneforge.adapt.finetune import FinetuneConfig
+    from tuneforge.settings import FinetuneConfig
 
     p = sub.add_parser("finetune", help="fine-tune a model on a task: LoRA or every weight",
                        description="Fine-tune on the train split (LoRA through peft, or every weight), evaluate on "
@@ -75,7 +76,7 @@ def _finetune(sub) -> None:
 
 
 def _distill(sub) -> None:
-    from tuneforge.adapt.distill import DistillConfig
+    from tuneforge.settings import DistillConfig
 
     p = sub.add_parser("distill", help="distil a fine-tuned teacher into a smaller student",
                        description="Prune the teacher's layers into a student (or take a smaller model with the "
@@ -91,7 +92,7 @@ def _distill(sub) -> None:
 
 
 def _batch(sub) -> None:
-    from tuneforge.batch.job import BatchConfig
+    from tuneforge.settings import BatchConfig
 
     p = sub.add_parser("batch", help="predict ahead of time into a prediction store",
                        description="Run a model over known inputs and store the predictions (SQLite). "
@@ -103,7 +104,7 @@ def _batch(sub) -> None:
 
 
 def _synonyms(sub) -> None:
-    from tuneforge.batch.job import BatchConfig
+    from tuneforge.settings import BatchConfig
     from tuneforge.experiment.config import SynonymsStage
 
     p = sub.add_parser("synonyms", help="generate synonym lists for topics into a store",
@@ -151,7 +152,7 @@ def _store(sub) -> None:
 
 
 def _audit(sub) -> None:
-    from tuneforge.audit.run import AuditConfig
+    from tuneforge.settings import AuditConfig
 
     p = sub.add_parser("audit", help="bias audit: per-group scores and counterfactual swaps, across routes",
                        description="Audit models for bias on a task: score per group (the examples' 'group' "

@@ -25,10 +25,10 @@ def _task_data(args, default_task: str) -> dict:
 
 
 def cmd_distill(args) -> int:
+    config = from_args(args)  # a DistillConfig, its `training` from the fine-tuning flags
     from tuneforge.api import distill
     from tuneforge.console import render_distill, training_progress
 
-    config = from_args(args)  # a DistillConfig, its `training` from the fine-tuning flags
     data = _task_data(args, "fruit")
     with training_progress(main_process=_main_process()) as progress:
         results = distill(args.task, teacher=args.teacher, student=args.student, config=config, out=args.out,
@@ -39,10 +39,10 @@ def cmd_distill(args) -> int:
 
 
 def cmd_finetune(args) -> int:
+    config = from_args(args)  # a FinetuneConfig
     from tuneforge.api import finetune
     from tuneforge.console import render_finetune, training_progress
 
-    config = from_args(args)  # a FinetuneConfig
     data = _task_data(args, "fruit")
     with training_progress(main_process=_main_process()) as progress:
         results = finetune(args.task, model=args.model, config=config, out=args.out, resume=args.resume,
@@ -54,10 +54,10 @@ def cmd_finetune(args) -> int:
 
 
 def cmd_batch(args) -> int:
+    config = from_args(args)  # a BatchConfig
     from tuneforge.api import batch
     from tuneforge.console import job_progress
 
-    config = from_args(args)  # a BatchConfig
     inputs = getattr(args, "topics", None) or args.inputs
     with job_progress() as progress:
         summary = batch(inputs, store=args.store, task=args.task, model=args.model, dtype=args.dtype, config=config,
@@ -106,9 +106,9 @@ def cmd_store(args) -> int:
 
 
 def cmd_prompt(args) -> int:
+    config = from_args(args)  # a PromptingConfig
     from tuneforge.api import prompt
 
-    config = from_args(args)  # a PromptingConfig
     data = _task_data(args, "fruit")
     out = args.out or f"runs/prompt-{Path(args.task or args.train).stem}.json"
     results = prompt(args.task, model=args.model, dtype=args.dtype, config=config, out=out, **data)
@@ -117,10 +117,10 @@ def cmd_prompt(args) -> int:
 
 
 def cmd_audit(args) -> int:
+    config = from_args(args)  # an AuditConfig
     from tuneforge.api import audit
     from tuneforge.console import render_audit
 
-    config = from_args(args)  # an AuditConfig
     data = _task_data(args, "bias-demo")
     out = args.out or f"runs/audit-{Path(args.task or args.train).stem}.json"
     results = audit(args.task, models=args.model, config=config, dtype=args.dtype, out=out, **data)

@@ -8,37 +8,41 @@ from rich.table import Table
 
 
 def render_prompting(results: dict, console: Console | None = None) -> None:
-    """The prompting comparison: a row per condition and variant, CIs, the parameter check, a confusion table."""
+    """The prompting comparison: a row per condition with its dev and test scores (CIs), the dev-chosen
+    condition marked, the parameter check, the chosen condition's confusion table."""
     console = console or Console(width=max(Console().width, 120))
-    metric = results["metric"]
-    task = results["task"]
-    n = task["sizes"][results["split"]]
-    table = Table(title=f"prompting · task {task['name']} · {results['split']} split ({n} examples)",
-                  caption=f"{metric}: mean ± sd over demonstration draws, 95% bootstrap CI over examples")
-    for col in ("format", "shots", "pick", "draws", "scores", metric, "95% CI", "macro-F1", "ms/example"):
-        table.add_column(col, justify="left" if col in ("format", "pick", "scores") else "right")
+    metric, task, on = results["metric"], results["task"], results["chosen_on"]
+    sizes = task["sizes"]
+    table = Table(title=f"prompting · task {task['name']} · chosen on {on} ({sizes[on]} examples), "
+                        f"test {sizes['test']} examples",
+                  caption=f"{metric}: mean ± sd over demonstration draws, 95% bootstrap CI over examples; "
+                          f"* = the condition chosen on {on}, the only one scored on test unless --score-all")
+    for col in ("", "format", "shots", "pick", "calibration", "scoring", "draws", f"dev {metric}",
+                f"test {metric}", "test 95% CI", "ms/example"):
+        table.add_column(col, justify="left" if col in ("format", "pick", "calibration", "scoring") else "right")
     for c in results["conditions"]:
-        for v, m in c["variants"].items():
-            ci = m[metric]["ci95"]
-            f1 = _mean_sd(m["macro_f1"], c["draws"]) if "macro_f1" in m else "-"
-            table.add_row(c["style"], str(c["shots"]), c["pick"] or "-", str(c["draws"]), v,
-                          _mean_sd(m[metric], c["draws"]), f"[{ci[0]:.3f}, {ci[1]:.3f}]", f1,
-                          f"{c['ms_per_example']:.1f}")
+        dev, test = (c[s][metric] if c[s] else None for s in ("dev", "test"))
+        table.add_row("*" if c["chosen"] else "", c["style"], str(c["shots"]), c["pick"] or "-", c["calibration"],
+                      c["scoring"], str(c["draws"]), _mean_sd(dev, c["draws"]), _mean_sd(test, c["draws"]),
+                      f"[{test['ci95'][0]:.3f}, {test['ci95'][1]:.3f}]" if test else "-", f"{c['ms_per_example']:.1f}")
     console.print(table)
+    console.print(f"dev split: {task['dev_origin']}")
     if task.get("instruction"):
         console.print(f"instruction: {task['instruction']!r}")
     p = results["parameters"]
     verdict = "unchanged" if p["unchanged"] else "CHANGED"
     console.print(f"parameters: {p['before']['total']:,} before, {p['after']['total']:,} after; weights fingerprint "
                   f"{p['weights_fingerprint_before'][:12]} -> {p['weights_fingerprint_after'][:12]} ({verdict})")
+    chosen = next(c for c in results["conditions"] if c["chosen"])
     if task["kind"] == "labels":
-        score = lambda c, v: c["variants"][v][metric]["mean"]  # noqa: E731
-        best, v = max(((c, v) for c in results["conditions"] for v in c["variants"]), key=lambda cv: score(*cv))
-        title = f"confusion · best row: {best['style']} {best['shots']}-shot {best['pick'] or ''} ({v}), first draw"
-        console.print(_confusion_table(best["variants"][v]["confusion"], title))
+        title = (f"confusion on test · chosen: {chosen['style']} {chosen['shots']}-shot {chosen['pick'] or ''} "
+                 f"{chosen['calibration']} {chosen['scoring']}, first draw")
+        console.print(_confusion_table(chosen["test"]["confusion"], title))
 
 
-def _mean_sd(m: dict, draws: int) -> str:
+def _mean_sd(m: dict | None, draws: int) -> str:
+    if m is None:
+        return "-"
     return f"{m['mean']:.3f} ± {m['sd']:.3f}" if draws > 1 else f"{m['mean']:.3f}"
 
 
@@ -117,6 +121,12 @@ def render_finetune(results: dict, console: Console | None = None) -> None:
                   f"{results['best_dev_score']:.3f} @ {results['best_step']}" if results["best_step"] else "-",
                   str(results["steps"]))
     console.print(table)
+    trials = results.get("trials") or []
+    if len(trials) > 1:
+        console.print("learning rates tried on dev: " + ", ".join(
+            f"{t['lr']:g} -> " + ("skipped (budget)" if not t["steps"] else f"{_num(t['dev_score'])} in {t['steps']} "
+                                  f"steps{' (stopped early)' if t['stopped_early'] else ''}")
+            + (" *chosen*" if t["chosen"] else "") for t in trials))
 
 
 def render_distill(results: dict, console: Console | None = None) -> None:
@@ -179,19 +189,23 @@ def render_experiment(results: dict, console: Console | None = None) -> None:
 
     console = console or Console(width=max(Console().width, 140))
     task, metric = results["task"], results["metric"]
-    table = Table(title=f"experiment {results['experiment']['name']} · task {task['name']} · test split "
-                        f"({task['sizes']['test']} examples)", caption=f"{metric} with 95% bootstrap CI")
-    for col in ("route", metric, "95% CI", "params total", "trained", "size", "ms/example", "ex/s", "training",
-                "peak memory"):
+    table = Table(title=f"experiment {results['experiment']['name']} · task {task['name']} · dev "
+                        f"{task['sizes']['dev']} / test {task['sizes']['test']} examples",
+                  caption=f"{metric} with 95% bootstrap CI; * = a route's chosen setting (chosen on dev); "
+                          f"prompting conditions not chosen have no test score")
+    for col in ("", "route", f"dev {metric}", f"test {metric}", "test 95% CI", "params total", "trained", "size",
+                "ms/example", "ex/s", "training", "peak memory"):
         table.add_column(col, justify="left" if col == "route" else "right")
     for r in results["routes"]:
         s, p = r["score"], r["parameters"]
-        table.add_row(r["name"], _mean_sd(s, r["draws"]), f"[{s['ci95'][0]:.3f}, {s['ci95'][1]:.3f}]",
+        table.add_row("*" if r.get("chosen") is not False else "", r["name"], _mean_sd(r.get("dev_score"), r["draws"]),
+                      _mean_sd(s, r["draws"]), f"[{s['ci95'][0]:.3f}, {s['ci95'][1]:.3f}]" if s else "-",
                       units.count(p["total"]), units.count(p["trained"]), units.size(r["size_on_disk_bytes"]),
                       units.milliseconds(r["ms_per_example"]), units.rate(r["examples_per_second"]),
                       units.seconds(r["training_seconds"]), units.size(r["peak_memory_bytes"]))
     console.print(table)
     rec = results["recommendation"]
+    console.print(f"dev split: {task.get('dev_origin', '-')}")
     console.print(f"recommended: {rec['route']} — {rec['reason']}")
     if results.get("store"):
         st = results["store"]

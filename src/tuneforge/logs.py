@@ -4,6 +4,7 @@ warnings and logging as the caller set them."""
 
 import logging
 import os
+import sys
 import warnings
 
 
@@ -19,6 +20,9 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
     logging.basicConfig(format="tuneforge: %(message)s", level=logging.WARNING)
     logging.getLogger("tuneforge").setLevel(logging.INFO)
-    from transformers.utils import logging as hf_logging
+    # transformers reads HF_HUB_DISABLE_PROGRESS_BARS when it is imported (not here: a command refused
+    # for a bad setting never imports it); one imported already is told directly
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
+        hf_logging.disable_progress_bar()

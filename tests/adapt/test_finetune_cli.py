@@ -41,12 +41,12 @@ def test_resume_after_sigkill_gives_bit_identical_weights(tiny_model_dir, tmp_pa
     proc = subprocess.Popen(_cmd(tiny_model_dir, killed, "--method", method), env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None:
-        steps = [int(p.name.split("-")[1]) for p in (killed / "checkpoints").glob("step-*")]
-        if steps and max(steps) >= 10:
+    while time.monotonic() < deadline and proc.poll() is None:  # the search's first trial done, the second midway
+        if list((killed / "trials" / "1" / "checkpoints").glob("step-*")):
             break
         time.sleep(0.02)
     assert proc.poll() is None, "the run finished before it could be killed; make it longer"
+    assert (killed / "trials" / "0" / "trial.json").is_file()
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (killed / "results.json").exists()
@@ -59,9 +59,11 @@ def test_resume_after_sigkill_gives_bit_identical_weights(tiny_model_dir, tmp_pa
     ref, got = _weights(reference, method), _weights(killed, method)
     assert ref.keys() == got.keys()
     assert all(torch.equal(ref[k], got[k]) for k in ref)
-    ref_hist = json.loads((reference / "results.json").read_text())["history"]
-    got_hist = json.loads((killed / "results.json").read_text())["history"]
-    assert [h["loss"] for h in got_hist] == [h["loss"] for h in ref_hist]
+    ref_results, got_results = (json.loads((out / "results.json").read_text()) for out in (reference, killed))
+    assert [h["loss"] for h in got_results["history"]] == [h["loss"] for h in ref_results["history"]]
+    strip = lambda trials: [{k: v for k, v in t.items() if k != "seconds"} for t in trials]  # noqa: E731
+    assert strip(got_results["trials"]) == strip(ref_results["trials"]) and len(ref_results["trials"]) == 3
+    assert not (killed / "trials").exists(), "a finished run keeps no scratch"
 
 
 def test_resume_from_a_run_with_another_config_is_refused(tiny_model_dir, tmp_path):
@@ -69,15 +71,15 @@ def test_resume_from_a_run_with_another_config_is_refused(tiny_model_dir, tmp_pa
     proc = subprocess.Popen(_cmd(tiny_model_dir, out, "--epochs", "50"), env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and not list((out / "checkpoints").glob("step-*")):
+    while time.monotonic() < deadline and not list(out.glob("trials/*/checkpoints/step-*")):
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    before = sorted(p.name for p in (out / "checkpoints").iterdir())
+    before = sorted(p.name for p in (out / "trials" / "0" / "checkpoints").iterdir())
     other = _run(_cmd(tiny_model_dir, out, "--epochs", "50", "--lr", "0.5", "--resume"))
     assert other.returncode == 2
     assert other.stderr.count("\n") == 1 and "another run (its run hash differs" in other.stderr and "Traceback" not in other.stderr
-    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == before
+    assert sorted(p.name for p in (out / "trials" / "0" / "checkpoints").iterdir()) == before
 
 
 @pytest.mark.parametrize("extra, message", [

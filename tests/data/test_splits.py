@@ -1,11 +1,12 @@
 """Splits: seeded (stratified for label tasks) or given as files; the built-in tasks; `infer_kind`."""
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from tuneforge.data.splits import MAX_LABELS, Task, infer_kind, load_task, split_examples
+from tuneforge.data.splits import MAX_CARVED_DEV, MAX_LABELS, Task, carve_dev, infer_kind, load_task, split_examples
 from tuneforge.data.tasks import Example, TaskInfo, builtin_path, builtin_tasks, read_examples
 from tuneforge.errors import TuneforgeError
 
@@ -152,11 +153,43 @@ def test_load_task_from_split_files(split_files):
     assert str(train) in task.info.source and str(test) in task.info.source
 
 
-def test_load_task_split_files_dev_optional(split_files):
+def test_train_and_test_without_dev_carve_a_stratified_dev_from_train(split_files):
     train, _, test = split_files
     task = load_task(train=train, test=test)
-    assert task.dev == []
-    assert len(task.train) == 10 and len(task.test) == 6
+    assert len(task.train) + len(task.dev) == 10 and len(task.test) == 6
+    assert {ex.target for ex in task.dev} == {"a", "b"}, "each label with two or more examples gives one"
+    assert not set(ids(task.dev)) & set(ids(task.train))
+    assert task.dev_origin.startswith("carved from the train file: 2 of its 10 examples")
+    assert load_task(train=train, test=test).dev == task.dev, "seeded"
+    assert load_task(train=train, test=test, seed=5).dev != task.dev
+
+
+def test_a_given_dev_file_and_a_zero_fraction_carve_nothing(split_files):
+    train, dev, test = split_files
+    assert load_task(train=train, dev=dev, test=test).dev_origin == f"given as a file ({dev})"
+    task = load_task(train=train, test=test, dev_fraction=0)
+    assert task.dev == [] and len(task.train) == 10 and task.dev_origin.startswith("none")
+    with pytest.raises(TuneforgeError, match=r"dev fraction must be in \[0, 1\), got 1.5"):
+        load_task(train=train, test=test, dev_fraction=1.5)
+
+
+def test_carved_dev_keeps_proportions_and_one_per_label():
+    examples = [Example(f"x{i}", "big" if i < 90 else ("small" if i < 98 else "single"), f"e{i}") for i in range(99)]
+    train, dev, origin = carve_dev(examples, 0.15, seed=0, stratify=True)
+    counts = Counter(ex.target for ex in dev)
+    assert counts == {"big": 14, "small": 1}, "15 % of 90, at least one of 8, none of a lone label"
+    assert len(train) + len(dev) == 99 and "15%, stratified by label, seed 0" in origin
+
+
+def test_carved_dev_is_bounded():
+    examples = make_examples(10_000)
+    train, dev, _ = carve_dev(examples, 0.15, seed=0, stratify=True)
+    assert len(dev) == MAX_CARVED_DEV and len(train) == 10_000 - MAX_CARVED_DEV
+
+
+def test_one_file_says_how_it_was_split():
+    assert load_task("fruit").dev_origin == "split from one file with train, dev and test: 60% / 10% / 30%, " \
+                                           "stratified by label, seed 0"
 
 
 def test_load_task_split_files_override_task_name(split_files):

@@ -18,10 +18,10 @@ def write_jsonl(path, rows):
     return path
 
 
-def prompt_cli(tmp_path, model_dir, test_rows) -> tuple[subprocess.CompletedProcess, float]:
+def prompt_cli(tmp_path, model_dir, test_rows, *extra) -> tuple[subprocess.CompletedProcess, float]:
     train, test = write_jsonl(tmp_path / "train.jsonl", TRAIN), write_jsonl(tmp_path / "test.jsonl", test_rows)
     cmd = [sys.executable, "-m", "tuneforge.cli", "prompt", "--model", str(model_dir), "--dtype", "fp32",
-           "--train", str(train), "--test", str(test), "--shots", "0,1", "--out", str(tmp_path / "r.json")]
+           "--train", str(train), "--test", str(test), "--shots", "0,1", "--out", str(tmp_path / "r.json"), *extra]
     env = {**os.environ, "TUNEFORGE_HOME": str(tmp_path / "home"), "OMP_NUM_THREADS": "1"}
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
@@ -43,8 +43,9 @@ def test_an_over_long_test_row_exits_2_with_one_line_naming_it(tmp_path, tiny_mo
 
 
 def test_inputs_shared_by_train_and_test_are_warned_about_and_recorded(tmp_path, tiny_model_dir):
+    dev = write_jsonl(tmp_path / "dev.jsonl", [{"input": "cherry", "target": "drupe"}])  # train stays whole
     proc, _ = prompt_cli(tmp_path, tiny_model_dir, [{"input": " Apple ", "target": "pome"},
-                                                    {"input": "quince", "target": "pome"}])
+                                                    {"input": "quince", "target": "pome"}], "--dev", str(dev))
     assert proc.returncode == 0, proc.stderr
     warning = ("tuneforge: task 'train': 1 of 2 test inputs also appear in train "
                "(duplicates across splits inflate the test score)")

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -12,7 +14,7 @@ from tuneforge.prompts.formats import render_prompt
 from tuneforge.prompts.shots import is_same_item
 
 CFG = PromptingConfig(shots=(0, 2), formats=("plain", "chat"), picks=("random", "similar"), draws=2,
-                      calibrate=True, split="dev")
+                      calibrations=("none", "content-free", "batch"), scorings=("sum", "per-char"))
 
 
 @pytest.fixture(scope="module")
@@ -26,21 +28,60 @@ def _without_timings(results):
     return results
 
 
-def test_conditions_draws_and_unchanged_parameters(tiny, fruit):
+def _key(c):
+    return c["style"], c["shots"], c["pick"], c["calibration"], c["scoring"]
+
+
+def test_every_condition_is_scored_on_dev_and_only_the_chosen_one_on_test(tiny, fruit):
     results = compare_prompting(tiny, fruit, CFG)
-    assert [(c["style"], c["shots"], c["pick"], c["draws"]) for c in results["conditions"]] == [
-        ("plain", 0, None, 1), ("plain", 2, "random", 2), ("plain", 2, "similar", 1),
-        ("chat", 0, None, 1), ("chat", 2, "random", 2), ("chat", 2, "similar", 1),
-    ]
-    assert results["parameters"]["unchanged"] is True
-    assert results["parameters"]["before"] == results["parameters"]["after"]
+    settings = [("plain", 0, None, 1), ("plain", 2, "random", 2), ("plain", 2, "similar", 1),
+                ("chat", 0, None, 1), ("chat", 2, "random", 2), ("chat", 2, "similar", 1)]
+    variants = [(c, s) for c in ("none", "content-free", "batch") for s in ("sum", "per-char")]
+    assert [(c["style"], c["shots"], c["pick"], c["draws"], c["calibration"], c["scoring"])
+            for c in results["conditions"]] == [(*a, *v) for a in settings for v in variants]
+    assert results["chosen_on"] == "dev" and results["parameters"]["unchanged"] is True
+    chosen = [c for c in results["conditions"] if c["chosen"]]
+    assert len(chosen) == 1
+    best = max(c["dev"]["accuracy"]["mean"] for c in results["conditions"])
+    assert chosen[0] is next(c for c in results["conditions"] if c["dev"]["accuracy"]["mean"] == best), \
+        "the first condition with the best dev score"
     for c in results["conditions"]:
-        assert set(c["variants"]) == {"raw", "calibrated"}
-        acc = c["variants"]["raw"]["accuracy"]
-        assert len(acc["per_draw"]) == c["draws"]
-        assert acc["ci95"][0] <= acc["mean"] <= acc["ci95"][1]
-        assert len(c["predictions"]["raw"]) == len(fruit.dev)
-        assert set(c["predictions"]["raw"]) <= set(fruit.labels)
+        acc = c["dev"]["accuracy"]
+        assert len(acc["per_draw"]) == c["draws"] and acc["ci95"][0] <= acc["mean"] <= acc["ci95"][1]
+        if c["chosen"]:
+            assert len(c["predictions"]) == len(fruit.test) and set(c["predictions"]) <= set(fruit.labels)
+            assert len(c["test"]["accuracy"]["per_draw"]) == c["draws"]
+        else:
+            assert c["test"] is None and c["predictions"] is None
+
+
+def test_score_all_scores_every_condition_on_test_without_changing_the_choice(tiny, fruit):
+    cfg = replace(CFG, formats=("plain",), calibrations=("none", "batch"))
+    one, every = compare_prompting(tiny, fruit, cfg), compare_prompting(tiny, fruit, replace(cfg, score_all=True))
+    assert all(c["test"] is not None for c in every["conditions"])
+    assert [_key(c) for c in one["conditions"] if c["chosen"]] == [_key(c) for c in every["conditions"] if c["chosen"]]
+    chosen = next(c for c in one["conditions"] if c["chosen"])
+    assert chosen["test"] == next(c for c in every["conditions"] if c["chosen"])["test"]
+
+
+def test_test_labels_never_touch_the_choice(tiny, fruit):
+    """Poisoned test labels change test scores, and no dev score, chosen condition or draw."""
+    labels = fruit.labels
+    poisoned = replace(fruit, test=[replace(ex, target=labels[(labels.index(ex.target) + 1) % len(labels)])
+                                    if ex.target in labels else ex for ex in fruit.test])
+    cfg = replace(CFG, formats=("plain",), score_all=True)
+    clean, dirty = compare_prompting(tiny, fruit, cfg), compare_prompting(tiny, poisoned, cfg)
+    assert [(_key(c), c["dev"], c["chosen"]) for c in clean["conditions"]] == \
+           [(_key(c), c["dev"], c["chosen"]) for c in dirty["conditions"]]
+    assert [c["test"]["accuracy"]["mean"] for c in clean["conditions"]] != \
+           [c["test"]["accuracy"]["mean"] for c in dirty["conditions"]], "the poison reached the test scores"
+
+
+def test_without_a_dev_split_the_choice_is_made_on_test_and_says_so(tiny, fruit):
+    results = compare_prompting(tiny, replace(fruit, dev=[]), PromptingConfig(shots=(0, 1), picks=("first",)))
+    assert results["chosen_on"] == "test"
+    assert all(c["dev"] is None and c["test"] is not None for c in results["conditions"])
+    assert sum(c["chosen"] for c in results["conditions"]) == 1
 
 
 def test_demonstrations_come_from_train_and_never_the_query(tiny, fruit, monkeypatch):
@@ -54,11 +95,10 @@ def test_demonstrations_come_from_train_and_never_the_query(tiny, fruit, monkeyp
     monkeypatch.setattr(predictor, "render_prompt", spy)
     compare_prompting(tiny, fruit, CFG)
     train_ids = {ex.id for ex in fruit.train}
-    allowed_queries = {ex.input for ex in fruit.dev} | {predictor.CONTENT_FREE}
-    test_inputs = {ex.input for ex in fruit.test}
+    allowed_queries = {ex.input for ex in fruit.dev + fruit.test} | {predictor.CONTENT_FREE}
     assert seen
     for demos, query in seen:
-        assert query in allowed_queries and query not in test_inputs
+        assert query in allowed_queries
         assert all(d.id in train_ids for d in demos)
         assert not any(d.input.lower() == query.lower() for d in demos)
 
@@ -72,22 +112,23 @@ def test_an_item_in_train_and_dev_is_not_its_own_demonstration(tiny, fruit, monk
     monkeypatch.setattr(prompting, "pick_demos",
                         lambda pool, q, k, m, s, **kw: picked.append((q, real(pool, q, k, m, s, **kw)))
                         or picked[-1][1])
-    compare_prompting(tiny, leaked, PromptingConfig(shots=(3,), picks=("first",), split="dev"))
-    query, demos = picked[-1]
+    compare_prompting(tiny, leaked, PromptingConfig(shots=(3,), picks=("first",)))
+    query, demos = next((q, d) for q, d in picked if q == fruit.train[0])
     assert query == fruit.train[0] and len(demos) == 3
     assert not any(is_same_item(d, query) for d in demos)
 
 
 def test_results_are_deterministic(tiny, fruit):
-    cfg = PromptingConfig(shots=(0, 2), picks=("random",), draws=2, calibrate=True, split="dev")
+    cfg = PromptingConfig(shots=(0, 2), picks=("random",), draws=2)
     assert _without_timings(compare_prompting(tiny, fruit, cfg)) == _without_timings(compare_prompting(tiny, fruit, cfg))
 
 
 def test_calibration_divides_by_the_content_free_prompt(tiny, fruit):
-    cfg = PromptingConfig(shots=(2,), picks=("random",), draws=1, calibrate=True, split="dev", seed=7)
+    cfg = PromptingConfig(shots=(2,), picks=("random",), draws=1, calibrations=("content-free",), scorings=("sum",),
+                          seed=7)
     results = compare_prompting(tiny, fruit, cfg)
     tok, fmt, labels = tiny.tokenizer, PromptFormat("plain", fruit.info.instruction), fruit.labels
-    demos = prompting.pick_demos(fruit.train, fruit.dev[0], 2, "random", 7)  # one fixed set for this draw
+    demos = prompting.pick_demos(fruit.train, fruit.test[0], 2, "random", 7)  # one fixed set for this draw
     conts = [encode_continuation(tok, render_continuation(fmt, tok, label)) for label in labels]
 
     def scores(query):
@@ -95,22 +136,23 @@ def test_calibration_divides_by_the_content_free_prompt(tiny, fruit):
         return torch.log_softmax(score_continuations(tiny.model, [prompt], conts, pad_id=tok.pad_token_id)[0], -1)
 
     free = scores("N/A")
-    expected = [labels[int((scores(ex.input) - free).argmax())] for ex in fruit.dev
+    expected = [labels[int((scores(ex.input) - free).argmax())] for ex in fruit.test
                 if not any(is_same_item(d, ex) for d in demos)]
-    got = [p for p, ex in zip(results["conditions"][0]["predictions"]["calibrated"], fruit.dev)
+    got = [p for p, ex in zip(results["conditions"][0]["predictions"], fruit.test)
            if not any(is_same_item(d, ex) for d in demos)]
     assert got == expected
 
 
 def test_open_task_uses_generation_and_exact_match(tiny):
     task = load_task("synonyms")
-    results = compare_prompting(tiny, task, PromptingConfig(shots=(0, 1), picks=("first",), split="dev",
-                                                            max_new_tokens=8, calibrate=True))
+    results = compare_prompting(tiny, task, PromptingConfig(shots=(0, 1), picks=("first",), max_new_tokens=8))
     assert results["metric"] == "exact_match"
+    assert [(c["calibration"], c["scoring"]) for c in results["conditions"]] == [("none", "sum")] * 2, \
+        "calibration and scoring apply to label ranking only"
     for c in results["conditions"]:
-        assert set(c["variants"]) == {"raw"}, "calibration applies to label ranking only"
-        assert len(c["predictions"]["raw"]) == len(task.dev)
-        assert 0.0 <= c["variants"]["raw"]["exact_match"]["mean"] <= 1.0
+        assert 0.0 <= c["dev"]["exact_match"]["mean"] <= 1.0
+    chosen = next(c for c in results["conditions"] if c["chosen"])
+    assert len(chosen["predictions"]) == len(task.test)
 
 
 def test_more_shots_than_train_examples_is_refused(tiny, fruit):
@@ -132,7 +174,7 @@ def test_an_over_long_row_stops_the_comparison_before_any_prediction(tiny, fruit
     assert n > 512
     monkeypatch.undo()  # a limit raised to the row's length lets it through
     results = compare_prompting(tiny, long_task, PromptingConfig(shots=(0,), max_input_tokens=n))
-    assert results["config"]["max_input_tokens"] == n and len(results["conditions"][0]["predictions"]["raw"]) == 4
+    assert results["config"]["max_input_tokens"] == n and len(results["conditions"][0]["predictions"]) == 4
 
 
 def test_the_results_record_carries_the_task_warnings(tiny, fruit):
@@ -148,22 +190,22 @@ def test_the_results_record_carries_the_task_warnings(tiny, fruit):
     ({"shots": (-1,)}, "non-negative"),
     ({"picks": ("best",)}, "unknown demonstration picker 'best'"),
     ({"formats": ("yaml",)}, "unknown prompt format 'yaml'"),
-    ({"split": "train"}, "dev or test"),
+    ({"calibrations": ()}, "give at least one calibration"),
+    ({"scorings": ()}, "give at least one scoring"),
     ({"draws": 0}, "at least 1"),
     ({"max_input_tokens": 0}, "max input tokens must be at least 1"),
-    ({"calibration": "contextual"}, "unknown calibration 'contextual': choose content-free, batch"),
-    ({"scoring": "mean"}, "unknown scoring 'mean': choose sum, per-char"),
+    ({"calibrations": ("contextual",)}, "unknown calibration 'contextual': choose none, content-free, batch"),
+    ({"scorings": ("mean",)}, "unknown scoring 'mean': choose sum, per-char"),
 ])
 def test_bad_settings_are_refused(kwargs, message):
     with pytest.raises(TuneforgeError, match=message):
         PromptingConfig(**kwargs)
 
 
-def test_the_new_options_default_to_todays_behaviour():
+def test_the_default_grid_covers_pickers_calibrations_and_scorings():
     cfg = PromptingConfig()
-    assert (cfg.calibrate, cfg.calibration, cfg.scoring) == (False, "content-free", "sum")
-    assert cfg.picks == ("random", "similar")
-    assert PromptingConfig(picks=("balanced",)).picks == ("balanced",)
+    assert (cfg.shots, cfg.picks) == ((0, 1, 5), ("random", "similar", "balanced"))
+    assert (cfg.calibrations, cfg.scorings, cfg.score_all) == (("none", "batch"), ("sum", "per-char"), False)
 
 
 def test_balanced_picking_is_drawn_like_random_and_reaches_the_predictor(tiny, fruit, monkeypatch):
@@ -171,25 +213,23 @@ def test_balanced_picking_is_drawn_like_random_and_reaches_the_predictor(tiny, f
     real = predictor.render_prompt
     monkeypatch.setattr(predictor, "render_prompt",
                         lambda fmt, tok, demos, q: seen.append(demos) or real(fmt, tok, demos, q))
-    cfg = PromptingConfig(shots=(3,), picks=("balanced",), draws=2, split="dev", calibrate=True,
-                          calibration="batch", scoring="per-char")
+    cfg = PromptingConfig(shots=(3,), picks=("balanced",), draws=2)
     condition = compare_prompting(tiny, fruit, cfg)["conditions"][0]
     assert (condition["pick"], condition["draws"], condition["seeds"]) == ("balanced", 2, [0, 1])
-    assert set(condition["variants"]) == {"raw", "calibrated"}
     assert all(len({d.target for d in demos}) == 3 for demos in seen), "3 shots cover 3 labels"
 
 
 def test_batch_calibration_and_per_char_scoring_reach_the_predictor(tiny, fruit):
-    cfg = PromptingConfig(shots=(0,), split="dev", calibrate=True, calibration="batch", scoring="per-char")
+    cfg = PromptingConfig(shots=(0,), calibrations=("batch",), scorings=("per-char",))
     got = compare_prompting(tiny, fruit, cfg)["conditions"][0]["predictions"]
-    out = predictor.Predictor(tiny, PromptFormat("plain", fruit.info.instruction), fruit.labels, calibrate=True,
-                              calibration="batch", scoring="per-char").predict(fruit.dev)
-    assert got == {"raw": out.outputs, "calibrated": out.calibrated}
+    out = predictor.Predictor(tiny, PromptFormat("plain", fruit.info.instruction), fruit.labels,
+                              calibration="batch", scoring="per-char").predict(fruit.test)
+    assert got == out.outputs
 
 
 def test_balanced_on_an_open_task_falls_back_to_random(tiny):
     task = load_task("synonyms")
-    cfg = dict(shots=(1,), split="dev", max_new_tokens=4, draws=1)
+    cfg = dict(shots=(1,), max_new_tokens=4, draws=1, score_all=True)
     balanced = compare_prompting(tiny, task, PromptingConfig(picks=("balanced",), **cfg))["conditions"][0]
     drawn = compare_prompting(tiny, task, PromptingConfig(picks=("random",), **cfg))["conditions"][0]
     assert balanced["predictions"] == drawn["predictions"]

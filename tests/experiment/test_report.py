@@ -17,11 +17,12 @@ from tuneforge import units
 from tuneforge.experiment.decide import decide, pareto_front, recommend
 from tuneforge.experiment.records import shape_problems
 from tuneforge.experiment.report import parameter_facts, write_report
+from tuneforge.experiment.report.selection import setting_words
 
 FIXTURE = Path(__file__).parent / "fixtures" / "results.json"
 TITLE = "tuneforge experiment report: reviews-demo"
 SECTIONS = [
-    "Recommendation", "Routes compared", "Score against cost", "Learning curves",
+    "Recommendation", "Routes compared", "Score against cost", "Fine-tuning trials on dev", "Learning curves",
     "Few-shot spread across demonstration draws", "Confusion matrix of the best route", "Fairness audit",
     "Parameter counts", "Prediction store", "Stages",
 ]
@@ -33,7 +34,7 @@ KEY_FIGURES = [
     "12.4 ms", "144.9 ex/s", "45 s", "3 min 33 s",
     "Pareto front by latency: full fine-tune, LoRA fine-tune, distilled student",
     "Pareto front by parameters: full fine-tune, distilled student",
-    "0.583, 0.517, 0.650",          # the random 4-shot condition's draws
+    "0.575, 0.500, 0.650",          # the random 4-shot condition's draws (on dev: not scored on test)
     "0.125 (female vs male)", "7.8%", "male → female",
     "merged LoRA = base", "134,515,008", "81,413,568",
     "runs/reviews-demo/store.sqlite", "99.6%", "81.9 kB",
@@ -63,9 +64,9 @@ def section(markdown: str, title: str) -> str:
 
 # --- recommend ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("margin, expected", [
-    (0.05, "distilled student"),   # 0.775 >= 0.817 - 0.05 and the fastest (6.9 ms)
-    (0.02, "LoRA fine-tune"),      # 0.808 >= 0.797; 12.1 ms beats full fine-tune's 12.4 ms
+@pytest.mark.parametrize("margin, expected", [  # on dev: full 0.838, LoRA 0.825, distilled 0.800
+    (0.05, "distilled student"),   # 0.800 >= 0.838 - 0.05 and the fastest (6.9 ms)
+    (0.02, "LoRA fine-tune"),      # 0.825 >= 0.818; 12.1 ms beats full fine-tune's 12.4 ms
     (0.0, "full fine-tune"),       # only the best itself
     (0.5, "distilled student"),    # everything qualifies; still the fastest
 ])
@@ -74,31 +75,32 @@ def test_recommend_picks_cheapest_within_margin(results, margin, expected):
     assert rec["route"] == expected
     assert rec["best"] == "full fine-tune"
     assert rec["margin"] == margin
-    assert rec["best_score"] == 0.817
+    assert rec["best_score"] == 0.838 and rec["chosen_on"] == "dev"
 
 
 def test_recommend_lists_candidates_cheapest_first(results):
     rec = recommend(results, 0.05)
     assert rec["candidates"] == ["distilled student", "LoRA fine-tune", "full fine-tune"]
-    assert rec["score"] == 0.775 and rec["ms_per_example"] == 6.9
+    assert rec["score"] == 0.8 and rec["ms_per_example"] == 6.9
 
 
 def test_recommend_reason_quotes_both_routes_numbers(results):
     reason = recommend(results, 0.05)["reason"]
-    for fact in ["distilled student", "0.775", "full fine-tune", "0.817", "0.05", "6.9 ms", "12.4 ms",
+    for fact in ["distilled student", "0.800", "on dev", "full fine-tune", "0.838", "0.05", "6.9 ms", "12.4 ms",
                  "81.4 M", "134.5 M"]:
         assert fact in reason, fact
 
 
 def test_recommend_reason_when_best_is_cheapest(results):
     reason = recommend(results, 0.0)["reason"]
-    assert reason.startswith("full fine-tune has the best score, 0.817 (95% CI 0.74–0.88)")
+    assert reason.startswith("full fine-tune has the best score on dev (test scores are shown beside and never "
+                             "choose), 0.838 (95% CI 0.76–0.91)")
 
 
 def test_recommend_skips_null_scores(results):
     for route in results["routes"]:
         if route["name"] in ("distilled student", "full fine-tune"):
-            route["score"] = None
+            route["score"] = route["dev_score"] = None
     rec = recommend(results, 0.05)
     assert rec["route"] == rec["best"] == "LoRA fine-tune"
     assert "distilled student" not in rec["candidates"]
@@ -198,7 +200,7 @@ def test_report_has_every_section_and_key_figure(report, form):
 
 def test_markdown_sections_hold_their_numbers(report):
     markdown = report["markdown"]
-    assert "full fine-tune | 114 | 3 | 2.066 | 0.429 | 0.800 (114)" in section(markdown, "Learning curves")
+    assert "full fine-tune | 114 | 3 | 2.066 | 0.429 | 0.838 (114)" in section(markdown, "Learning curves")
     assert "| negative | 35 | 3 | 2 |" in section(markdown, "Confusion matrix of the best route")
     audit = section(markdown, "Fairness audit")
     assert "| prompting 0-shot | 0.125 (female vs male) | 0.31 | 7.8% | 64 | ✗ |" in audit
@@ -256,7 +258,7 @@ def test_text_is_escaped_everywhere(results, tmp_path):
     html, markdown = paths["html"].read_text(), paths["markdown"].read_text()
     assert "<script" not in html and "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; | $5 &amp; co" in html
     row = next(line for line in markdown.splitlines() if line.startswith("| \\<script"))
-    assert len(re.findall(r"(?<!\\)\|", row)) == 12  # 11 cells; the name's own pipe is escaped
+    assert len(re.findall(r"(?<!\\)\|", row)) == 8  # 7 cells; the name's own pipe is escaped
 
 
 def test_the_report_shows_the_experiments_decision_and_makes_none(results, tmp_path):
@@ -305,7 +307,7 @@ def test_bare_results_still_give_a_report(tmp_path):
     assert "No recommendation: the experiment recorded none." in markdown  # the report decides nothing
     assert "no confusion matrix for the best route (the task generates free text)" in markdown
     assert "Not run: no route recorded its latency" in markdown
-    assert "| LoRA fine-tune | lora | – |" in markdown
+    assert "| LoRA fine-tune | lora | – | – | – | – |" in markdown  # no setting, choice, dev or test score
 
 
 def test_every_optional_field_null(results, tmp_path):
@@ -314,9 +316,10 @@ def test_every_optional_field_null(results, tmp_path):
         results[key] = None
     for route in results["routes"]:
         for key in list(route):
-            if key not in ("name", "kind", "score"):
+            if key not in ("name", "kind", "score", "chosen"):  # `chosen` is a bool, never null
                 route[key] = None
-        route["score"] = {"mean": route["score"]["mean"], "sd": None, "ci95": None, "per_draw": None}
+        if route["score"]:
+            route["score"] = {"mean": route["score"]["mean"], "sd": None, "ci95": None, "per_draw": None}
     results.update(decide(results, 0.05))  # as the experiment decides on what it recorded
     markdown = write_report(results, tmp_path)["markdown"].read_text()
     assert "Recommended route: full fine-tune." in markdown  # no latency anywhere: ties go to run order
@@ -456,3 +459,188 @@ def test_shape_problems_name_a_missing_and_an_undeclared_key(results):
     results["stages"][0]["colour"] = "red"
     results["store"] = None  # a stage that did not run: null is in the shape
     assert shape_problems(results) == ["results.routes[1]: no 'score'", "results.stages[0]: 'colour' is not declared"]
+
+
+# --- choosing on dev --------------------------------------------------------------------------------
+
+def _dev_route(name: str, dev: float | None, test: float, *, ms: float, chosen: bool = True) -> dict:
+    return {**_route(name, test, ms=ms, total=1), "chosen": chosen,
+            "dev_score": None if dev is None else {"mean": dev, "ci95": [dev - 0.1, dev + 0.1]}}
+
+
+def test_recommend_follows_dev_not_test():
+    routes = [_dev_route("dev best", 0.90, 0.70, ms=20.0), _dev_route("test best", 0.80, 0.85, ms=10.0)]
+    rec = recommend({"routes": routes}, 0.05)
+    assert rec["route"] == rec["best"] == "dev best" and rec["chosen_on"] == "dev"
+    assert rec["score"] == 0.90 and "on dev" in rec["reason"]
+    routes[0]["dev_score"] = None  # one route without dev: every route is weighed on test
+    rec = recommend({"routes": routes}, 0.05)
+    assert rec["route"] == "test best" and rec["chosen_on"] == "test" and "no dev split" in rec["reason"]
+
+
+def test_a_prompting_condition_not_chosen_does_not_compete():
+    routes = [_dev_route("condition not chosen", 0.95, 0.95, ms=1.0, chosen=False),
+              _dev_route("chosen", 0.80, 0.75, ms=5.0)]
+    assert recommend({"routes": routes}, 0.5)["candidates"] == ["chosen"]
+
+
+def test_report_recommends_on_dev_and_says_so(results, tmp_path):
+    """LoRA beats full fine-tune on dev, full fine-tune beats LoRA on test: the report goes with dev."""
+    lora = next(r for r in results["routes"] if r["name"] == "LoRA fine-tune")
+    lora["dev_score"]["mean"] = 0.85
+    results.update(decide(results, 0.0))
+    text = section(write_report(results, tmp_path)["markdown"].read_text(), "Recommendation")
+    assert "Recommended route: LoRA fine-tune." in text
+    assert "LoRA fine-tune has the best score on dev" in text
+    assert "Test scores are shown beside them and were never used to choose" in text
+
+
+def test_report_says_when_the_choice_fell_back_to_test(results, tmp_path):
+    for route in results["routes"]:
+        route["dev_score"] = None
+    results.update(decide(results, 0.05))
+    text = section(write_report(results, tmp_path)["markdown"].read_text(), "Recommendation")
+    assert "Chosen on test: the task has no dev split" in text and "Chosen on dev" not in text
+
+
+def test_routes_table_puts_dev_and_test_side_by_side(report):
+    text = section(report["markdown"], "Routes compared")
+    assert ("| Route | Kind | Setting | Chosen on dev | Dev accuracy (95% CI) | Test accuracy (95% CI) | "
+            "Test macro-F1 (95% CI) |") in text
+    for row in [
+        "| prompting 0-shot | prompting | 0-shot, chat format, content-free-calibrated, per-char scoring |  | "
+        "0.550 (0.44–0.66) | – | – |",  # not chosen, so not scored on test
+        "| prompting 4-shot similar | prompting | 4-shot similar, chat format, batch-calibrated, per-char scoring "
+        "| ✓ | 0.700 (0.60–0.80) | 0.692 (0.61–0.78) | 0.671 (0.58–0.76) |",
+        "| full fine-tune | full | lr 1e-3, labels objective, 3 epochs | ✓ | 0.838 (0.76–0.91) | "
+        "0.817 (0.74–0.88) | 0.806 (0.73–0.87) |",
+    ]:
+        assert row in text, row
+
+
+@pytest.mark.parametrize("setting, words", [
+    ({"format": "chat", "shots": 5, "pick": "balanced", "calibration": "batch", "scoring": "per-char"},
+     "5-shot balanced, chat format, batch-calibrated, per-char scoring"),
+    ({"shots": 0, "pick": "random", "calibration": "none", "scoring": "sum"}, "0-shot, uncalibrated, sum scoring"),
+    ({"epochs": 4, "objective": "labels", "lr": 0.0003}, "lr 3e-4, labels objective, 4 epochs"),
+    ({"lr": 2.5e-5, "epochs": 1, "temperature": 2.0, "rank": 8}, "lr 2.5e-5, 1 epoch, temperature 2, rank 8"),
+    ({"lr": None, "pick": "similar"}, "pick similar"),
+    ({}, "–"),
+    (None, "–"),
+])
+def test_setting_words(setting, words):
+    assert setting_words(setting) == words
+
+
+def test_trials_table_lists_every_trial(results, report):
+    text = section(report["markdown"], "Fine-tuning trials on dev")
+    tables = {name: text.split(f"*{name}: ")[1].split("\n\n")[1] for name in ("full fine-tune", "LoRA fine-tune")}
+    assert "distilled student" not in text  # it recorded no trials
+    assert tables["full fine-tune"].splitlines()[2:] == [
+        "| 3e-4 | 0.800 | 114 | 114 | 1 min 20 s | no |  |",
+        "| 1e-3 | 0.838 | 114 | 114 | 1 min 20 s | no | ✓ |",
+        "| 3e-3 | 0.613 | 38 | 76 | 53 s | yes |  |",
+    ]
+    lora = next(r for r in results["routes"] if r["name"] == "LoRA fine-tune")
+    rows = tables["LoRA fine-tune"].splitlines()[2:]
+    assert [row.split(" | ")[0] for row in rows] == ["| 1e-4", "| 2e-4", "| 5e-4"]
+    assert [row.endswith("| ✓ |") for row in rows] == [t["chosen"] for t in lora["trials"]]
+
+
+def test_trials_with_null_parts_and_none_at_all(results, tmp_path):
+    full = next(r for r in results["routes"] if r["name"] == "full fine-tune")
+    full["trials"] = [dict.fromkeys(full["trials"][0])]
+    markdown = write_report(results, tmp_path / "a")["markdown"].read_text()
+    assert "| – | – | – | – | – | – |  |" in section(markdown, "Fine-tuning trials on dev")
+    for route in results["routes"]:
+        route["trials"] = None
+    markdown = write_report(results, tmp_path / "b")["markdown"].read_text()
+    assert "Not run: no fine-tuned route recorded the settings it tried." in markdown
+
+
+def test_dev_origin_is_in_the_introduction(results, report, tmp_path):
+    intro = report["markdown"].split("\n## 1. ")[0]
+    assert ("How the dev split was made: split from one file with train, dev and test: 75% / 10% / 15%, "
+            "stratified by label, seed 0.") in intro
+    results["task"]["dev_origin"] = None
+    assert "How the dev split" not in write_report(results, tmp_path)["markdown"].read_text()
+
+
+@pytest.mark.parametrize("dev, warned", [  # full fine-tune's test score: 0.817 (0.742–0.883)
+    (0.838, False), (0.742, False), (0.883, False), (0.741, True), (0.884, True), (0.95, True), (None, False),
+])
+def test_dev_and_test_disagreement_is_warned_exactly_outside_the_test_ci(results, tmp_path, dev, warned):
+    full = next(r for r in results["routes"] if r["name"] == "full fine-tune")
+    full["dev_score"] = None if dev is None else {**full["dev_score"], "mean": dev}
+    paths = write_report(results, tmp_path)
+    markdown, html = paths["markdown"].read_text(), paths["html"].read_text()
+    warning = (f"full fine-tune: dev and test disagree: dev {dev:.3f}, test 0.817 (0.74–0.88): the dev split "
+               "may be too small or unlike test.") if warned else None
+    intro = markdown.split("\n## 1. ")[0]
+    assert intro.count("dev and test disagree") == warned
+    if warned:
+        assert f"**Warnings about the task data (read them before trusting any score below):**\n\n- {warning}" in intro
+        assert f"<li>{warning}</li>" in html and html.index(warning) < html.index("<nav>")
+
+
+def test_no_disagreement_without_a_test_interval(results, tmp_path):
+    """A condition not scored on test, or a test score without an interval, cannot disagree."""
+    for route in results["routes"]:
+        route["dev_score"] = {"mean": 0.01, "ci95": None}
+        if route["score"]:
+            route["score"]["ci95"] = None
+    assert "dev and test disagree" not in write_report(results, tmp_path)["markdown"].read_text()
+
+
+@pytest.fixture
+def plotted(monkeypatch) -> list[dict]:
+    """The points and labels every score-against-cost plot is drawn from."""
+    from tuneforge.experiment.report import plots
+
+    calls, draw = [], plots.tradeoff
+    def spy(points, front, colours, **labels):
+        calls.append({"points": points, **labels})
+        return draw(points, front, colours, **labels)
+    monkeypatch.setattr(plots, "tradeoff", spy)
+    return calls
+
+
+def test_cost_plots_draw_the_chosen_settings_dev_scores(results, tmp_path, plotted):
+    markdown = write_report(results, tmp_path)["markdown"].read_text()
+    chosen = {r["name"]: r["dev_score"]["mean"] for r in results["routes"] if r["chosen"]}
+    assert len(chosen) == 4 and len(plotted) == 2
+    for plot in plotted:
+        assert {p["name"]: p["mean"] for p in plot["points"]} == chosen and plot["ylabel"] == "dev accuracy"
+    assert "Dev accuracy against parameters (total), the score the choice is made on" in markdown
+
+
+def test_cost_plots_draw_test_scores_where_the_choice_was_made_on_test(results, tmp_path, plotted):
+    results["routes"][-1]["dev_score"] = None  # the experiment then chose on test (decide.choice_split)
+    results["recommendation"]["chosen_on"] = "test"
+    markdown = write_report(results, tmp_path)["markdown"].read_text()
+    chosen = {r["name"]: r["score"]["mean"] for r in results["routes"] if r["chosen"]}
+    assert {p["name"]: p["mean"] for p in plotted[0]["points"]} == chosen and plotted[0]["ylabel"] == "test accuracy"
+    assert "Test accuracy against parameters (total); one point per route's chosen setting." in markdown
+
+
+def test_few_shot_spread_reads_dev_draws_where_test_was_not_scored(report):
+    text = section(report["markdown"], "Few-shot spread across demonstration draws")
+    assert "| prompting 4-shot random | dev | 3 | 0.575 | 0.075 | 0.500 | 0.650 | 0.575, 0.500, 0.650 |" in text
+    assert "| prompting 4-shot similar | test | 1 | 0.692 |" in text
+
+
+def test_an_old_results_file_without_dev_still_gives_a_report(results, tmp_path):
+    """Written before settings were chosen on dev: no dev scores, choices, settings, trials or origin."""
+    del results["task"]["dev_origin"]
+    for route in results["routes"]:
+        for key in ("dev_score", "chosen", "setting", "trials"):
+            del route[key]
+        route["score"] = route["score"] or {"mean": 0.5, "ci95": [0.4, 0.6]}
+    results.update(decide(results, 0.05))
+    del results["recommendation"]["chosen_on"]
+    markdown = write_report(results, tmp_path)["markdown"].read_text()
+    rec = section(markdown, "Recommendation")
+    assert "Recommended route: distilled student." in rec and "Chosen on" not in rec
+    assert "| full fine-tune | full | – | – | – | 0.817 (0.74–0.88) |" in section(markdown, "Routes compared")
+    assert "Test accuracy against latency (ms per example); one point" in markdown
+    assert "Not run: no fine-tuned route recorded the settings it tried." in markdown

@@ -21,7 +21,7 @@ model: {model}
 dtype: fp32
 task: {{name: fruit}}
 prompting: {{shots: [0, 1], picks: [random], draws: 2}}
-lora: {{epochs: 1, batch_size: 8}}
+lora: {{epochs: 1, batch_size: 8, lrs: [0.001, 0.003]}}
 distill: {{layers: 1, training: {{epochs: 1}}}}
 audit: {{shots: [0], permutations: 50}}
 batch: {{route: lora}}
@@ -89,12 +89,23 @@ def test_results_carry_every_route_and_the_parameter_facts(first_run):
 
     out, results = first_run
     names = [r["name"] for r in results["routes"]]
-    assert names == ["prompting 0-shot", "prompting 1-shot random", "LoRA fine-tune", "distilled (1 layers)"]
+    variants = ["", " per-char", " batch-calibrated", " batch-calibrated per-char"]
+    assert names == [f"prompting {k}{v}" for k in ("0-shot", "1-shot random") for v in variants] + \
+        ["LoRA fine-tune", "distilled (1 layers)"]
     facts = {f["route"]: f["holds"] for f in parameter_facts(results)}
     assert all(facts.values()), facts
     by = {r["name"]: r for r in results["routes"]}
-    assert by["prompting 1-shot random"]["score"]["per_draw"] and by["prompting 1-shot random"]["draws"] == 2
-    assert by["LoRA fine-tune"]["history"] and by["LoRA fine-tune"]["training_seconds"] > 0
+    assert len(by["prompting 1-shot random"]["dev_score"]["per_draw"]) == by["prompting 1-shot random"]["draws"] == 2
+    prompting = [r for r in results["routes"] if r["kind"] == "prompting"]
+    chosen = [r for r in prompting if r["chosen"]]
+    assert len(chosen) == 1 and chosen[0]["score"] is not None
+    assert chosen[0]["dev_score"]["mean"] == max(r["dev_score"]["mean"] for r in prompting)
+    assert all(r["score"] is None for r in prompting if not r["chosen"]), "test is scored for the chosen one only"
+    lora = by["LoRA fine-tune"]
+    assert lora["history"] and lora["training_seconds"] > 0 and [t["lr"] for t in lora["trials"]] == [0.001, 0.003]
+    assert lora["setting"]["lr"] == next(t["lr"] for t in lora["trials"] if t["chosen"])
+    assert lora["dev_score"]["mean"] is not None and results["recommendation"]["chosen_on"] == "dev"
+    assert results["task"]["dev_origin"].startswith("split from one file")
     assert all(r["peak_memory_bytes"] > 10_000_000 and r["ms_per_example"] > 0 for r in results["routes"])
     store = results["store"]
     assert store["route"] == "LoRA fine-tune" and store["rows"] == store["inputs"] == 245 and store["coverage"] == 1
@@ -159,12 +170,13 @@ def test_an_override_that_is_not_a_setting_is_refused(tmp_path):
 def test_a_killed_run_resumes_with_nothing_lost(experiment_file, tmp_path):
     """SIGKILL the run while its LoRA stage trains; the stage dies with it; the rerun resumes the
     stage from its checkpoints and ends with the same history as a run never killed."""
-    settings = ["--lora.epochs=6", "--lora.batch_size=4", "--lora.checkpoint_every=2", "--prompting=null",
+    settings = ["--lora.epochs=3", "--lora.batch_size=4", "--lora.checkpoint_every=2", "--prompting=null",
                 "--distill=null", "--audit=null", "--batch=null", "--synonyms=null"]
     cmd = [sys.executable, "-m", "tuneforge.cli", "run", str(experiment_file), *settings]
     killed = tmp_path / "killed"
     proc = subprocess.Popen([*cmd, "--out", str(killed)], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    checkpoints = killed / "stages" / "lora" / "run" / "checkpoints"
+    # killed in the search's second trial: the first is read back, the second resumes from its checkpoints
+    checkpoints = killed / "stages" / "lora" / "run" / "trials" / "1" / "checkpoints"
     deadline = time.time() + 240
     while time.time() < deadline and not (checkpoints.is_dir() and any(checkpoints.glob("step-*"))):
         time.sleep(0.05)
@@ -178,8 +190,9 @@ def test_a_killed_run_resumes_with_nothing_lost(experiment_file, tmp_path):
     whole = subprocess.run([*cmd, "--out", str(tmp_path / "whole")], env=ENV, capture_output=True, text=True,
                            timeout=600)
     assert whole.returncode == 0, whole.stderr
-    history = lambda d: json.loads((d / "results.json").read_text())["routes"][0]["history"]  # noqa: E731
-    assert [h["loss"] for h in history(killed)] == [h["loss"] for h in history(tmp_path / "whole")]
+    lora = lambda d: json.loads((d / "results.json").read_text())["routes"][0]  # noqa: E731
+    assert [h["loss"] for h in lora(killed)["history"]] == [h["loss"] for h in lora(tmp_path / "whole")["history"]]
+    assert [t["dev_score"] for t in lora(killed)["trials"]] == [t["dev_score"] for t in lora(tmp_path / "whole")["trials"]]
 
 
 WINDOW_SETTINGS = {

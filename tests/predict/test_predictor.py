@@ -34,31 +34,33 @@ def test_labels_are_ranked_after_each_items_own_demonstrations(tiny, fruit, styl
     expected = torch.stack([_scores(tiny, fmt, fruit.labels, d, ex.input) for d, ex in zip(demos, items)])
     torch.testing.assert_close(out.scores, expected, atol=1e-4, rtol=1e-5)
     assert out.outputs == [fruit.labels[i] for i in expected.argmax(-1).tolist()]
-    assert out.calibrated is None and out.variants() == {"raw": out.outputs}
+    assert out.free is None and out.ranked() == out.outputs
 
 
 def test_calibration_divides_by_each_demonstration_sets_content_free_prompt(tiny, fruit):
     fmt, items = PromptFormat("plain", fruit.info.instruction), fruit.dev[:6]
     sets = [fruit.train[:2], fruit.train[2:4]]
     demos = [sets[i % 2] for i in range(len(items))]  # two sets, interleaved
-    out = Predictor(tiny, fmt, fruit.labels, calibrate=True).predict(items, demos)
+    out = Predictor(tiny, fmt, fruit.labels, calibration="content-free").predict(items, demos)
     expected = []
     for d, ex in zip(demos, items):
         scores = torch.log_softmax(_scores(tiny, fmt, fruit.labels, d, ex.input), -1)
         prior = torch.log_softmax(_scores(tiny, fmt, fruit.labels, d, CONTENT_FREE), -1)
         expected.append(fruit.labels[int((scores - prior).argmax())])
-    assert out.calibrated == expected
-    assert list(out.variants()) == ["raw", "calibrated"]
+    assert out.outputs == expected == out.ranked("content-free")
+    assert out.ranked() == [fruit.labels[i] for i in out.scores.argmax(-1).tolist()], "the raw ranking is kept"
+    with pytest.raises(ValueError, match="content-free"):
+        Predictor(tiny, fmt, fruit.labels).predict(items, demos).ranked("content-free")
 
 
 def test_without_labels_the_first_generated_line_is_the_answer(tiny):
     task = load_task("synonyms")
     fmt, items = PromptFormat("plain"), task.dev[:4]
-    out = Predictor(tiny, fmt, None, batch_size=3, max_new_tokens=6, calibrate=True).predict(items)
+    out = Predictor(tiny, fmt, None, batch_size=3, max_new_tokens=6, calibration="batch").predict(items)
     tok = tiny.tokenizer
     prompts = [encode_prompt(fmt, tok, render_prompt(fmt, tok, [], ex.input)) for ex in items]
     assert out.outputs == generate_lines(tiny.model, tok, prompts, max_new_tokens=6)
-    assert out.scores is None and out.calibrated is None, "generation is neither scored nor calibrated"
+    assert out.scores is None and out.free is None, "generation is neither scored nor calibrated"
 
 
 def test_no_demonstrations_means_zero_shot_and_no_items_means_no_work(tiny, fruit):
@@ -109,24 +111,26 @@ def test_per_char_scoring_divides_by_each_rendered_labels_length(tiny, fruit, st
     out = Predictor(tiny, fmt, fruit.labels, scoring="per-char").predict(items)
     summed = torch.stack([_scores(tiny, fmt, fruit.labels, [], ex.input) for ex in items])  # (N, K)
     lengths = torch.tensor([float(len(render_continuation(fmt, tiny.tokenizer, label))) for label in fruit.labels])
-    torch.testing.assert_close(out.scores, summed / lengths, atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(out.scores, summed, atol=1e-4, rtol=1e-5)
     assert out.outputs == [fruit.labels[i] for i in (summed / lengths).argmax(-1).tolist()]
+    assert out.ranked("none", "sum") == [fruit.labels[i] for i in summed.argmax(-1).tolist()]
 
 
 def test_batch_calibration_uses_the_items_predicted_together(tiny, fruit):
     fmt, items = PromptFormat("plain", fruit.info.instruction), fruit.dev[:8]
-    out = Predictor(tiny, fmt, fruit.labels, calibrate=True, calibration="batch").predict(items)
+    out = Predictor(tiny, fmt, fruit.labels, calibration="batch").predict(items)
     summed = torch.stack([_scores(tiny, fmt, fruit.labels, [], ex.input) for ex in items])  # (N, K)
     logp = torch.log_softmax(summed, -1)
     expected = logp - logp.exp().mean(0).log()
-    assert out.calibrated == [fruit.labels[i] for i in expected.argmax(-1).tolist()]
-    assert out.outputs == [fruit.labels[i] for i in summed.argmax(-1).tolist()], "raw stays raw"
+    assert out.outputs == [fruit.labels[i] for i in expected.argmax(-1).tolist()]
+    assert out.ranked() == [fruit.labels[i] for i in summed.argmax(-1).tolist()], "raw stays raw"
 
 
 def test_per_char_scoring_comes_before_batch_calibration(tiny, fruit):
     fmt, items = PromptFormat("plain", fruit.info.instruction), fruit.dev[:8]
-    out = Predictor(tiny, fmt, fruit.labels, calibrate=True, calibration="batch", scoring="per-char").predict(items)
-    assert out.calibrated == [fruit.labels[i] for i in batch_calibrate(out.scores).argmax(-1).tolist()]
+    out = Predictor(tiny, fmt, fruit.labels, calibration="batch", scoring="per-char").predict(items)
+    expected = batch_calibrate(per_char(out.scores, out.lengths))
+    assert out.outputs == [fruit.labels[i] for i in expected.argmax(-1).tolist()]
 
 
 @pytest.mark.parametrize("kwargs", [{"calibration": "N/A"}, {"scoring": "mean"}])

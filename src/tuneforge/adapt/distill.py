@@ -7,12 +7,12 @@ baseline that shows what KD adds). Teacher and student are tested by the same co
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 
-from tuneforge.adapt.finetune import FinetuneConfig, loop_config, run_hash
+from tuneforge.adapt.finetune import loop_config, run_hash
 from tuneforge.adapt.loop import TargetLogits
 from tuneforge.adapt.losses import ce_loss, kd_loss
 from tuneforge.adapt.recipe import OnTest, finished_run, save_artifact, save_run, score_on_test, task_record
@@ -27,39 +27,8 @@ from tuneforge.model.load import LoadedModel
 from tuneforge.model.params import count_parameters, size_on_disk
 from tuneforge.predict.predictor import Predictor
 from tuneforge.prompts.formats import PromptFormat
+from tuneforge.settings import DistillConfig
 
-KD_MODES = ("logits", "sequence", "none")
-
-
-@dataclass(frozen=True)
-class DistillConfig:
-    """Settings of a distillation run."""
-
-    layers: int | None = None
-    """Teacher layers the pruned student keeps; None: from `params_ratio`."""
-    params_ratio: float = 0.4
-    """Largest student as a share of the teacher's parameters (used when `layers` is None)."""
-    kd: str = "logits"
-    """`logits` (KL to the teacher at each target position + CE), `sequence` (CE on the teacher's
-    answers for the unlabeled inputs, beside the labels), or `none` (labels only: the baseline)."""
-    alpha: float = 0.5
-    """Weight of the KD term against cross-entropy on the labels."""
-    temperature: float = 2.0
-    """Softmax temperature of the KD term."""
-    training: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(method="full", epochs=8, lr=3e-4))
-    """How the student trains (every weight; the shared loop's settings)."""
-
-    def __post_init__(self):
-        if self.kd not in KD_MODES:
-            raise TuneforgeError(f"unknown --kd {self.kd!r}: choose {', '.join(KD_MODES)}")
-        if not 0 <= self.alpha <= 1 or self.temperature <= 0:
-            raise TuneforgeError("alpha must be in [0, 1] and the temperature positive")
-        if self.layers is not None and self.layers < 1:
-            raise TuneforgeError(f"--layers {self.layers}: the student keeps at least 1 layer")
-        if not 0 < self.params_ratio < 1:
-            raise TuneforgeError(f"--params-ratio {self.params_ratio}: give a ratio between 0 and 1")
-        if self.training.method != "full":
-            raise TuneforgeError("the student trains every weight (method full)")
 
 
 def distill(teacher: LoadedModel, task: Task, cfg: DistillConfig, out: Path, *, student: LoadedModel | None = None,

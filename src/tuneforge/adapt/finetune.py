@@ -1,139 +1,139 @@
 """The fine-tuning route: full fine-tuning of every weight, or LoRA adapters through peft.
 
 Builds its pieces (the model with adapters or every weight trainable, the rows, cross-entropy) and
-hands them to the training recipe (`recipe.py`), then writes standard artifacts with their provenance."""
+hands them to the training recipe (`recipe.py`). A small search chooses the learning rate on dev:
+one trial per rate, each stopping early on dev and keeping its best step, within a budget of steps
+or seconds; the best trial's model is scored on test once and written as standard artifacts with
+their provenance. Every trial is recorded."""
 
+import copy
 import hashlib
 import json
-from dataclasses import asdict, dataclass, replace
+import math
+import shutil
+import time
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 
+from tuneforge.adapt.checkpoint import load_trainable, trainable_state
 from tuneforge.adapt.loop import LoopConfig
 from tuneforge.adapt.losses import ce_loss
-from tuneforge.adapt.recipe import finished_run, save_artifact, save_run, task_record, train_and_test
+from tuneforge.adapt.recipe import finished_run, save_artifact, save_run, score_on_test, task_record, train_on_dev
 from tuneforge.adapt.recipe import use_training_attention
 from tuneforge.adapt.rows import build_rows
+from tuneforge.atomic import atomic_path, write_json_atomic
 from tuneforge.data.limits import check_input_lengths
 from tuneforge.data.splits import Task
-from tuneforge.errors import TuneforgeError
-from tuneforge.model.load import LoadedModel, cpu_supports_bf16
-from tuneforge.model.lora import LLAMA_TARGETS, add_lora, merge
+from tuneforge.model.load import LoadedModel
+from tuneforge.model.lora import add_lora, merge
 from tuneforge.model.params import count_parameters
+from tuneforge.predict.predictor import Predictor
 from tuneforge.prompts.formats import PromptFormat
+from tuneforge.settings import FinetuneConfig
 
-METHODS = ("lora", "full")
-
-
-@dataclass(frozen=True)
-class FinetuneConfig:
-    """Settings of a fine-tuning run."""
-
-    method: str = "lora"
-    """`lora` (adapters through peft; the base stays frozen) or `full` (every weight trains)."""
-    epochs: int = 4
-    """Passes over the train split."""
-    lr: float | None = None
-    """Peak learning rate; None picks the method's default (LoRA 1e-3, full 5e-5)."""
-    batch_size: int = 16
-    """Rows per micro-batch (all processes together)."""
-    grad_accum: int = 1
-    """Micro-batches per optimizer step."""
-    warmup_ratio: float = 0.1
-    """Share of the steps spent warming up linearly."""
-    schedule: str = "cosine"
-    """Decay after warm-up: `cosine`, `linear` or `constant`."""
-    weight_decay: float = 0.0
-    """AdamW weight decay."""
-    max_grad_norm: float = 1.0
-    """Gradient clipping norm."""
-    lora_r: int = 16
-    """LoRA rank."""
-    lora_alpha: float = 32.0
-    """LoRA scaling numerator (the update is scaled by alpha / r)."""
-    lora_dropout: float = 0.05
-    """Dropout on the LoRA input."""
-    lora_targets: tuple[str, ...] = LLAMA_TARGETS
-    """Names of the modules that get adapters (default: every linear layer of a llama block)."""
-    format: str = "plain"
-    """Prompt format of the training rows, the same as the prompting route's zero-shot prompt."""
-    max_length: int = 256
-    """Longest training row in tokens (prompts are cut from the left)."""
-    eval_every: int = 0
-    """Optimizer steps between dev evaluations; 0 = once per epoch."""
-    patience: int = 0
-    """Early stopping after this many dev evaluations without improvement; 0 = never."""
-    checkpoint_every: int = 10
-    """Optimizer steps between checkpoints; 0 = none."""
-    seed: int = 0
-    """Seed of the data order, initialisation and dropout."""
-    autocast: str = "auto"
-    """bf16 autocast with fp32 master weights: `auto` (where the CPU or GPU has bf16), `on` or `off`."""
-    merge: bool = False
-    """LoRA: also save the merged model."""
-
-    def __post_init__(self):
-        checks = [
-            (self.method in METHODS, f"unknown method {self.method!r}: choose lora or full"),
-            (self.lr is None or self.lr > 0, f"learning rate must be positive, got {self.lr}"),
-            (self.epochs > 0, f"epochs must be positive, got {self.epochs}"),
-            (self.batch_size > 0 and self.grad_accum > 0, "batch size and gradient accumulation must be positive"),
-            (self.lora_r > 0, f"LoRA rank must be positive, got {self.lora_r}"),
-            (self.lora_alpha > 0, f"LoRA alpha must be positive, got {self.lora_alpha}"),
-            (0 <= self.lora_dropout < 1, f"LoRA dropout must be in [0, 1), got {self.lora_dropout}"),
-            (0 <= self.warmup_ratio < 1, f"warm-up ratio must be in [0, 1), got {self.warmup_ratio}"),
-            (self.schedule in ("cosine", "linear", "constant"), f"unknown schedule {self.schedule!r}"),
-            (self.autocast in ("auto", "on", "off"), f"autocast must be auto, on or off, not {self.autocast!r}"),
-            (self.max_length > 1, "max length must be at least 2"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise TuneforgeError(message)
-
-    def uses_bf16(self, device: torch.device) -> bool:
-        """Whether training runs under bf16 autocast on `device`."""
-        native = device.type == "cuda" or (device.type == "cpu" and cpu_supports_bf16())
-        return self.autocast == "on" or (self.autocast == "auto" and native)
-
-    @property
-    def peak_lr(self) -> float:
-        if self.lr is not None:
-            return self.lr
-        return 1e-3 if self.method == "lora" else 5e-5
 
 
 def finetune(loaded: LoadedModel, task: Task, cfg: FinetuneConfig, out: Path, *, resume: bool = False,
              progress=None) -> dict:
-    """Fine-tune `loaded` (fp32 weights) on the train split of `task`; write artifacts under `out`."""
+    """Fine-tune `loaded` (fp32 weights) on the train split of `task`, the learning rate chosen on dev;
+    write artifacts under `out`."""
     out = Path(out)
     run_id = {"run_hash": run_hash(cfg, task), "base_fingerprint": loaded.fingerprint}
     if (finished := finished_run(out, resume, run_id)) is not None:
         return finished
     check_input_lengths(task, loaded.tokenizer)
     base_counts = count_parameters(loaded.model, loaded.path)
-    trainee = replace(loaded, model=trainable_model(loaded, cfg))
     fmt = PromptFormat(cfg.format, task.info.instruction)
     rows = build_rows(task.train, fmt, loaded.tokenizer, cfg.max_length)
     bf16 = cfg.uses_bf16(loaded.device)
-    trained = train_and_test(trainee, rows, loss, task, fmt, loop_config(cfg, has_dev=bool(task.dev)), bf16=bf16,
-                             out=out, run_id=run_id, resume=resume, progress=progress)
+    grid = cfg.grid(bool(task.dev))
+    use_training_attention(loaded.model, loaded.device)
+    pristine = loaded.model if len(grid) == 1 else copy.deepcopy(loaded.model)  # each trial starts from the base
+    trials, best, started = [], None, time.perf_counter()
+    for i, lr in enumerate(grid):
+        trial_cfg = replace(cfg, lr=lr)
+        loop = loop_config(trial_cfg, has_dev=bool(task.dev))
+        if trials and not _within_budget(cfg, loop, len(rows), trials, time.perf_counter() - started):
+            trials.append(_skipped(lr))
+            continue
+        model = pristine if i == len(grid) - 1 else copy.deepcopy(pristine)
+        trainee = replace(loaded, model=trainable_model(replace(loaded, model=model), trial_cfg))
+        trial = run_trial(trainee, rows, task, fmt, loop, bf16=bf16, out=out / "trials" / str(i),
+                          trial_id={**run_id, "trial": i, "lr": lr}, resume=resume, progress=progress)
+        trials.append(trial)
+        if best is None or _score(trial) > _score(best[0]):  # the first of equal dev scores stays
+            best = trial, trainee
+    chosen, trainee = best
+    chosen["chosen"] = True
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(mixed_precision="bf16" if bf16 else "no")
+    test = score_on_test(Predictor(trainee, fmt, task.label_set), task, accelerator)
     results = {
-        "route": "finetune", "method": cfg.method, "config": asdict(cfg), "peak_lr": cfg.peak_lr,
+        "route": "finetune", "method": cfg.method, "config": asdict(cfg), "peak_lr": chosen["lr"],
+        "setting": {"lr": chosen["lr"], "epochs": cfg.epochs, "best_step": chosen["best_step"],
+                    "lora_r": cfg.lora_r if cfg.method == "lora" else None},
+        "trials": trials,
         "task": task_record(task), "base_model": {"path": str(loaded.path), "fingerprint": loaded.fingerprint},
         "prompt_format": fmt.id, "metric": task.metric,
-        "test": trained.test.metrics, "test_predictions": trained.test.predictions,
-        "best_dev_score": trained.best_score, "best_step": trained.best_step, "steps": trained.steps,
-        "history": trained.history, "processes": trained.accelerator.num_processes,
+        "test": test.metrics, "test_predictions": test.predictions,
+        "best_dev_score": chosen["dev_score"], "best_step": chosen["best_step"], "steps": chosen["steps"],
+        "history": chosen.pop("history"), "processes": accelerator.num_processes,
         "autocast": "bf16" if bf16 else "off", "run_id": run_id,
     }
-    return save_run(out, results, trained.accelerator,
+    for trial in trials:
+        trial.pop("history", None)
+    return save_run(out, results, accelerator,
                     lambda: save_artifacts(trainee.model, loaded.tokenizer, cfg, out, results, base_counts))
+
+
+def run_trial(trainee: LoadedModel, rows, task: Task, fmt: PromptFormat, loop: LoopConfig, *, bf16: bool, out: Path,
+              trial_id: dict, resume: bool, progress) -> dict:
+    """One trial of the search, trained and scored on dev, its best weights left in `trainee.model`.
+    A finished trial writes its record and best weights under `out`, so a resumed search reads it
+    back instead of training it again."""
+    record_file, weights_file = out / "trial.json", out / "best.safetensors"
+    if resume and record_file.is_file() and (record := json.loads(record_file.read_text()))["id"] == trial_id:
+        load_trainable(trainee.model, load_file(weights_file))
+        trainee.model.eval()
+        return record["trial"]
+    start = time.perf_counter()
+    trained = train_on_dev(trainee, rows, loss, task, fmt, loop, bf16=bf16, out=out, run_id=trial_id, resume=resume,
+                           progress=progress)
+    trial = {"lr": loop.lr, "dev_score": trained.best_score, "best_step": trained.best_step, "steps": trained.steps,
+             "seconds": time.perf_counter() - start, "chosen": False, "stopped_early": trained.stopped_early,
+             "history": trained.history}
+    if trained.accelerator.is_main_process:
+        with atomic_path(weights_file) as tmp:
+            save_file(trainable_state(trainee.model), tmp)
+        write_json_atomic(record_file, {"id": trial_id, "trial": trial})
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    return trial
+
+
+def _within_budget(cfg: FinetuneConfig, loop: LoopConfig, n_rows: int, trials: list[dict], seconds: float) -> bool:
+    """Whether another trial fits what is left of the search's budget (at its full length in steps)."""
+    steps = loop.epochs * math.ceil(math.ceil(n_rows / loop.batch_size) / loop.grad_accum)
+    spent = sum(t["steps"] for t in trials)
+    return ((cfg.budget_steps is None or spent + steps <= cfg.budget_steps)
+            and (cfg.budget_seconds is None or seconds < cfg.budget_seconds))
+
+
+def _skipped(lr: float) -> dict:
+    """A trial the budget left out: recorded, never trained."""
+    return {"lr": lr, "dev_score": None, "best_step": None, "steps": 0, "seconds": 0.0, "chosen": False,
+            "stopped_early": False}
+
+
+def _score(trial: dict) -> float:
+    return -math.inf if trial["dev_score"] is None else trial["dev_score"]
 
 
 def trainable_model(loaded: LoadedModel, cfg: FinetuneConfig) -> torch.nn.Module:
     """`loaded.model` ready to train: with LoRA adapters (the base frozen), or every weight trainable."""
-    use_training_attention(loaded.model, loaded.device)
     torch.manual_seed(cfg.seed)  # LoRA's initialisation draws from it
     if cfg.method == "lora":
         return add_lora(loaded.model, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets)

@@ -9,7 +9,7 @@ then `results.json`, which marks the run finished (`finished_run` reads it back 
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -43,21 +43,24 @@ class OnTest:
 
 @dataclass(frozen=True)
 class Trained:
-    """What the recipe hands back: how training went, and the kept model's pass over test."""
+    """What the recipe hands back: how training went, and the kept model's pass over test (None
+    where only dev was scored, as in a search trial)."""
 
     history: list[dict]
     best_score: float | None
     best_step: int | None
     steps: int
-    test: OnTest
+    stopped_early: bool
+    test: OnTest | None
     accelerator: object
     """The Accelerator the run trained under (processes, main process, autocast)."""
 
 
-def train_and_test(trainee: LoadedModel, rows: list[Row], loss, task: Task, fmt: PromptFormat, loop: LoopConfig, *,
-                   bf16: bool, out: Path, run_id: dict, resume: bool = False, progress=None) -> Trained:
+def train_on_dev(trainee: LoadedModel, rows: list[Row], loss, task: Task, fmt: PromptFormat, loop: LoopConfig, *,
+                 bf16: bool, out: Path, run_id: dict, resume: bool = False, progress=None) -> Trained:
     """Train `trainee.model` on `rows` with `loss` on the shared loop (checkpoints under `out`), scoring
-    dev zero-shot in `fmt` as it goes; keep the best dev evaluation's weights; predict test once."""
+    dev zero-shot in `fmt` as it goes (stopping early as `loop.patience` says); the best dev
+    evaluation's weights are loaded back into the model. Test is not touched."""
     from accelerate import Accelerator
 
     accelerator = Accelerator(mixed_precision="bf16" if bf16 else "no")
@@ -75,9 +78,17 @@ def train_and_test(trainee: LoadedModel, rows: list[Row], loss, task: Task, fmt:
                    run_id=run_id, progress=progress)
     if result["best"] is not None:
         load_trainable(net, result["best"])  # keep the best dev evaluation, not the last step
-    net.eval()  # dropout off for the test pass, as for every dev evaluation
-    return Trained(result["history"], result["best_score"], result["best_step"], result["step"],
-                   score_on_test(predictor, task, accelerator), accelerator)
+    net.eval()  # dropout off for what follows, as for every dev evaluation
+    return Trained(result["history"], result["best_score"], result["best_step"], result["step"], result["stopped"],
+                   None, accelerator)
+
+
+def train_and_test(trainee: LoadedModel, rows: list[Row], loss, task: Task, fmt: PromptFormat, loop: LoopConfig, *,
+                   bf16: bool, out: Path, run_id: dict, resume: bool = False, progress=None) -> Trained:
+    """`train_on_dev`, then the kept model predicts test once."""
+    trained = train_on_dev(trainee, rows, loss, task, fmt, loop, bf16=bf16, out=out, run_id=run_id, resume=resume,
+                           progress=progress)
+    return replace(trained, test=score_on_test(Predictor(trainee, fmt, task.label_set), task, trained.accelerator))
 
 
 def score_on_test(predictor: Predictor, task: Task, accelerator) -> OnTest:
@@ -103,7 +114,8 @@ def save_run(out: Path, results: dict, accelerator, save_artifacts) -> dict:
     if accelerator.is_main_process:
         results = {**results, **save_artifacts()}
         write_json_atomic(out / "results.json", results)
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the run is complete; artifacts hold it
+        for scratch in ("checkpoints", "trials"):  # the run is complete; artifacts hold it
+            shutil.rmtree(out / scratch, ignore_errors=True)
     accelerator.wait_for_everyone()
     return results
 
@@ -137,8 +149,10 @@ def finished_run(out: Path, resume: bool, run_id: dict) -> dict | None:
             raise TuneforgeError(f"{out}: holds a finished run; choose another --out (or add --resume to read it back)")
         if finished.get("run_id") != run_id:
             raise TuneforgeError(f"{out}: holds a finished run of other settings or data; choose another --out")
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)  # a kill may have left them behind
+        for scratch in ("checkpoints", "trials"):  # a kill may have left them behind
+            shutil.rmtree(out / scratch, ignore_errors=True)
         return finished
-    if not resume and (out / "checkpoints").is_dir() and any((out / "checkpoints").glob("step-*")):
+    unfinished = any((out / "checkpoints").glob("step-*")) or any((out / "trials").glob("*/*"))
+    if not resume and unfinished:
         raise TuneforgeError(f"{out}: holds checkpoints of an unfinished run; add --resume or choose another --out")
     return None

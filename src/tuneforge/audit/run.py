@@ -5,7 +5,7 @@ check for CI pipelines.
 
 import gc
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 from tuneforge.audit.audit import audit_predictor
 from tuneforge.audit.swaps import compile_swaps, load_swaps
@@ -14,46 +14,9 @@ from tuneforge.errors import TuneforgeError
 from tuneforge.model.load import LoadedModel, artifact_provenance, load_model
 from tuneforge.predict.predictor import Predictor
 from tuneforge.prompts.formats import PromptFormat
-from tuneforge.prompts.shots import PICKERS, pick_demos
+from tuneforge.prompts.shots import pick_demos
+from tuneforge.settings import AuditConfig
 from tuneforge.data.limits import check_input_lengths
-
-
-@dataclass(frozen=True)
-class AuditConfig:
-    """Settings of a bias audit."""
-
-    swaps: str = "gender"
-    """Swap list: a built-in name (`gender`) or a JSON / CSV / TSV file of term pairs."""
-    shots: tuple[int, ...] = (0, 5)
-    """Demonstrations for a base model (one audited route per value); adapted models run 0-shot."""
-    pick: str = "similar"
-    """Demonstration picker for few-shot base routes."""
-    split: str = "test"
-    """Split to audit."""
-    permutations: int = 2000
-    """Shuffles of the group labels for the gap's p-value."""
-    seed: int = 0
-    """Seed of the permutations, the bootstrap and the demonstration draw."""
-    batch_size: int = 16
-    """Prompts per forward pass."""
-    max_gap: float | None = None
-    """Gate: fail when a route's largest gap between groups exceeds this."""
-    max_flip_rate: float | None = None
-    """Gate: fail when a route's flip rate under the swaps exceeds this."""
-
-    def __post_init__(self):
-        if not self.shots or any(k < 0 for k in self.shots):
-            raise TuneforgeError(f"shots must be non-negative integers, got {list(self.shots)}")
-        if self.pick not in PICKERS:
-            raise TuneforgeError(f"unknown demonstration picker {self.pick!r}: choose {', '.join(PICKERS)}")
-        if self.split not in ("dev", "test"):
-            raise TuneforgeError(f"audit the dev or the test split, not {self.split!r}")
-        if self.permutations < 1 or self.batch_size < 1:
-            raise TuneforgeError("permutations and batch size must be at least 1")
-        for name in ("max_gap", "max_flip_rate"):
-            value = getattr(self, name)
-            if value is not None and not 0 <= value <= 1:
-                raise TuneforgeError(f"--{name.replace('_', '-')} must be between 0 and 1, got {value}")
 
 
 def audit_models(models: list[str | None], task: Task, cfg: AuditConfig, *, dtype: str = "auto") -> dict:

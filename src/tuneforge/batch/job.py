@@ -6,7 +6,6 @@ computes only what the store lacks; rows are committed in chunks, so a job kille
 loses at most the chunk in flight and stores nothing twice."""
 
 import time
-from dataclasses import dataclass
 
 from tuneforge.data.splits import Task
 from tuneforge.data.tasks import Example
@@ -15,36 +14,8 @@ from tuneforge.model.load import LoadedModel, load_model
 from tuneforge.predict.predictor import Predictor
 from tuneforge.prompts.formats import PromptFormat
 from tuneforge.prompts.shots import is_same_item, pick_demos
-from tuneforge.data.limits import MAX_INPUT_TOKENS
+from tuneforge.settings import BatchConfig
 from tuneforge.store.keys import normalize_input
-
-
-@dataclass(frozen=True)
-class BatchConfig:
-    """Settings of a batch job."""
-
-    shots: int = 0
-    """Demonstrations in each prompt, from the task's train split."""
-    pick: str = "first"
-    """How the fixed demonstration set is picked: `first` or `random` (seeded)."""
-    seed: int = 0
-    """Seed of a random demonstration set."""
-    format: str = "plain"
-    """Prompt format: `plain` or `chat`."""
-    max_new_tokens: int = 48
-    """Longest generated answer."""
-    max_input_tokens: int = MAX_INPUT_TOKENS
-    """Longer prompts are recorded as failed rows."""
-    batch_size: int = 16
-    """Prompts per forward pass."""
-    commit_every: int = 64
-    """Rows per store transaction."""
-
-    def __post_init__(self):
-        if self.pick not in ("first", "random"):
-            raise TuneforgeError(f"batch jobs pick a fixed demonstration set: first or random, not {self.pick!r}")
-        if min(self.batch_size, self.commit_every, self.max_new_tokens, self.max_input_tokens) < 1 or self.shots < 0:
-            raise TuneforgeError("shots must be >= 0; batch size, commit size and token limits must be >= 1")
 
 
 def build_setting(loaded: LoadedModel, task: Task, cfg: BatchConfig) -> dict:

@@ -18,6 +18,11 @@ SPLITS = ("train", "dev", "test")
 # Below this many distinct targets (and with targets repeating) a user's file is a label task.
 MAX_LABELS = 50
 
+DEV_FRACTION = 0.15
+"""Share of the train file carved off as dev when train and test files come without a dev file."""
+MAX_CARVED_DEV = 1000
+"""The most examples a carved dev split takes: enough to choose settings, and train keeps the rest."""
+
 # Why an input shared by two splits matters, per pair (earlier split, later split).
 OVERLAP_EFFECTS = {
     ("train", "dev"): "dev scores, and the settings chosen on them, are inflated",
@@ -36,6 +41,8 @@ class Task:
     train: list[Example]
     dev: list[Example]
     test: list[Example]
+    dev_origin: str = "given"
+    """How dev was made, in a sentence (the report shows it)."""
 
     def split(self, name: str) -> list[Example]:
         """One split by name: `train`, `dev` or `test`."""
@@ -73,16 +80,25 @@ def load_task(
     fractions: tuple[float, float, float] = (0.6, 0.1, 0.3),
     kind: str | None = None,
     instruction: str | None = None,
+    dev_fraction: float = DEV_FRACTION,
 ) -> Task:
     """Load a task: a built-in name or a data file split by `seed`, or split files `train`/`test` (+ `dev`).
 
-    `kind` (`labels`/`generate`) and `instruction` override what the task declares or what is inferred.
+    Train and test files without a dev file: dev is carved from train (`carve_dev`: `dev_fraction`,
+    stratified by label, seeded; 0 carves none). `kind` (`labels`/`generate`) and `instruction`
+    override what the task declares or what is inferred.
     """
+    if not 0 <= dev_fraction < 1:
+        raise TuneforgeError(f"dev fraction must be in [0, 1), got {dev_fraction}")
     if train is not None or test is not None:
         if train is None or test is None:
             raise TuneforgeError("split files: give both --train and --test (--dev is optional)")
         splits = {"train": read_examples(train), "dev": read_examples(dev) if dev else [], "test": read_examples(test)}
         meta = {"name": Path(train).stem, "source": f"{train}, {dev or '-'}, {test}"}
+        origin = f"given as a file ({dev})"
+        if not dev:
+            kind = kind or infer_kind(splits["train"])
+            splits["train"], splits["dev"], origin = carve_dev(splits["train"], dev_fraction, seed, kind == "labels")
     else:
         if task is None:
             raise TuneforgeError("no task: give --task (a built-in name or a data file) or --train/--test files")
@@ -95,6 +111,8 @@ def load_task(
             meta = {**builtin_info(task), "source": f"builtin:{task}"}
         kind = kind or meta.get("kind") or infer_kind(examples)
         splits = split_examples(examples, seed=seed, fractions=fractions, stratify=kind == "labels")
+        origin = (f"split from one file with train, dev and test: {' / '.join(f'{f:.0%}' for f in fractions)}"
+                  f"{', stratified by label' if kind == 'labels' else ''}, seed {seed}")
     kind = kind or meta.get("kind") or infer_kind(splits["train"] + splits["dev"])
     if kind not in ("labels", "generate"):
         raise TuneforgeError(f"unknown task kind {kind!r}: choose labels or generate")
@@ -107,7 +125,7 @@ def load_task(
         instruction=instruction if instruction is not None else meta.get("instruction"),
         source=meta["source"],
     )
-    return Task(info=info, **splits)
+    return Task(info=info, **splits, dev_origin=origin)
 
 
 def infer_kind(examples: list[Example]) -> str:
@@ -138,6 +156,32 @@ def split_examples(
     # Keep file order inside each split, so listings read naturally.
     order = {ex.id: i for i, ex in enumerate(examples)}
     return {name: sorted(split, key=lambda ex: order[ex.id]) for name, split in out.items()}
+
+
+def carve_dev(train: list[Example], fraction: float, seed: int, stratify: bool) -> tuple[list, list, str]:
+    """(train, dev, origin): `fraction` of `train` set aside as dev, seeded; stratified by label, each
+    label with two or more examples giving at least one (and keeping at least one), dev at most
+    MAX_CARVED_DEV examples. The origin says so in a sentence."""
+    if fraction == 0 or len(train) < 2:
+        return train, [], "none: no dev file was given and none was carved (settings are not chosen on dev)"
+    fraction = min(fraction, MAX_CARVED_DEV / len(train))
+    rng = random.Random(seed)
+    strata = defaultdict(list)
+    for ex in train:
+        strata[ex.target if stratify else ""].append(ex)
+    dev_ids = set()
+    for key in sorted(strata):
+        items = strata[key][:]
+        rng.shuffle(items)
+        n = round(len(items) * fraction)
+        if stratify and len(items) >= 2:
+            n = min(max(n, 1), len(items) - 1)
+        dev_ids.update(ex.id for ex in items[:n])
+    dev = [ex for ex in train if ex.id in dev_ids]
+    kept = [ex for ex in train if ex.id not in dev_ids]
+    how = ", stratified by label" if stratify else ""
+    return kept, dev, (f"carved from the train file: {len(dev):,} of its {len(train):,} examples "
+                       f"({fraction:.0%}{how}, seed {seed}); no dev file was given")
 
 
 def task_warnings(task: Task) -> list[str]:

@@ -1,98 +1,63 @@
-"""The prompting route: zero-, one- and few-shot prompts on an unchanged model, compared honestly.
+"""The prompting route: zero-, one- and few-shot prompts on an unchanged model, chosen on dev.
 
-Each condition (format x shots) is evaluated on one split; few-shot conditions with random picking
-are repeated over several demonstration draws and reported as mean +- sd, with a bootstrap CI over
-the evaluated items. Demonstrations come from the train split only.
+Every condition of the grid (format x shots x demonstration picker x calibration x label scoring) is
+scored on dev; the best is the route's chosen condition, and only it is scored on test (every one,
+on request, shown beside and never choosing). Conditions with seeded picking are repeated over
+several demonstration draws and reported as mean +- sd, with a bootstrap CI over the items.
+Calibrations and scorings are read from the same forward passes. Demonstrations come from the train
+split only.
 """
 
+import itertools
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
-from tuneforge.data.limits import MAX_INPUT_TOKENS, check_input_lengths
+from tuneforge.data.limits import check_input_lengths
 from tuneforge.data.splits import Task, task_warnings
 from tuneforge.data.tasks import Example
 from tuneforge.errors import TuneforgeError
 from tuneforge.evaluate.metrics import summarize
 from tuneforge.model.load import LoadedModel, weights_fingerprint
 from tuneforge.model.params import count_parameters
-from tuneforge.predict.predictor import CALIBRATIONS, SCORINGS, Predictor
+from tuneforge.predict.predictor import Predictor
 from tuneforge.prompts.formats import PromptFormat
-from tuneforge.prompts.shots import PICKERS, pick_demos
-
-
-@dataclass(frozen=True)
-class PromptingConfig:
-    """Settings of a prompting comparison."""
-
-    shots: tuple[int, ...] = (0, 1, 5)
-    """Numbers of demonstrations to compare."""
-    formats: tuple[str, ...] = ("plain",)
-    """Prompt formats to compare: `plain` and/or `chat`."""
-    picks: tuple[str, ...] = ("random", "similar")
-    """Demonstration pickers to compare: `first`, `random` (seeded draws), `similar` and/or `balanced`
-    (labels round-robin, seeded draws)."""
-    draws: int = 3
-    """Demonstration draws per few-shot condition (random and balanced picking only)."""
-    seed: int = 0
-    """Seed of the first draw; draw d uses seed + d."""
-    calibrate: bool = False
-    """Also report calibrated predictions (label tasks), calibrated as `calibration` says."""
-    calibration: str = "content-free"
-    """With `calibrate`: `content-free` (against the input `N/A`) or `batch` (against the mean label
-    probability over the evaluated items, arXiv 2309.17249)."""
-    scoring: str = "sum"
-    """Label score: `sum` (summed log-likelihood) or `per-char` (divided by the label's length in
-    characters, lm-evaluation-harness's acc_norm)."""
-    split: str = "test"
-    """Split to evaluate on: `test` for the final evaluation, `dev` while exploring settings."""
-    batch_size: int = 16
-    """Prompts per forward pass."""
-    max_new_tokens: int = 48
-    """Longest generated answer (open tasks)."""
-    max_input_tokens: int = MAX_INPUT_TOKENS
-    """Longest input of any split, in tokens; a longer row stops the comparison before it starts."""
-
-    def __post_init__(self):
-        if not self.shots or any(k < 0 for k in self.shots):
-            raise TuneforgeError(f"shots must be non-negative integers, got {list(self.shots)}")
-        for pick in self.picks:
-            if pick not in PICKERS:
-                raise TuneforgeError(f"unknown demonstration picker {pick!r}: choose {', '.join(PICKERS)}")
-        if not self.picks or not self.formats:
-            raise TuneforgeError("give at least one prompt format and one demonstration picker")
-        for style in self.formats:
-            PromptFormat(style)  # refuses an unknown format now, not after the model has loaded
-        if min(self.draws, self.batch_size, self.max_new_tokens, self.max_input_tokens) < 1:
-            raise TuneforgeError("draws, batch size, max new tokens and max input tokens must be at least 1")
-        if self.calibration not in CALIBRATIONS:
-            raise TuneforgeError(f"unknown calibration {self.calibration!r}: choose {', '.join(CALIBRATIONS)}")
-        if self.scoring not in SCORINGS:
-            raise TuneforgeError(f"unknown scoring {self.scoring!r}: choose {', '.join(SCORINGS)}")
-        if self.split not in ("dev", "test"):
-            raise TuneforgeError(f"evaluate on dev or test, not {self.split!r}")
+from tuneforge.prompts.shots import pick_demos
+from tuneforge.settings import PromptingConfig
 
 
 def compare_prompting(loaded: LoadedModel, task: Task, cfg: PromptingConfig) -> dict:
-    """Evaluate every (format, shots) condition and return the results record (JSON-ready)."""
+    """Score every condition on dev, choose the best, score it on test; return the results record
+    (JSON-ready). Without a dev split every condition is scored on test and the choice is made there
+    (`chosen_on` says so)."""
     check_feasible(task, cfg)
     check_input_lengths(task, loaded.tokenizer, cfg.max_input_tokens)  # before the first prediction
-    items = task.split(cfg.split)
     before = count_parameters(loaded.model), weights_fingerprint(loaded.model)
-    conditions = []
+    on = "dev" if task.dev else "test"
+    runs = []  # one (predictor, shots, pick) per forward-pass setting; each gives several conditions
     for style in cfg.formats:
+        calibration = "content-free" if "content-free" in cfg.calibrations else "none"
         predictor = Predictor(loaded, PromptFormat(style, task.info.instruction), task.label_set,
-                              batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens, calibrate=cfg.calibrate,
-                              calibration=cfg.calibration, scoring=cfg.scoring)
-        for k in cfg.shots:
-            for pick in cfg.picks if k > 0 else [None]:  # zero-shot has no demonstrations to pick
-                conditions.append(run_condition(predictor, task, items, k, pick, cfg))
+                              batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens, calibration=calibration)
+        runs += [(predictor, k, pick) for k in cfg.shots for pick in (cfg.picks if k > 0 else [None])]
+    conditions = []
+    for predictor, k, pick in runs:
+        conditions += run_conditions(predictor, task, on, k, pick, cfg)
+    chosen = max(conditions, key=lambda c: c[on][task.metric]["mean"])  # the first of equal bests: fewest shots
+    chosen["chosen"] = True
+    if on == "dev":
+        for predictor, k, pick in runs:
+            wanted = [c for c in conditions if (c["style"], c["shots"], c["pick"]) == (predictor.fmt.style, k, pick)
+                      and (cfg.score_all or c["chosen"])]
+            if wanted:
+                score_on_test(predictor, task, k, pick, cfg, wanted)
     after = count_parameters(loaded.model), weights_fingerprint(loaded.model)
     return {
         "route": "prompting",
-        "task": {**asdict(task.info), "sizes": task.sizes(), "labels": task.label_set, "warnings": task_warnings(task)},
+        "task": {**asdict(task.info), "sizes": task.sizes(), "labels": task.label_set, "warnings": task_warnings(task),
+                 "dev_origin": task.dev_origin},
         "model": {"path": str(loaded.path), "fingerprint": loaded.fingerprint, "dtype": str(loaded.dtype)},
         "config": asdict(cfg),
-        "split": cfg.split,
+        "chosen_on": on,
         "metric": task.metric,
         "parameters": {"before": before[0], "after": after[0], "weights_fingerprint_before": before[1],
                        "weights_fingerprint_after": after[1], "unchanged": before == after},
@@ -102,30 +67,62 @@ def compare_prompting(loaded: LoadedModel, task: Task, cfg: PromptingConfig) -> 
 
 def check_feasible(task: Task, cfg: PromptingConfig) -> None:
     """Refuse settings the task cannot satisfy (cheap: call it before loading the model)."""
-    if not task.split(cfg.split):
-        raise TuneforgeError(f"task {task.info.name!r}: the {cfg.split} split is empty")
     if max(cfg.shots) > len(task.train):
         raise TuneforgeError(f"--shots {max(cfg.shots)} needs {max(cfg.shots)} demonstrations, "
                              f"but the train split of {task.info.name!r} has {len(task.train)} examples")
 
 
-def run_condition(predictor: Predictor, task: Task, items: list[Example], k: int, pick: str | None,
-                  cfg: PromptingConfig) -> dict:
-    """One (format, shots, picker) condition, over several draws where the picker is seeded."""
+def variants(task: Task, cfg: PromptingConfig) -> list[tuple[str, str]]:
+    """The (calibration, scoring) pairs a forward pass is read under: the grid for a label task, the
+    plain answer for an open one."""
+    if task.label_set is None:
+        return [("none", "sum")]
+    return list(itertools.product(cfg.calibrations, cfg.scorings))
+
+
+def predict_draws(predictor: Predictor, task: Task, items: list[Example], k: int, pick: str | None,
+                  seeds: list[int]) -> tuple[list, float]:
+    """Each draw's Predictions for `items` (demonstrations from train), and the seconds it took."""
+    start = time.perf_counter()
+    draws = [predictor.predict(items, [pick_demos(task.train, ex, k, pick or "first", seed,
+                                                  labelled=task.label_set is not None) for ex in items])
+             for seed in seeds]
+    return draws, time.perf_counter() - start
+
+
+def outputs(predictions, calibration: str, scoring: str) -> list[str]:
+    return predictions.outputs if predictions.scores is None else predictions.ranked(calibration, scoring)
+
+
+def run_conditions(predictor: Predictor, task: Task, split: str, k: int, pick: str | None,
+                   cfg: PromptingConfig) -> list[dict]:
+    """The conditions of one (format, shots, picker) setting, scored on `split` over its draws: one per
+    calibration x scoring, all read from the same forward passes."""
     seeded = pick in ("random", "balanced")  # first-k and similar are fixed
     seeds = [cfg.seed + d for d in range(cfg.draws if seeded else 1)]
-    start = time.perf_counter()
-    draws = []
-    for seed in seeds:
-        demos = [pick_demos(task.train, ex, k, pick or "first", seed, labelled=task.label_set is not None)
-                 for ex in items]
-        draws.append(predictor.predict(items, demos).variants())
-    seconds = time.perf_counter() - start
+    items = task.split(split)
+    draws, seconds = predict_draws(predictor, task, items, k, pick, seeds)
     gold = [ex.target for ex in items]
-    return {
-        "format": predictor.fmt.id, "style": predictor.fmt.style, "shots": k, "pick": pick,
-        "draws": len(seeds), "seeds": seeds,
-        "variants": {v: summarize(gold, [d[v] for d in draws], task.info.kind) for v in draws[0]},
-        "predictions": draws[0],
-        "seconds": seconds, "ms_per_example": 1000 * seconds / (len(seeds) * len(items)),
-    }
+    conditions = []
+    for calibration, scoring in variants(task, cfg):
+        answers = [outputs(d, calibration, scoring) for d in draws]
+        conditions.append({
+            "format": predictor.fmt.id, "style": predictor.fmt.style, "shots": k, "pick": pick,
+            "calibration": calibration, "scoring": scoring, "draws": len(seeds), "seeds": seeds,
+            "dev": summarize(gold, answers, task.info.kind) if split == "dev" else None,
+            "test": summarize(gold, answers, task.info.kind) if split == "test" else None,
+            "chosen": False, "predictions": answers[0] if split == "test" else None,
+            "seconds": seconds, "ms_per_example": 1000 * seconds / (len(seeds) * len(items)),
+        })
+    return conditions
+
+
+def score_on_test(predictor: Predictor, task: Task, k: int, pick: str | None, cfg: PromptingConfig,
+                  conditions: list[dict]) -> None:
+    """Score `conditions` (one forward-pass setting) on test, in place; their latency is the test pass's."""
+    draws, seconds = predict_draws(predictor, task, task.test, k, pick, conditions[0]["seeds"])
+    gold = [ex.target for ex in task.test]
+    for c in conditions:
+        answers = [outputs(d, c["calibration"], c["scoring"]) for d in draws]
+        c.update(test=summarize(gold, answers, task.info.kind), predictions=answers[0], seconds=seconds,
+                 ms_per_example=1000 * seconds / (len(draws) * len(task.test)))

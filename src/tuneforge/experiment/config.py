@@ -8,12 +8,8 @@ stay flat (`distill.layers`, not `distill.settings.layers`).
 
 from dataclasses import dataclass, field
 
-from tuneforge.adapt.distill import DistillConfig
-from tuneforge.adapt.finetune import FinetuneConfig
-from tuneforge.audit.run import AuditConfig
-from tuneforge.batch.job import BatchConfig
 from tuneforge.errors import TuneforgeError
-from tuneforge.evaluate.prompting import PromptingConfig
+from tuneforge.settings import AuditConfig, BatchConfig, DistillConfig, FinetuneConfig, PromptingConfig
 
 ROUTE_STAGES = ("prompting", "lora", "full", "distill")
 
@@ -31,7 +27,10 @@ class TaskConfig:
     test: str | None = None
     """Test split file."""
     split_seed: int = 0
-    """Seed of the train/dev/test split."""
+    """Seed of the train/dev/test split (and of the dev split carved from a train file)."""
+    dev_fraction: float = 0.15
+    """Train and test files without dev: the share of train carved off as dev (stratified by label);
+    0 carves none, and nothing is chosen on dev."""
     instruction: str | None = None
     """Instruction line (default: the task's own)."""
 

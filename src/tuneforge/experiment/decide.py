@@ -1,6 +1,9 @@
 """The experiment's decision, which the report shows but does not make.
 
-The recommendation: the cheapest route whose test score is within a margin of the best. A route a
+The recommendation: the cheapest route whose dev score is within a margin of the best (test scores
+are shown beside it and never choose; a task without a dev split falls back to test, and says so).
+Only each route's chosen setting competes: a prompting condition not chosen on dev is shown, not
+recommended. A route a
 hair below the best that runs ten times faster is usually the one to ship; the margin says how much
 score the user will trade for cost, and the reason spells the trade out in numbers.
 
@@ -25,32 +28,41 @@ def decide(results: dict, margin: float) -> dict:
 
 
 def recommend(results: dict, margin: float) -> dict:
-    """Among routes with a score, the cheapest one scoring at least `best - margin`.
+    """Among the routes' chosen settings with a score, the cheapest one scoring at least `best - margin`
+    on dev (on test where no route has a dev score).
 
     Cheapest = lowest ms per example, ties broken by fewer total parameters, then by run order.
     `candidates` lists every route within the margin, cheapest first."""
     scored = _scored(results)
     if not scored:
         return {"route": None, "reason": "no route was evaluated"}
-    best = max(scored, key=mean_score)  # the first of equal bests, in run order
-    floor = mean_score(best) - margin - TOLERANCE
-    candidates = sorted((r for r in scored if mean_score(r) >= floor), key=cost)
+    split = choice_split(scored)
+    key = lambda r: mean_score(r, split)  # noqa: E731
+    best = max(scored, key=key)  # the first of equal bests, in run order
+    floor = key(best) - margin - TOLERANCE
+    candidates = sorted((r for r in scored if key(r) >= floor), key=cost)
     chosen = candidates[0]
     return {
         "route": chosen["name"],
         "best": best["name"],
         "margin": margin,
-        "score": mean_score(chosen),
-        "best_score": mean_score(best),
+        "score": key(chosen),
+        "best_score": key(best),
+        "chosen_on": split,
         "ms_per_example": chosen.get("ms_per_example"),
-        "reason": reason(chosen, best, margin),
+        "reason": reason(chosen, best, margin, split),
         "candidates": [r["name"] for r in candidates],
     }
 
 
-def mean_score(route: dict) -> float | None:
-    """The route's mean test score, or None when it was not scored."""
-    return nested(route, "score", "mean")
+def choice_split(routes: list[dict]) -> str:
+    """`dev` when every route has a dev score (the task has a dev split), else `test`."""
+    return "dev" if routes and all(nested(r, "dev_score", "mean") is not None for r in routes) else "test"
+
+
+def mean_score(route: dict, split: str = "test") -> float | None:
+    """The route's mean score on `split` (`dev` or `test`), or None when it was not scored there."""
+    return nested(route, "dev_score" if split == "dev" else "score", "mean")
 
 
 def cost(route: dict) -> tuple[float, float]:
@@ -60,22 +72,24 @@ def cost(route: dict) -> tuple[float, float]:
     return (math.inf if ms is None else ms, math.inf if total is None else total)
 
 
-def reason(chosen: dict, best: dict, margin: float) -> str:
+def reason(chosen: dict, best: dict, margin: float, split: str = "test") -> str:
     """One or two sentences that let a reader check the choice against the numbers."""
+    on = f"on {split}" + (" (test scores are shown beside and never choose)" if split == "dev" else
+                          " (the task has no dev split)")
     if chosen["name"] == best["name"]:
         return (
-            f"{chosen['name']} has the best score, {_score(chosen)}, and no route within {margin:g} of it "
-            f"is cheaper: {_cost(chosen)}."
+            f"{chosen['name']} has the best score {on}, {_score(chosen, split)}, and no route within {margin:g} "
+            f"of it is cheaper: {_cost(chosen)}."
         )
     return (
-        f"{chosen['name']} scores {_score(chosen)}, within {margin:g} of the best, {best['name']} at "
-        f"{_score(best)}, and is the cheapest such route: {_cost(chosen)}, against {_cost(best)} "
+        f"{chosen['name']} scores {_score(chosen, split)} {on}, within {margin:g} of the best, {best['name']} at "
+        f"{_score(best, split)}, and is the cheapest such route: {_cost(chosen)}, against {_cost(best)} "
         f"for {best['name']}."
     )
 
 
-def _score(route: dict) -> str:
-    stat = route["score"]
+def _score(route: dict, split: str) -> str:
+    stat = route["dev_score" if split == "dev" else "score"]
     ci = stat.get("ci95")
     if not ci:
         return f"{stat['mean']:.3f}"
@@ -90,11 +104,14 @@ def _cost(route: dict) -> str:
 
 
 def pareto_fronts(results: dict) -> dict[str, list[str]]:
-    """For each cost in COSTS, the names of the scored routes on its front, in run order."""
+    """For each cost in COSTS, the names of the routes (chosen settings) on its front, in run order,
+    by the score the recommendation weighs (dev where there is one)."""
     fronts = {}
+    scored = _scored(results)
+    split = choice_split(scored)
     for name, path in COSTS.items():
-        placed = [r for r in _scored(results) if nested(r, *path) is not None]
-        front = pareto_front([(nested(r, *path), mean_score(r)) for r in placed])
+        placed = [r for r in scored if nested(r, *path) is not None]
+        front = pareto_front([(nested(r, *path), mean_score(r, split)) for r in placed])
         fronts[name] = [placed[i]["name"] for i in front]
     return fronts
 
@@ -115,4 +132,6 @@ def dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
 
 
 def _scored(results: dict) -> list[dict]:
-    return [r for r in results.get("routes") or [] if mean_score(r) is not None]
+    """The routes that compete: each route's chosen setting, where it has a score on dev or test."""
+    return [r for r in results.get("routes") or [] if r.get("chosen") is not False
+            and (mean_score(r, "dev") is not None or mean_score(r) is not None)]

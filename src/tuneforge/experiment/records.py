@@ -34,12 +34,34 @@ class RouteParameters(TypedDict):
     unchanged: bool | None
 
 
+class Trial(TypedDict):
+    """One setting a fine-tuning search trained, scored on dev (never on test)."""
+    lr: float
+    dev_score: float | None
+    best_step: int | None
+    steps: int
+    seconds: float
+    chosen: bool
+    stopped_early: bool
+
+
 class Route(TypedDict):
-    """One route as scored on test: prompting (one row per condition) or an adapted model."""
+    """One route: prompting (one row per condition) or an adapted model. Settings are chosen on dev;
+    test is scored for the chosen setting (and, on request, for every prompting condition)."""
     name: str
     kind: str
     stage: str
-    score: Score
+    score: Score | None
+    """On test; None for a prompting condition that was not chosen (unless every one is scored)."""
+    dev_score: Score | None
+    """On dev, where the choice is made; None when the task has no dev split."""
+    chosen: bool
+    """Prompting: the dev-chosen condition, the route's representative; adapted routes: True."""
+    setting: dict
+    """What the route ran with: prompting {format, shots, pick, calibration, scoring}; adapted
+    routes the chosen learning rate, objective and epochs."""
+    trials: list[Trial] | None
+    """Fine-tuned routes: every setting the search trained, with its dev score."""
     macro_f1: Score | None
     shots: int
     pick: str | None
@@ -53,8 +75,10 @@ class Route(TypedDict):
     peak_memory_bytes: int
     confusion: dict | None
     history: list[dict] | None
-    variant: NotRequired[str]
-    """Prompting: `raw` or `calibrated`."""
+    calibration: NotRequired[str]
+    """Prompting: `none`, `content-free` or `batch`."""
+    scoring: NotRequired[str]
+    """Prompting: `sum` or `per-char`."""
     seed: NotRequired[int]
     """Prompting: the first demonstration draw's seed."""
     model_dir: NotRequired[str]
@@ -68,6 +92,8 @@ class TaskRecord(TypedDict):
     sizes: dict[str, int]
     labels: list[str] | None
     warnings: list[str]
+    dev_origin: str
+    """How the dev split was made (given, carved from train, or split from one file)."""
 
 
 class StageRecord(TypedDict):
@@ -81,6 +107,8 @@ class StageRecord(TypedDict):
 class Recommendation(TypedDict):
     route: str | None
     reason: str
+    chosen_on: NotRequired[str]
+    """`dev` (scores on dev choose; test is shown beside) or `test` where the task has no dev split."""
     best: NotRequired[str]
     margin: NotRequired[float]
     score: NotRequired[float]

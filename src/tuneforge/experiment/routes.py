@@ -26,25 +26,41 @@ def routes_from_stages(done: dict) -> list[Route]:
 
 
 def prompting_routes(record: dict) -> list[Route]:
+    """A row per prompting condition: its dev score, its test score where it has one (the dev-chosen
+    condition always does), and whether it was chosen."""
     results = record["result"]
     metric, params = results["metric"], results["parameters"]
     styles = {c["style"] for c in results["conditions"]}
     rows = []
     for c in results["conditions"]:
-        for variant, m in c["variants"].items():
-            name = f"prompting {c['shots']}-shot" + (f" {c['pick']}" if c["pick"] else "")
-            name += (f" {c['style']}" if len(styles) > 1 else "") + (" calibrated" if variant != "raw" else "")
-            rows.append({
-                "name": name, "kind": "prompting", "stage": "prompting", "score": m[metric],
-                "macro_f1": m.get("macro_f1"), "shots": c["shots"], "pick": c["pick"], "format": c["style"],
-                "variant": variant, "draws": c["draws"], "seed": c["seeds"][0],
-                "parameters": {"total": params["after"]["total"], "trained": 0,
-                               "base_total": params["before"]["total"], "unchanged": params["unchanged"]},
-                "size_on_disk_bytes": results["size_on_disk_bytes"], "ms_per_example": c["ms_per_example"],
-                "examples_per_second": 1000 / c["ms_per_example"], "training_seconds": None,
-                "peak_memory_bytes": record["peak_memory_bytes"], "confusion": m.get("confusion"), "history": None,
-            })
+        setting = {k: c[k] for k in ("style", "shots", "pick", "calibration", "scoring")}
+        rows.append({
+            "name": condition_name(c, len(styles) > 1), "kind": "prompting", "stage": "prompting",
+            "score": _metric(c["test"], metric), "dev_score": _metric(c["dev"], metric), "chosen": c["chosen"],
+            "setting": setting, "trials": None, "macro_f1": _metric(c["test"] or c["dev"], "macro_f1"),
+            "shots": c["shots"], "pick": c["pick"], "format": c["style"], "calibration": c["calibration"],
+            "scoring": c["scoring"], "draws": c["draws"], "seed": c["seeds"][0],
+            "parameters": {"total": params["after"]["total"], "trained": 0,
+                           "base_total": params["before"]["total"], "unchanged": params["unchanged"]},
+            "size_on_disk_bytes": results["size_on_disk_bytes"], "ms_per_example": c["ms_per_example"],
+            "examples_per_second": 1000 / c["ms_per_example"], "training_seconds": None,
+            "peak_memory_bytes": record["peak_memory_bytes"], "confusion": _metric(c["test"], "confusion"),
+            "history": None,
+        })
     return rows
+
+
+def condition_name(c: dict, with_format: bool = False) -> str:
+    """`prompting 5-shot balanced batch-calibrated per-char`: the words that differ from the plain
+    default (no calibration, summed scores) only."""
+    name = f"prompting {c['shots']}-shot" + (f" {c['pick']}" if c["pick"] else "")
+    name += f" {c['style']}" if with_format else ""
+    name += f" {c['calibration']}-calibrated" if c["calibration"] != "none" else ""
+    return name + (" per-char" if c["scoring"] == "per-char" else "")
+
+
+def _metric(summary: dict | None, key: str):
+    return None if summary is None else summary.get(key)
 
 
 def adapted_route(stage: str, record: dict) -> Route:
@@ -59,9 +75,12 @@ def adapted_route(stage: str, record: dict) -> Route:
     else:
         name, trained, base_total = NAMES[stage], res["parameters"]["trainable"], res["parameters"]["base"]
         style = res["config"]["format"]
+    dev = serving.get("dev")
     return {
         "name": name, "kind": stage, "stage": stage,
-        "score": serving["test"][metric], "macro_f1": serving["test"].get("macro_f1"),
+        "score": serving["test"][metric], "dev_score": dev[metric] if dev else None, "chosen": True,
+        "setting": res.get("setting") or {}, "trials": res.get("trials"),
+        "macro_f1": serving["test"].get("macro_f1"),
         "shots": 0, "pick": None, "format": style, "draws": 1,
         "parameters": {"total": serving["parameters"]["total"], "trained": trained, "base_total": base_total,
                        "unchanged": None},
@@ -75,8 +94,9 @@ def adapted_route(stage: str, record: dict) -> Route:
 
 def servable(route: dict) -> bool:
     """What the store can hold: one fixed prompt setting per input (no per-input demonstration
-    search, no calibration)."""
-    return route["kind"] != "prompting" or (route["pick"] in (None, "first", "random") and route["variant"] == "raw")
+    search, no calibration, summed label scores)."""
+    return route["kind"] != "prompting" or (route["pick"] in (None, "first", "random")
+                                            and route["calibration"] == "none" and route["scoring"] == "sum")
 
 
 def batch_plan(section, routes: list[dict], recommendation: dict, done: dict, task: Task, margin: float) -> dict:
@@ -102,16 +122,24 @@ def _servable_choice(wanted: list[dict], routes: list[dict], margin: float) -> t
     """The wanted route when the store can hold it; else the recommendation among those it can."""
     ok = [r for r in wanted if servable(r)]
     if ok:
-        return max(ok, key=lambda r: r["score"]["mean"]), None
+        return _recommended(ok, 0), None
     candidates = [r for r in routes if servable(r)]
     if not candidates:
-        raise TuneforgeError("no route the store can serve: similar-demonstration and calibrated prompting "
-                             "choose per input; add a fine-tuned route or a random/first picker")
-    name = recommend({"routes": candidates}, margin)["route"]
-    chosen = next(r for r in candidates if r["name"] == name)
-    return chosen, (f"{wanted[0]['name'] if wanted else 'the choice'} picks demonstrations per input, which a "
-                    f"store setting cannot hold; the store serves {chosen['name']}, the recommendation among "
-                    f"the routes it can hold")
+        raise TuneforgeError("no route the store can serve: similar or balanced demonstrations and calibrated "
+                             "or per-char scoring are not yet held by a store setting; add a fine-tuned route "
+                             "or narrow prompting to random/first picks, no calibration and summed scores")
+    chosen = _recommended(candidates, margin)
+    return chosen, (f"{wanted[0]['name'] if wanted else 'the choice'} is a prompting setting a store setting "
+                    f"cannot hold yet; the store serves {chosen['name']}, the recommendation among the routes "
+                    f"it can hold")
+
+
+def _recommended(routes: list[dict], margin: float) -> dict:
+    """The recommendation among `routes`, weighed as the report weighs them (on dev); where none of
+    them is a route's chosen setting, among the prompting conditions themselves."""
+    pool = [r for r in routes if r.get("chosen", True)] or [{**r, "chosen": True} for r in routes]
+    name = recommend({"routes": pool}, margin)["route"]
+    return next(r for r in routes if r["name"] == name)
 
 
 def _batch_inputs(path: str | None, task: Task) -> list[str]:
@@ -136,7 +164,7 @@ def experiment_results(config, task: Task, base: Path, done: dict, routes: list[
                        "finished": _iso(finished), "wall_seconds": (finished - started).total_seconds()},
         "task": {"name": task.info.name, "kind": task.info.kind, "description": _description(task),
                  "sizes": task.sizes(), "labels": task.label_set,
-                 "warnings": task_warnings(task)},
+                 "warnings": task_warnings(task), "dev_origin": task.dev_origin},
         "model": {"path": str(base), "fingerprint": _base_fingerprint(done), "parameters": {"total": first},
                   "size_on_disk_bytes": size_on_disk(base)},
         "metric": task.metric,

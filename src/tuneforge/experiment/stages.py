@@ -40,7 +40,7 @@ def prompting(spec: dict, stage_dir: Path, progress: Progress) -> dict:
     loaded = load_model(spec["model"], dtype=spec["dtype"])
     # warm-up on train items, so the first condition's latency is not oneDNN's start-up
     Predictor(loaded, PromptFormat("plain"), task.label_set, batch_size=cfg.batch_size,
-              max_new_tokens=cfg.max_new_tokens, calibrate=cfg.calibrate).predict(task.train[:8])
+              max_new_tokens=cfg.max_new_tokens).predict(task.train[:8])
     results = compare_prompting(loaded, task, cfg)
     results["size_on_disk_bytes"] = size_on_disk(loaded.path)
     return results
@@ -83,7 +83,8 @@ def distill(spec: dict, stage_dir: Path, progress: Progress) -> dict:
 
 def serving_pass(model_dir: Path, task, style: str, dtype: str) -> dict:
     """The test split predicted as the model would be served (inference dtype, batched), timed
-    after a warm-up on train items: the score and latency every adapted route reports."""
+    after a warm-up on train items: the score and latency every adapted route reports; and dev,
+    predicted alike, the score the recommendation weighs."""
     from tuneforge.evaluate.metrics import summarize
     from tuneforge.model.load import load_model
     from tuneforge.model.params import count_parameters, size_on_disk
@@ -96,7 +97,9 @@ def serving_pass(model_dir: Path, task, style: str, dtype: str) -> dict:
     start = time.perf_counter()
     preds = predictor.predict(task.test).outputs
     seconds = time.perf_counter() - start
+    dev = predictor.predict(task.dev).outputs  # the score the recommendation weighs, in the same dtype
     return {"test": summarize([ex.target for ex in task.test], [preds], task.info.kind), "predictions": preds,
+            "dev": summarize([ex.target for ex in task.dev], [dev], task.info.kind) if task.dev else None,
             "ms_per_example": 1000 * seconds / len(task.test), "examples_per_second": len(task.test) / seconds,
             "parameters": count_parameters(loaded.model), "size_on_disk_bytes": size_on_disk(loaded.path)}
 
@@ -141,7 +144,7 @@ def load_task_spec(t: dict):
     from tuneforge.data.splits import load_task
 
     return load_task(t["name"], train=t["train"], dev=t["dev"], test=t["test"], seed=t["split_seed"],
-                     instruction=t["instruction"])
+                     instruction=t["instruction"], dev_fraction=t["dev_fraction"])
 
 
 def run_stage_dir(stage_dir: Path, progress: Progress = Progress()) -> int:

@@ -5,9 +5,6 @@ from peft import LoraConfig, PeftModel, get_peft_model
 
 from tuneforge.errors import TuneforgeError
 
-# Every linear layer of a llama-style block: attention and MLP.
-LLAMA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-
 
 def add_lora(model: torch.nn.Module, r: int, alpha: float, dropout: float, targets: tuple[str, ...]) -> PeftModel:
     """Freeze `model` and add LoRA adapters of rank `r` to the modules named `targets`."""

@@ -16,16 +16,13 @@ from tuneforge.data.tasks import Example
 from tuneforge.model.load import LoadedModel
 from tuneforge.predict.generate import generate_lines
 from tuneforge.predict.score import score_continuations
+from tuneforge.settings import CALIBRATIONS, SCORINGS
 from tuneforge.prompts.formats import (
     PromptFormat, encode_continuation, encode_prompt, render_continuation, render_prompt,
 )
 
 CONTENT_FREE = "N/A"
 """The input of contextual calibration's content-free prompt."""
-CALIBRATIONS = ("content-free", "batch")
-"""Contextual calibration against `N/A`; batch calibration against the mean over the items predicted."""
-SCORINGS = ("sum", "per-char")
-"""A label's score: its summed log-likelihood, or that divided by its length in characters."""
 
 
 @dataclass(frozen=True)
@@ -33,32 +30,36 @@ class Predictions:
     """What a predictor returns for N items."""
 
     outputs: list[str]
-    """One answer per item: the top-ranked label, or the generated line."""
+    """One answer per item: the top-ranked label under the predictor's own calibration and scoring,
+    or the generated line."""
     scores: torch.Tensor | None = None
-    """(N, K) summed log-probability of each label after each prompt (per character with scoring
-    `per-char`); None when generating."""
-    calibrated: list[str] | None = None
-    """The top label after calibration, where the predictor was asked to calibrate."""
+    """(N, K) summed log-probability of each label after each prompt; None when generating."""
+    free: torch.Tensor | None = None
+    """(N, K) the same for each item's content-free prompt, where content-free calibration was asked for."""
+    labels: list[str] | None = None
+    lengths: torch.Tensor | None = None
+    """(K,) characters of each label's scored text (for `per-char`)."""
 
-    def variants(self) -> dict[str, list[str]]:
-        """{"raw": outputs} plus {"calibrated": ...} where there is one: what evaluation reports."""
-        return {"raw": self.outputs} | ({"calibrated": self.calibrated} if self.calibrated is not None else {})
+    def ranked(self, calibration: str = "none", scoring: str = "sum") -> list[str]:
+        """The top label of each item under another calibration and scoring, from the same forward
+        passes (content-free calibration needs the predictor to have been asked for it)."""
+        scores = label_scores(self.scores, calibration, scoring, self.lengths, self.free)
+        return [self.labels[i] for i in scores.argmax(-1).tolist()]
 
 
 class Predictor:
     """Predictions for examples under one model, prompt format and label set, batched."""
 
     def __init__(self, loaded: LoadedModel, fmt: PromptFormat, labels: list[str] | None, *, batch_size: int = 16,
-                 max_new_tokens: int = 48, calibrate: bool = False, calibration: str = "content-free",
-                 scoring: str = "sum"):
+                 max_new_tokens: int = 48, calibration: str = "none", scoring: str = "sum"):
         """`labels` None: answers are generated (at most `max_new_tokens`); else the labels are ranked
-        by `scoring` (one of SCORINGS), and with `calibrate` also calibrated by `calibration` (one of
-        CALIBRATIONS). `batch_size` prompts go per forward pass."""
+        by `scoring` (one of SCORINGS) after `calibration` (one of CALIBRATIONS). `batch_size` prompts
+        go per forward pass."""
         if calibration not in CALIBRATIONS or scoring not in SCORINGS:
             raise ValueError(f"calibration must be one of {CALIBRATIONS} and scoring one of {SCORINGS}, "
                              f"got {calibration!r} and {scoring!r}")
         self.loaded, self.fmt, self.labels = loaded, fmt, labels
-        self.batch_size, self.max_new_tokens, self.calibrate = batch_size, max_new_tokens, calibrate
+        self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
         self.calibration, self.scoring = calibration, scoring
         tok = loaded.tokenizer  # label continuations once, not per call (the server calls per miss)
         rendered = [render_continuation(fmt, tok, label) for label in labels or []]
@@ -85,30 +86,38 @@ class Predictor:
             return Predictions(generate_lines(model, tok, prompts, max_new_tokens=self.max_new_tokens,
                                               batch_size=self.batch_size))
         scores = self._score(prompts)  # (N, K)
-        calibrated = self._top(self._calibrated(scores, demonstrations)) if self.calibrate else None
-        return Predictions(self._top(scores), scores, calibrated)
+        free = self._content_free(demonstrations) if self.calibration == "content-free" else None
+        out = Predictions([], scores, free, self.labels, self.lengths)
+        return Predictions(out.ranked(self.calibration, self.scoring), scores, free, self.labels, self.lengths)
 
     def _score(self, prompts: list[list[int]]) -> torch.Tensor:
-        scores = score_continuations(self.loaded.model, prompts, self.continuations,
-                                     pad_id=self.loaded.tokenizer.pad_token_id, batch_size=self.batch_size)  # (N, K)
-        return per_char(scores, self.lengths) if self.scoring == "per-char" else scores
+        return score_continuations(self.loaded.model, prompts, self.continuations,
+                                   pad_id=self.loaded.tokenizer.pad_token_id, batch_size=self.batch_size)  # (N, K)
 
-    def _calibrated(self, scores: torch.Tensor, demonstrations: list[list[Example]]) -> torch.Tensor:
-        return batch_calibrate(scores) if self.calibration == "batch" else self._calibrate(scores, demonstrations)
-
-    def _top(self, scores: torch.Tensor) -> list[str]:
-        return [self.labels[i] for i in scores.argmax(-1).tolist()]
-
-    def _calibrate(self, scores: torch.Tensor, demonstrations: list[list[Example]]) -> torch.Tensor:
-        """Contextual calibration: label probabilities divided by those the same prompt gives the
-        content-free input `N/A`. One content-free prompt per distinct demonstration set."""
+    def _content_free(self, demonstrations: list[list[Example]]) -> torch.Tensor:
+        """(N, K) label scores after each item's demonstrations and the content-free input `N/A`:
+        one prompt per distinct demonstration set."""
         keys = [tuple(ex.id for ex in demos) for demos in demonstrations]
         sets = list(dict.fromkeys(keys))
         by_key = dict(zip(keys, demonstrations))
-        free = self.encode([Example(CONTENT_FREE, "", CONTENT_FREE)] * len(sets), [by_key[k] for k in sets])
-        prior = torch.log_softmax(self._score(free), dim=-1)  # (S, K)
-        row = [sets.index(k) for k in keys]
-        return torch.log_softmax(scores, dim=-1) - prior[row]  # (N, K)
+        free = self._score(self.encode([Example(CONTENT_FREE, "", CONTENT_FREE)] * len(sets), [by_key[k] for k in sets]))
+        return free[[sets.index(k) for k in keys]]  # (N, K)
+
+
+def label_scores(scores: torch.Tensor, calibration: str, scoring: str, lengths: torch.Tensor,
+                 free: torch.Tensor | None = None) -> torch.Tensor:
+    """(N, K) the scores labels are ranked by: summed log-likelihoods `scores` (N, K), per character
+    with `per-char`, then calibrated: `content-free` against `free` (N, K, the same items' content-free
+    prompts, scored alike), `batch` against the mean over the N items (`batch_calibrate`)."""
+    if scoring == "per-char":
+        scores, free = per_char(scores, lengths), None if free is None else per_char(free, lengths)
+    if calibration == "batch":
+        return batch_calibrate(scores)
+    if calibration == "content-free":
+        if free is None:
+            raise ValueError("content-free calibration needs the content-free prompts' scores")
+        return torch.log_softmax(scores, dim=-1) - torch.log_softmax(free, dim=-1)  # (N, K)
+    return scores
 
 
 def per_char(scores: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

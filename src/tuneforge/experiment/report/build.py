@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tuneforge.atomic import write_text_atomic
 
-from . import bookkeeping, diagnostics, fairness, overview
+from . import bookkeeping, diagnostics, fairness, overview, selection
 from .document import Document
 from .html import render_html
 from .markdown import render_markdown
@@ -31,6 +31,7 @@ def build_document(results: dict, rec: dict) -> Document:
         overview.recommendation(rec),
         overview.summary(results),
         overview.tradeoffs(results),
+        selection.trials(results),
         diagnostics.learning_curves(results),
         diagnostics.few_shot_spread(results),
         diagnostics.confusion(results, rec.get("best")),
@@ -40,4 +41,4 @@ def build_document(results: dict, rec: dict) -> Document:
         bookkeeping.stages(results),
     ]
     return Document(f"tuneforge experiment report: {name}", overview.intro(results), sections,
-                    warnings=overview.warnings(results))
+                    warnings=overview.warnings(results) + selection.disagreements(results))

@@ -41,27 +41,36 @@ def _curve_row(route: dict) -> list[str]:
 
 
 def few_shot_spread(results: dict) -> Section:
-    """Each prompting condition's score on every demonstration draw: how much luck is in a shot."""
+    """Each prompting condition's score on every demonstration draw: how much luck is in a shot. On test,
+    or on dev for a condition that was not chosen and so not scored on test."""
     title = "Few-shot spread across demonstration draws"
-    prompted = [r for r in routes(results) if r.get("kind") == "prompting" and nested(r, "score", "per_draw")]
-    if not any(len(r["score"]["per_draw"]) > 1 for r in prompted):
+    drawn = [(r, *found) for r in routes(results) if r.get("kind") == "prompting" and (found := _draws(r))]
+    if not any(len(score["per_draw"]) > 1 for _, _, score in drawn):
         return Section(title, [not_run("no prompting condition drew its demonstrations more than once")])
     colours = plots.palette([r["name"] for r in routes(results)])
-    draws = {r["name"]: r["score"]["per_draw"] for r in prompted}
-    svg = figure_svg("spread", plots.draw_spread, draws, colours, metric=metric(results))
-    caption = ("Test score of each prompting condition on each random draw of demonstrations (dots) and "
-               "their mean (bar). Conditions with one draw are fixed: no shots, or shots picked by "
-               "similarity.")
-    headers = ["Condition", "Draws", "Mean", "SD", "Lowest", "Highest", "Per draw"]
-    rows = [_spread_row(r) for r in prompted]
+    labels = {r["name"]: r["name"] + (" (dev)" if split == "dev" else "") for r, split, _ in drawn}
+    draws = {labels[r["name"]]: score["per_draw"] for r, _, score in drawn}
+    svg = figure_svg("spread", plots.draw_spread, draws, {labels[n]: colours[n] for n in labels},
+                     metric=metric(results))
+    caption = ("Score of each prompting condition on each random draw of demonstrations (dots) and their mean "
+               "(bar), on test, or on dev, marked (dev), for a condition not scored on test. Conditions with "
+               "one draw are fixed: no shots, or shots picked by similarity.")
+    headers = ["Condition", "Split", "Draws", "Mean", "SD", "Lowest", "Highest", "Per draw"]
+    rows = [_spread_row(r["name"], split, score) for r, split, score in drawn]
     return Section(title, [Figure(svg, caption), Table(headers, rows)])
 
 
-def _spread_row(route: dict) -> list[str]:
-    score = route["score"]
+def _draws(route: dict) -> tuple[str, dict] | None:
+    """(split, score) holding the condition's per-draw scores: test, else dev when test was not scored."""
+    split, key = ("test", "score") if route.get("score") else ("dev", "dev_score")
+    return (split, route[key]) if nested(route, key, "per_draw") else None
+
+
+def _spread_row(name: str, split: str, score: dict) -> list[str]:
     values = score["per_draw"]
     return [
-        route["name"],
+        name,
+        split,
         str(len(values)),
         units.score(score.get("mean")),
         units.score(score.get("sd")),

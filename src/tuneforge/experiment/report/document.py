@@ -52,8 +52,8 @@ class Document:
     sections: list[Section]
     """The numbered sections, recommendation first."""
     warnings: list[str] = field(default_factory=list)
-    """Problems with the task data (e.g. inputs shared by train and test), shown as a list right under
-    the introduction, before any score."""
+    """Problems with the task data (e.g. inputs shared by train and test, a dev split whose scores test
+    does not bear out), shown as a list right under the introduction, before any score."""
 
 
 WARNINGS_TITLE = "Warnings about the task data (read them before trusting any score below):"

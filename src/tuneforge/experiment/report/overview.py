@@ -9,6 +9,7 @@ from tuneforge import units
 from . import plots
 from .document import Figure, Paragraph, Section, Table, not_run
 from .results import metric, metric_words, nested, routes
+from .selection import chosen_mark, setting_words
 from .svg import figure_svg
 
 
@@ -47,12 +48,14 @@ def intro(results: dict) -> list[Paragraph]:
     first = (
         f"This report compares ways of turning the foundation model {model_name} "
         f"({units.count(nested(model, 'parameters', 'total'))} parameters) into a model for the task "
-        f"\"{task.get('name') or 'unnamed'}\"{described}. Every route was scored by {metric_words(results)} "
-        f"on the same held-out test split of {sizes.get('test') or 'an unrecorded number of'} examples "
-        f"(training split: {units.exact(sizes.get('train'))}, dev split: {units.exact(sizes.get('dev'))}). "
-        "A score written as 0.61 (0.50–0.73) is the mean with its 95% bootstrap confidence interval, "
-        "obtained by resampling the test examples; wide, overlapping intervals warn that the test split "
-        "may be too small to separate two routes."
+        f"\"{task.get('name') or 'unnamed'}\"{described}. Each route's chosen setting was scored by "
+        f"{metric_words(results)} on the same held-out test split of "
+        f"{sizes.get('test') or 'an unrecorded number of'} examples (training split: "
+        f"{units.exact(sizes.get('train'))}, dev split: {units.exact(sizes.get('dev'))}). "
+        + (f"How the dev split was made: {task['dev_origin']}. " if task.get("dev_origin") else "")
+        + "A score written as 0.61 (0.50–0.73) is the mean with its 95% bootstrap confidence interval, "
+        "obtained by resampling the examples of the split scored; wide, overlapping intervals warn that the "
+        "split may be too small to separate two routes."
     )
     kinds = dict.fromkeys(r.get("kind") for r in routes(results))
     explained = [GLOSSARY[k] for k in kinds if k in GLOSSARY]
@@ -65,38 +68,59 @@ def warnings(results: dict) -> list[str]:
     return [str(w) for w in nested(results, "task", "warnings") or []]
 
 
+CHOSEN_ON = {
+    "dev": "Chosen on dev: each route's setting (a prompting condition, a fine-tune's learning rate) and the "
+           "recommendation were chosen by their scores on the dev split. Test scores are shown beside them and "
+           "were never used to choose, so they are a fair estimate of how each chosen setting does on new data.",
+    "test": "Chosen on test: the task has no dev split, so the scores that chose are the ones reported; expect "
+            "them to flatter the chosen route a little.",
+}
+"""What the recommendation's `chosen_on` means for the scores a reader sees."""
+
+
 def recommendation(rec: dict) -> Section:
     """The one line to act on, with the reason in numbers and the other routes that came close."""
     if rec.get("route") is None:
         return Section("Recommendation", [Paragraph(f"No recommendation: {rec.get('reason')}.", strong=True)])
     blocks = [Paragraph(f"Recommended route: {rec['route']}.", strong=True),
               Paragraph(rec.get("reason") or "")]
+    if rec.get("chosen_on") in CHOSEN_ON:
+        blocks.append(Paragraph(CHOSEN_ON[rec["chosen_on"]]))
     others = [name for name in rec.get("candidates") or [] if name != rec["route"]]
     if others:
-        blocks.append(Paragraph(f"Also within {rec['margin']:g} of the best score, but costlier: "
+        on = f" on {rec['chosen_on']}" if rec.get("chosen_on") else ""
+        blocks.append(Paragraph(f"Also within {rec['margin']:g} of the best score{on}, but costlier: "
                                 f"{', '.join(others)}."))
     return Section("Recommendation", blocks)
 
 
 def summary(results: dict) -> Section:
-    """Every route in one table: score, size and speed side by side, in human units."""
-    with_f1 = any(r.get("macro_f1") for r in routes(results))
-    headers = ["Route", "Kind", f"Test {metric(results)} (95% CI)"]
-    headers += ["Macro-F1 (95% CI)"] if with_f1 else []
-    headers += ["Parameters", "Trained", "Size on disk", "Latency / example", "Throughput",
-                "Training time", "Peak memory"]
-    rows = [_summary_row(r, with_f1) for r in routes(results)]
-    if not rows:
+    """Every route's setting with its dev and test scores side by side, then what each route costs."""
+    if not routes(results):
         return Section("Routes compared", [not_run("no route was evaluated")])
+    name, with_f1 = metric(results), any(r.get("macro_f1") for r in routes(results))
+    headers = ["Route", "Kind", "Setting", "Chosen on dev", f"Dev {name} (95% CI)", f"Test {name} (95% CI)"]
+    headers += ["Test macro-F1 (95% CI)"] if with_f1 else []
+    scores = Table(headers, [_score_row(r, with_f1) for r in routes(results)], "Each route's setting and scores")
+    chosen = Paragraph("✓ marks each route's setting chosen on dev. Of the prompting conditions only the chosen one "
+                       "competes for the recommendation, and the others may have no test score (a dash, as for "
+                       "anything not recorded).")
+    headers = ["Route", "Parameters", "Trained", "Size on disk", "Latency / example", "Throughput",
+               "Training time", "Peak memory"]
     caption = "Latency and throughput were measured on the test split; a dash means not recorded."
-    return Section("Routes compared", [Table(headers, rows, caption)])
+    costs = Table(headers, [_cost_row(r) for r in routes(results)], caption)
+    return Section("Routes compared", [scores, chosen, costs])
 
 
-def _summary_row(route: dict, with_f1: bool) -> list[str]:
-    row = [route["name"], route.get("kind") or units.MISSING, units.score_ci(route.get("score"))]
-    if with_f1:
-        row.append(units.score_ci(route.get("macro_f1")))
-    return row + [
+def _score_row(route: dict, with_f1: bool) -> list[str]:
+    row = [route["name"], route.get("kind") or units.MISSING, setting_words(route.get("setting")),
+           chosen_mark(route), units.score_ci(route.get("dev_score")), units.score_ci(route.get("score"))]
+    return row + ([units.score_ci(route.get("macro_f1"))] if with_f1 else [])
+
+
+def _cost_row(route: dict) -> list[str]:
+    return [
+        route["name"],
         units.count(nested(route, "parameters", "total")),
         units.count(nested(route, "parameters", "trained")),
         units.size(route.get("size_on_disk_bytes")),
@@ -108,29 +132,36 @@ def _summary_row(route: dict, with_f1: bool) -> list[str]:
 
 
 def tradeoffs(results: dict) -> Section:
-    """Score against size and against latency; the Pareto front names the routes worth paying for."""
-    scored = [r for r in routes(results) if nested(r, "score", "mean") is not None]
+    """The score the choice is made on (dev where every route has one) against size and against latency,
+    one point per route's chosen setting; the Pareto front names the routes worth paying for."""
+    split = nested(results, "recommendation", "chosen_on") or "test"  # the experiment's choice, read here
+    key = "dev_score" if split == "dev" else "score"
+    scored = [r for r in routes(results) if r.get("chosen") is not False and nested(r, key, "mean") is not None]
     if not scored:
         return Section("Score against cost", [not_run("no route was scored")])
     colours = plots.palette([r["name"] for r in routes(results)])
     blocks = []
     for axis in COST_AXES:
         fronts = nested(results, "pareto", axis.what) or []
-        blocks += _tradeoff_blocks(scored, axis, colours, metric(results), fronts)
+        blocks += _tradeoff_blocks(scored, split, axis, colours, metric(results), fronts)
     return Section("Score against cost", blocks)
 
 
-def _tradeoff_blocks(scored: list[dict], axis: CostAxis, colours: dict, metric_name: str, fronts: list[str]) -> list:
+def _tradeoff_blocks(scored: list[dict], split: str, axis: CostAxis, colours: dict, metric_name: str,
+                     fronts: list[str]) -> list:
     """One plot and one sentence naming its Pareto front and any route it could not place."""
-    points = [{"name": r["name"], "cost": nested(r, *axis.path), "mean": r["score"]["mean"],
-               "ci95": r["score"].get("ci95")} for r in scored if nested(r, *axis.path) is not None]
+    key = "dev_score" if split == "dev" else "score"
+    points = [{"name": r["name"], "cost": nested(r, *axis.path), "mean": r[key]["mean"],
+               "ci95": r[key].get("ci95")} for r in scored if nested(r, *axis.path) is not None]
     if not points:
         return [not_run(f"no route recorded its {axis.what}")]
     front = [i for i, p in enumerate(points) if p["name"] in fronts]
     svg = figure_svg(axis.name, plots.tradeoff, points, front, colours, xlabel=axis.label,
-                     ylabel=f"test {metric_name}")
-    caption = (f"Test {metric_name} against {axis.label}. Error bars are 95% CIs; filled markers and the "
-               "dashed line are the Pareto front (no other route scores at least as well for less).")
+                     ylabel=f"{split} {metric_name}")
+    beside = ", the score the choice is made on (test scores are in the table above)" if split == "dev" else ""
+    caption = (f"{split.capitalize()} {metric_name} against {axis.label}{beside}; one point per route's chosen "
+               "setting. Error bars are 95% CIs; filled markers and the dashed line are the Pareto front (no "
+               "other route scores at least as well for less).")
     text = f"Pareto front by {axis.what}: {', '.join(points[i]['name'] for i in front)}."
     missing = [r["name"] for r in scored if nested(r, *axis.path) is None]
     if missing:

@@ -79,7 +79,7 @@ def draw_spread(per_draw: dict[str, list[float]], colours: dict, *, metric: str)
         ax.plot([sum(values) / len(values)] * 2, [row - 0.3, row + 0.3], color="black", lw=2)
     ax.set_yticks(range(len(names)), names)
     ax.set_ylim(len(names) - 0.5, -0.5)
-    ax.set_xlabel(f"test {metric} per draw (bar: mean)")
+    ax.set_xlabel(f"{metric} per draw (bar: mean)")
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return fig

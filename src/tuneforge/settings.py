@@ -1,0 +1,272 @@
+"""Every route's settings, as frozen dataclasses: what the command line's flags, the experiment's YAML
+sections and the Python API are made from (`flags.py` turns each field into a flag, its docstring
+into the help). They import nothing heavy, so a command refuses a bad setting before torch loads.
+
+Each route's module re-exports its own (`from tuneforge.adapt.finetune import FinetuneConfig` works).
+"""
+
+from dataclasses import dataclass, field
+
+from tuneforge.data.limits import MAX_INPUT_TOKENS
+from tuneforge.errors import TuneforgeError
+from tuneforge.prompts.formats import PromptFormat
+from tuneforge.prompts.shots import PICKERS
+
+CALIBRATIONS = ("none", "content-free", "batch")
+"""None; contextual calibration against `N/A`; batch calibration against the mean over the items predicted."""
+SCORINGS = ("sum", "per-char")
+"""A label's score: its summed log-likelihood, or that divided by its length in characters."""
+METHODS = ("lora", "full")
+DEFAULT_LRS = {"lora": (1e-4, 3e-4, 1e-3), "full": (1e-5, 3e-5, 1e-4)}
+"""The learning rates searched by default (LLaMA-Factory and Unsloth train LoRA at 1e-4 and 2e-4)."""
+LLAMA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+"""Every linear layer of a llama-style block: attention and MLP."""
+KD_MODES = ("logits", "sequence", "none")
+
+
+@dataclass(frozen=True)
+class PromptingConfig:
+    """Settings of a prompting comparison."""
+
+    shots: tuple[int, ...] = (0, 1, 5)
+    """Numbers of demonstrations to compare."""
+    formats: tuple[str, ...] = ("plain",)
+    """Prompt formats to compare: `plain` and/or `chat`."""
+    picks: tuple[str, ...] = ("random", "similar", "balanced")
+    """Demonstration pickers to compare: `first`, `random` (seeded draws), `similar` and/or `balanced`
+    (labels round-robin, seeded draws)."""
+    draws: int = 3
+    """Demonstration draws per few-shot condition (random and balanced picking only)."""
+    seed: int = 0
+    """Seed of the first draw; draw d uses seed + d."""
+    calibrations: tuple[str, ...] = ("none", "batch")
+    """Label calibrations to compare: `none`, `content-free` (against the input `N/A`; one more
+    forward pass per demonstration set) and/or `batch` (against the mean label probability over the
+    items predicted, arXiv 2309.17249)."""
+    scorings: tuple[str, ...] = ("sum", "per-char")
+    """Label scores to compare: `sum` (summed log-likelihood) and/or `per-char` (divided by the
+    label's length in characters, lm-evaluation-harness's acc_norm)."""
+    score_all: bool = False
+    """Also score every condition not chosen on test (shown beside, never choosing; a test pass each)."""
+    batch_size: int = 16
+    """Prompts per forward pass."""
+    max_new_tokens: int = 48
+    """Longest generated answer (open tasks)."""
+    max_input_tokens: int = MAX_INPUT_TOKENS
+    """Longest input of any split, in tokens; a longer row stops the comparison before it starts."""
+
+    def __post_init__(self):
+        if not self.shots or any(k < 0 for k in self.shots):
+            raise TuneforgeError(f"shots must be non-negative integers, got {list(self.shots)}")
+        for pick in self.picks:
+            if pick not in PICKERS:
+                raise TuneforgeError(f"unknown demonstration picker {pick!r}: choose {', '.join(PICKERS)}")
+        if not self.picks or not self.formats:
+            raise TuneforgeError("give at least one prompt format and one demonstration picker")
+        for style in self.formats:
+            PromptFormat(style)  # refuses an unknown format now, not after the model has loaded
+        if min(self.draws, self.batch_size, self.max_new_tokens, self.max_input_tokens) < 1:
+            raise TuneforgeError("draws, batch size, max new tokens and max input tokens must be at least 1")
+        for name, given, known in (("calibration", self.calibrations, CALIBRATIONS),
+                                    ("scoring", self.scorings, SCORINGS)):
+            if not given:
+                raise TuneforgeError(f"give at least one {name} (choose from {', '.join(known)})")
+            for value in given:
+                if value not in known:
+                    raise TuneforgeError(f"unknown {name} {value!r}: choose {', '.join(known)}")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Settings of a fine-tuning run."""
+
+    method: str = "lora"
+    """`lora` (adapters through peft; the base stays frozen) or `full` (every weight trains)."""
+    epochs: int = 4
+    """Most passes over the train split (a trial stops earlier when dev stops improving)."""
+    lr: float | None = None
+    """Peak learning rate; given, the search tries only it."""
+    lrs: tuple[float, ...] | None = None
+    """Peak learning rates the search tries, each a trial scored on dev; None = the method's grid
+    (LoRA 1e-4, 3e-4, 1e-3; full 1e-5, 3e-5, 1e-4)."""
+    budget_steps: int | None = None
+    """The search's budget in optimizer steps, all trials together: a trial that could pass it is
+    not started (the first always runs). None = no limit."""
+    budget_seconds: float | None = None
+    """The search's budget in seconds: no trial starts after it is spent (the first always runs)."""
+    batch_size: int = 16
+    """Rows per micro-batch (all processes together)."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step."""
+    warmup_ratio: float = 0.1
+    """Share of the steps spent warming up linearly."""
+    schedule: str = "cosine"
+    """Decay after warm-up: `cosine`, `linear` or `constant`."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping norm."""
+    lora_r: int = 16
+    """LoRA rank."""
+    lora_alpha: float = 32.0
+    """LoRA scaling numerator (the update is scaled by alpha / r)."""
+    lora_dropout: float = 0.05
+    """Dropout on the LoRA input."""
+    lora_targets: tuple[str, ...] = LLAMA_TARGETS
+    """Names of the modules that get adapters (default: every linear layer of a llama block)."""
+    format: str = "plain"
+    """Prompt format of the training rows, the same as the prompting route's zero-shot prompt."""
+    max_length: int = 256
+    """Longest training row in tokens (prompts are cut from the left)."""
+    eval_every: int = 0
+    """Optimizer steps between dev evaluations; 0 = once per epoch."""
+    patience: int = 2
+    """Early stopping after this many dev evaluations without improvement; 0 = never."""
+    checkpoint_every: int = 10
+    """Optimizer steps between checkpoints; 0 = none."""
+    seed: int = 0
+    """Seed of the data order, initialisation and dropout."""
+    autocast: str = "auto"
+    """bf16 autocast with fp32 master weights: `auto` (where the CPU or GPU has bf16), `on` or `off`."""
+    merge: bool = False
+    """LoRA: also save the merged model."""
+
+    def __post_init__(self):
+        checks = [
+            (self.method in METHODS, f"unknown method {self.method!r}: choose lora or full"),
+            (self.lr is None or self.lr > 0, f"learning rate must be positive, got {self.lr}"),
+            (self.lrs is None or len(self.lrs) > 0, "lrs: the learning-rate grid is empty; give at least one"),
+            (self.lrs is None or all(lr > 0 for lr in self.lrs), f"lrs: learning rates must be positive, got {self.lrs}"),
+            (self.budget_steps is None or self.budget_steps > 0, f"budget_steps must be positive, got {self.budget_steps}"),
+            (self.budget_seconds is None or self.budget_seconds > 0,
+             f"budget_seconds must be positive, got {self.budget_seconds}"),
+            (self.patience >= 0, f"patience must be >= 0, got {self.patience}"),
+            (self.epochs > 0, f"epochs must be positive, got {self.epochs}"),
+            (self.batch_size > 0 and self.grad_accum > 0, "batch size and gradient accumulation must be positive"),
+            (self.lora_r > 0, f"LoRA rank must be positive, got {self.lora_r}"),
+            (self.lora_alpha > 0, f"LoRA alpha must be positive, got {self.lora_alpha}"),
+            (0 <= self.lora_dropout < 1, f"LoRA dropout must be in [0, 1), got {self.lora_dropout}"),
+            (0 <= self.warmup_ratio < 1, f"warm-up ratio must be in [0, 1), got {self.warmup_ratio}"),
+            (self.schedule in ("cosine", "linear", "constant"), f"unknown schedule {self.schedule!r}"),
+            (self.autocast in ("auto", "on", "off"), f"autocast must be auto, on or off, not {self.autocast!r}"),
+            (self.max_length > 1, "max length must be at least 2"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise TuneforgeError(message)
+
+    def uses_bf16(self, device) -> bool:
+        """Whether training runs under bf16 autocast on `device` (a torch.device)."""
+        from tuneforge.model.load import cpu_supports_bf16
+
+        native = device.type == "cuda" or (device.type == "cpu" and cpu_supports_bf16())
+        return self.autocast == "on" or (self.autocast == "auto" and native)
+
+    @property
+    def peak_lr(self) -> float:
+        """The learning rate of a run that does not search (distillation's student): `lr`, else the
+        middle of the method's grid."""
+        return self.lr if self.lr is not None else DEFAULT_LRS[self.method][1]
+
+    def grid(self, has_dev: bool) -> tuple[float, ...]:
+        """The learning rates to try: `lr` alone where given, or where there is no dev to choose on."""
+        if self.lr is not None or not has_dev:
+            return (self.peak_lr,)
+        return tuple(self.lrs) if self.lrs is not None else DEFAULT_LRS[self.method]
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Settings of a distillation run."""
+
+    layers: int | None = None
+    """Teacher layers the pruned student keeps; None: from `params_ratio`."""
+    params_ratio: float = 0.4
+    """Largest student as a share of the teacher's parameters (used when `layers` is None)."""
+    kd: str = "logits"
+    """`logits` (KL to the teacher at each target position + CE), `sequence` (CE on the teacher's
+    answers for the unlabeled inputs, beside the labels), or `none` (labels only: the baseline)."""
+    alpha: float = 0.5
+    """Weight of the KD term against cross-entropy on the labels."""
+    temperature: float = 2.0
+    """Softmax temperature of the KD term."""
+    training: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(method="full", epochs=8, lr=3e-4))
+    """How the student trains (every weight; the shared loop's settings)."""
+
+    def __post_init__(self):
+        if self.kd not in KD_MODES:
+            raise TuneforgeError(f"unknown --kd {self.kd!r}: choose {', '.join(KD_MODES)}")
+        if not 0 <= self.alpha <= 1 or self.temperature <= 0:
+            raise TuneforgeError("alpha must be in [0, 1] and the temperature positive")
+        if self.layers is not None and self.layers < 1:
+            raise TuneforgeError(f"--layers {self.layers}: the student keeps at least 1 layer")
+        if not 0 < self.params_ratio < 1:
+            raise TuneforgeError(f"--params-ratio {self.params_ratio}: give a ratio between 0 and 1")
+        if self.training.method != "full":
+            raise TuneforgeError("the student trains every weight (method full)")
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """Settings of a bias audit."""
+
+    swaps: str = "gender"
+    """Swap list: a built-in name (`gender`) or a JSON / CSV / TSV file of term pairs."""
+    shots: tuple[int, ...] = (0, 5)
+    """Demonstrations for a base model (one audited route per value); adapted models run 0-shot."""
+    pick: str = "similar"
+    """Demonstration picker for few-shot base routes."""
+    split: str = "test"
+    """Split to audit."""
+    permutations: int = 2000
+    """Shuffles of the group labels for the gap's p-value."""
+    seed: int = 0
+    """Seed of the permutations, the bootstrap and the demonstration draw."""
+    batch_size: int = 16
+    """Prompts per forward pass."""
+    max_gap: float | None = None
+    """Gate: fail when a route's largest gap between groups exceeds this."""
+    max_flip_rate: float | None = None
+    """Gate: fail when a route's flip rate under the swaps exceeds this."""
+
+    def __post_init__(self):
+        if not self.shots or any(k < 0 for k in self.shots):
+            raise TuneforgeError(f"shots must be non-negative integers, got {list(self.shots)}")
+        if self.pick not in PICKERS:
+            raise TuneforgeError(f"unknown demonstration picker {self.pick!r}: choose {', '.join(PICKERS)}")
+        if self.split not in ("dev", "test"):
+            raise TuneforgeError(f"audit the dev or the test split, not {self.split!r}")
+        if self.permutations < 1 or self.batch_size < 1:
+            raise TuneforgeError("permutations and batch size must be at least 1")
+        for name in ("max_gap", "max_flip_rate"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= 1:
+                raise TuneforgeError(f"--{name.replace('_', '-')} must be between 0 and 1, got {value}")
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """Settings of a batch job."""
+
+    shots: int = 0
+    """Demonstrations in each prompt, from the task's train split."""
+    pick: str = "first"
+    """How the fixed demonstration set is picked: `first` or `random` (seeded)."""
+    seed: int = 0
+    """Seed of a random demonstration set."""
+    format: str = "plain"
+    """Prompt format: `plain` or `chat`."""
+    max_new_tokens: int = 48
+    """Longest generated answer."""
+    max_input_tokens: int = MAX_INPUT_TOKENS
+    """Longer prompts are recorded as failed rows."""
+    batch_size: int = 16
+    """Prompts per forward pass."""
+    commit_every: int = 64
+    """Rows per store transaction."""
+
+    def __post_init__(self):
+        if self.pick not in ("first", "random"):
+            raise TuneforgeError(f"batch jobs pick a fixed demonstration set: first or random, not {self.pick!r}")
+        if min(self.batch_size, self.commit_every, self.max_new_tokens, self.max_input_tokens) < 1 or self.shots < 0:
+            raise TuneforgeError("shots must be >= 0; batch size, commit size and token limits must be >= 1")
