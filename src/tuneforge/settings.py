@@ -82,8 +82,9 @@ class FinetuneConfig:
 
     method: str = "lora"
     """`lora` (adapters through peft; the base stays frozen) or `full` (every weight trains)."""
-    epochs: int = 4
-    """Most passes over the train split (a trial stops earlier when dev stops improving)."""
+    epochs: int = 8
+    """Most passes over the train split (a trial stops earlier when dev stops improving: on fruit, LoRA
+    at 1e-3 was still improving on dev after 4 epochs and peaked at 5)."""
     lr: float | None = None
     """Peak learning rate; given, the search tries only it."""
     lrs: tuple[float, ...] | None = None
