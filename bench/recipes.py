@@ -45,7 +45,7 @@ def experiments(task: str, data: dict | None, args) -> dict[str, dict]:
     legacy = {"name": f"{task}-legacy", "task": task_section(True),
               "prompting": {"shots": [0, 1, 5], "picks": ["random", "similar"], "calibrations": ["none"],
                             "scorings": ["sum"]},
-              "lora": {"lr": 0.001, "patience": 0, "lora_dropout": 0.05},
+              "lora": {"lr": 0.001, "epochs": 4, "patience": 0, "lora_dropout": 0.05},
               "full": None, **off}
     tuned = {"name": f"{task}-tuned", "task": task_section(False), "prompting": {}, "lora": {}, "full": {}, **off}
     if args.quick:

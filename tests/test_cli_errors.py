@@ -141,3 +141,32 @@ def test_tasks_lists_builtins(tmp_path):
     proc = run_cli(["tasks"], cwd=tmp_path, home=tmp_path / "home")
     assert proc.returncode == 0, proc.stderr
     assert "fruit" in proc.stdout and "synonyms" in proc.stdout
+
+
+DEMO = "demo.yaml"  # resolved in the test: the built-in experiment
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["finetune", "--lrs="], "lrs: the learning-rate grid is empty"),
+    (["finetune", "--budget-steps", "0"], "budget_steps must be positive, got 0"),
+    (["finetune", "--budget-seconds", "0"], "budget_seconds must be positive"),
+    (["prompt", "--pick", "random,best"], "unknown demonstration picker 'best'"),
+    (["prompt", "--scoring", "mean"], "unknown scoring 'mean': choose sum, per-char"),
+    (["prompt", "--calibration="], "give at least one calibration"),
+    (["run", DEMO, "--lora.lrs=[]"], "lora: lrs: the learning-rate grid is empty"),
+    (["run", DEMO, "--full.budget_steps=0"], "full: budget_steps must be positive, got 0"),
+    (["run", DEMO, "--prompting.scorings=[sum, mean]"], "prompting: unknown scoring 'mean'"),
+    (["run", DEMO, "--task.dev_fraction=1"], "task: dev_fraction must be in [0, 1), got 1"),
+])
+def test_bad_grid_and_search_settings_exit_2_with_one_line_before_any_model(tmp_path, args, expected):
+    from tuneforge.experiment.config import __file__ as config_file
+
+    demo = Path(config_file).with_name("demo.yaml")
+    argv = [str(demo) if a == DEMO else a for a in args] + (["--out", tmp_path / "run"] if args[0] == "run" else [])
+    proc = run_cli(argv, cwd=tmp_path, home=tmp_path / "home", timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and expected in lines[0] and "Traceback" not in proc.stderr, proc.stderr
+    assert args[0] != "run" or "demo.yaml:" in lines[0], "an experiment's error names its file and line"
+    assert not (tmp_path / "run").exists() and not (tmp_path / "runs").exists()
+    assert not (tmp_path / "home").exists(), "refused before the default model was looked for"

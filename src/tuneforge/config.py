@@ -175,6 +175,8 @@ def parse_text(hint, text: str):
     `null` (for `X | None`), `0,1,5` (a tuple); text settings take the text as typed. A `ValueError`
     says what was expected."""
     listed = typing.get_origin(hint) is tuple
+    if not text.strip() and any(typing.get_origin(h) is tuple for h in (hint, *typing.get_args(hint))):
+        return ()  # an empty list, which the setting's own check refuses where it needs items (not null)
     value = text if hint is str or listed else _parse_value(text)
     try:
         return _convert(hint, value, ())

@@ -51,7 +51,7 @@ def finetune(loaded: LoadedModel, task: Task, cfg: FinetuneConfig, out: Path, *,
     bf16 = cfg.uses_bf16(loaded.device)
     grid = cfg.grid(bool(task.dev))
     use_training_attention(loaded.model, loaded.device)
-    pristine = loaded.model if len(grid) == 1 else copy.deepcopy(loaded.model)  # each trial starts from the base
+    pristine = loaded.model  # each trial starts from the base: a copy of it, the last trial the base itself
     trials, best, started = [], None, time.perf_counter()
     for i, lr in enumerate(grid):
         trial_cfg = replace(cfg, lr=lr)

@@ -34,6 +34,10 @@ class TaskConfig:
     instruction: str | None = None
     """Instruction line (default: the task's own)."""
 
+    def __post_init__(self):
+        if not 0 <= self.dev_fraction < 1:
+            raise TuneforgeError(f"dev_fraction must be in [0, 1), got {self.dev_fraction}")
+
 
 @dataclass(frozen=True)
 class FullStage(FinetuneConfig):

@@ -3,9 +3,11 @@
 Prompting evaluation, fine-tune and distill evaluation, teacher labelling, the audit, the
 experiment's serving pass, batch jobs and the server's live misses all predict through it. Labels
 are ranked by summed log-likelihood (`score.py`: the prompt's KV cache shared by every label), or by
-that sum per character of the label's text (`per_char`, lm-evaluation-harness's `acc_norm`); open
-tasks are answered by greedy generation of one line (`generate.py`). Demonstrations are picked by
-the caller (`prompts/shots.py`) and handed in per item.
+that sum per character of the label's text (`per_char`, lm-evaluation-harness's `acc_norm`), then
+calibrated or not (`label_scores`); the raw scores come back too, so every other calibration and
+scoring can be read from the same passes (`Predictions.ranked`). Open tasks are answered by greedy
+generation of one line (`generate.py`). Demonstrations are picked by the caller (`prompts/shots.py`)
+and handed in per item.
 """
 
 from dataclasses import dataclass
