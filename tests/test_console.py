@@ -8,3 +8,23 @@ def test_only_the_main_process_draws_training_progress():
         assert progress is None
     with training_progress(main_process=True) as progress:
         assert callable(progress)  # nothing drawn until the first step
+
+
+def test_the_prompting_table_keeps_its_headers_and_intervals_on_one_line(capsys):
+    """Eleven columns at the console's own width: a wrapped header would split `test 95% CI`."""
+    from tuneforge.console import render_prompting
+
+    score = {"mean": 0.5, "sd": 0.1, "ci95": [0.432, 0.662], "per_draw": [0.4, 0.6]}
+    summary = {"accuracy": score, "macro_f1": score, "confusion": {"a": {"a": 1}, "b": {"a": 1}}}
+    condition = {"style": "plain", "shots": 5, "pick": "balanced", "calibration": "batch", "scoring": "per-char",
+                 "draws": 2, "dev": summary, "test": summary, "chosen": True, "ms_per_example": 12.5}
+    results = {"metric": "accuracy", "chosen_on": "dev", "conditions": [condition, {**condition, "chosen": False,
+                                                                                 "test": None}],
+               "task": {"name": "t", "kind": "labels", "sizes": {"train": 8, "dev": 4, "test": 4},
+                        "dev_origin": "carved from the train file", "instruction": None},
+               "parameters": {"before": {"total": 10}, "after": {"total": 10}, "unchanged": True,
+                              "weights_fingerprint_before": "ab" * 32, "weights_fingerprint_after": "ab" * 32}}
+    render_prompting(results)
+    out = capsys.readouterr().out
+    assert "test 95% CI" in out and "[0.432, 0.662]" in out and "balanced" in out and "per-char" in out
+    assert "dev split: carved from the train file" in out and "(unchanged)" in out

@@ -10,7 +10,7 @@ from rich.table import Table
 def render_prompting(results: dict, console: Console | None = None) -> None:
     """The prompting comparison: a row per condition with its dev and test scores (CIs), the dev-chosen
     condition marked, the parameter check, the chosen condition's confusion table."""
-    console = console or Console(width=max(Console().width, 120))
+    console = console or Console(width=max(Console().width, 160))  # eleven columns, none wrapped
     metric, task, on = results["metric"], results["task"], results["chosen_on"]
     sizes = task["sizes"]
     table = Table(title=f"prompting · task {task['name']} · chosen on {on} ({sizes[on]} examples), "
@@ -187,7 +187,7 @@ def render_experiment(results: dict, console: Console | None = None) -> None:
     """The experiment's summary table, the recommendation and what each stage cost."""
     from tuneforge import units
 
-    console = console or Console(width=max(Console().width, 140))
+    console = console or Console(width=max(Console().width, 170))  # twelve columns, route names unwrapped
     task, metric = results["task"], results["metric"]
     table = Table(title=f"experiment {results['experiment']['name']} · task {task['name']} · dev "
                         f"{task['sizes']['dev']} / test {task['sizes']['test']} examples",
