@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from tuneforge.adapt.checkpoint import load_trainable, trainable_state
-from tuneforge.adapt.loop import LoopConfig
+from tuneforge.adapt.loop import LoopConfig, epoch_steps
 from tuneforge.adapt.losses import ce_loss
 from tuneforge.adapt.recipe import finished_run, save_artifact, save_run, score_on_test, task_record, train_on_dev
 from tuneforge.adapt.recipe import use_training_attention
@@ -116,7 +116,7 @@ def run_trial(trainee: LoadedModel, rows, task: Task, fmt: PromptFormat, loop: L
 
 def _within_budget(cfg: FinetuneConfig, loop: LoopConfig, n_rows: int, trials: list[dict], seconds: float) -> bool:
     """Whether another trial fits what is left of the search's budget (at its full length in steps)."""
-    steps = loop.epochs * math.ceil(math.ceil(n_rows / loop.batch_size) / loop.grad_accum)
+    steps = loop.epochs * epoch_steps(loop, n_rows)
     spent = sum(t["steps"] for t in trials)
     return ((cfg.budget_steps is None or spent + steps <= cfg.budget_steps)
             and (cfg.budget_seconds is None or seconds < cfg.budget_seconds))

@@ -58,7 +58,7 @@ def train(net: TargetLogits, rows: list[Row], loss_fn, cfg: LoopConfig, *, accel
     net.train()
     params = [p for p in net.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(math.ceil(len(rows) / cfg.batch_size) / cfg.grad_accum)
+    steps_per_epoch = epoch_steps(cfg, len(rows))
     total_steps = steps_per_epoch * cfg.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total_steps))
     model = accelerator.prepare(net)
@@ -115,6 +115,11 @@ def train_step(model, micro: list[list[Row]], loss_fn, accelerator, pad_id: int)
                                batch_t["attention_mask"].sum().item() * weight])
     total = accelerator.reduce(total.to(accelerator.device), reduction="sum").cpu()
     return total[0].item() / world, int(total[1]), int(total[2])
+
+
+def epoch_steps(cfg: LoopConfig, n_rows: int) -> int:
+    """Optimizer steps in one pass over `n_rows` rows."""
+    return math.ceil(math.ceil(n_rows / cfg.batch_size) / cfg.grad_accum)
 
 
 def lr_lambda(cfg: LoopConfig, total_steps: int):

@@ -90,10 +90,6 @@ def predict_draws(predictor: Predictor, task: Task, items: list[Example], k: int
     return draws, time.perf_counter() - start
 
 
-def outputs(predictions, calibration: str, scoring: str) -> list[str]:
-    return predictions.outputs if predictions.scores is None else predictions.ranked(calibration, scoring)
-
-
 def run_conditions(predictor: Predictor, task: Task, split: str, k: int, pick: str | None,
                    cfg: PromptingConfig) -> list[dict]:
     """The conditions of one (format, shots, picker) setting, scored on `split` over its draws: one per
@@ -105,7 +101,7 @@ def run_conditions(predictor: Predictor, task: Task, split: str, k: int, pick: s
     gold = [ex.target for ex in items]
     conditions = []
     for calibration, scoring in variants(task, cfg):
-        answers = [outputs(d, calibration, scoring) for d in draws]
+        answers = [d.ranked(calibration, scoring) for d in draws]
         conditions.append({
             "format": predictor.fmt.id, "style": predictor.fmt.style, "shots": k, "pick": pick,
             "calibration": calibration, "scoring": scoring, "draws": len(seeds), "seeds": seeds,
@@ -123,6 +119,6 @@ def score_on_test(predictor: Predictor, task: Task, k: int, pick: str | None, cf
     draws, seconds = predict_draws(predictor, task, task.test, k, pick, conditions[0]["seeds"])
     gold = [ex.target for ex in task.test]
     for c in conditions:
-        answers = [outputs(d, c["calibration"], c["scoring"]) for d in draws]
+        answers = [d.ranked(c["calibration"], c["scoring"]) for d in draws]
         c.update(test=summarize(gold, answers, task.info.kind), predictions=answers[0], seconds=seconds,
                  ms_per_example=1000 * seconds / (len(draws) * len(task.test)))

@@ -44,7 +44,10 @@ class Predictions:
 
     def ranked(self, calibration: str = "none", scoring: str = "sum") -> list[str]:
         """The top label of each item under another calibration and scoring, from the same forward
-        passes (content-free calibration needs the predictor to have been asked for it)."""
+        passes (content-free calibration needs the predictor to have been asked for it); generated
+        answers, which are neither scored nor calibrated, as they are."""
+        if self.scores is None:
+            return self.outputs
         scores = label_scores(self.scores, calibration, scoring, self.lengths, self.free)
         return [self.labels[i] for i in scores.argmax(-1).tolist()]
 
