@@ -121,7 +121,7 @@ def batch(
     With `synonym_lists`, each output is normalised into a synonym list (the raw line kept in meta).
     `engine="ray"` runs the same job on Ray Data (`actors` model replicas), writing the same store."""
     from tuneforge.batch.inputs import read_inputs
-    from tuneforge.batch.job import local_predictor, run_batch, store_setting
+    from tuneforge.batch.job import demo_pool, local_predictor, run_batch, store_setting
     from tuneforge.store.sqlite import PredictionStore, check_store
 
     if inputs is None and not from_misses:
@@ -143,15 +143,17 @@ def batch(
 
             if synonym_lists:
                 raise TuneforgeError("--engine ray: synonym lists run on the local engine for now")
-            summary = run_batch_ray(setting, db, sid, texts, actors=actors, batch_size=config.batch_size,
+            summary = run_batch_ray(setting, db, sid, texts, pool=demo_pool(data), actors=actors,
+                                    batch_size=config.batch_size,
                                     commit_every=config.commit_every, failed=failed, progress=progress)
         else:
-            predict = local_predictor(loaded, setting, config, synonym_lists=synonym_lists)
+            predict = local_predictor(loaded, setting, config, demo_pool(data), synonym_lists=synonym_lists)
             summary = run_batch(predict, db, sid, texts, commit_every=config.commit_every, failed=failed,
                                 progress=progress)
+        name = db.names()[sid]["name"]
     finally:
         db.close()
-    return {**summary, "setting": sid, "store": str(store)}
+    return {**summary, "setting": sid, "name": name, "store": str(store)}
 
 
 def audit(

@@ -122,7 +122,8 @@ def _serve(sub) -> None:
                        description="Answer lookups, synonym matches and OpenAI-style completions from a prediction "
                                    "store. Binds 127.0.0.1 unless --host says otherwise.")
     p.add_argument("--store", required=True, help="the SQLite prediction store")
-    p.add_argument("--setting", help="setting id lookups use (default: the newest)")
+    p.add_argument("--setting", help="the setting to serve, by its name (the model id, e.g. demo-lora) or its id "
+                                     "(default: the newest that is not synonym lists)")
     p.add_argument("--match-setting", help="setting whose synonym lists feed /v1/match (default: newest generate)")
     p.add_argument("--miss", default="reject", choices=["reject", "live", "queue"],
                    help="on a miss: 404, run the model and store the answer, or queue it for `batch --from-misses`")

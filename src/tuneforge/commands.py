@@ -4,6 +4,7 @@ Python API, print. (`cli.py` holds the parser; `flags.from_args` builds a route'
 import json
 import os
 import sys
+from functools import partial
 from pathlib import Path
 
 from tuneforge.errors import TuneforgeError
@@ -64,7 +65,8 @@ def cmd_batch(args) -> int:
                         from_misses=args.from_misses, synonym_lists=getattr(args, "synonym_lists", False),
                         engine=args.engine, actors=args.actors, progress=progress)
     print(f"done {summary['done']} · skipped {summary['skipped']} (already stored) · failed {summary['failed']} "
-          f"· {summary['seconds']:.1f} s · setting {summary['setting'][:12]} · store {summary['store']}")
+          f"· {summary['seconds']:.1f} s · model {summary['name']} (setting {summary['setting'][:12]}) "
+          f"· store {summary['store']}")
     return 0
 
 
@@ -78,7 +80,7 @@ def cmd_serve(args) -> int:
     try:
         serve(args.store, host=args.host, port=args.port, request_seconds=args.request_timeout, setting=args.setting,
               match_setting=args.match_setting, miss_policy=args.miss, api_key=args.api_key,
-              max_body_bytes=args.max_body_bytes, max_batch=args.max_batch)
+              max_body_bytes=args.max_body_bytes, max_batch=args.max_batch, announce=partial(print, flush=True))
     except ValueError as e:
         raise TuneforgeError(str(e)) from None
     return 0

@@ -6,6 +6,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from tuneforge.store.sqlite import serve_command
+
 
 def render_prompting(results: dict, console: Console | None = None) -> None:
     """The prompting comparison: a row per condition with its dev and test scores (CIs), the dev-chosen
@@ -209,8 +211,9 @@ def render_experiment(results: dict, console: Console | None = None) -> None:
     console.print(f"recommended: {rec['route']} — {rec['reason']}")
     if results.get("store"):
         st = results["store"]
-        console.print(f"store: {st['path']} · {st['route']} · {st['rows']}/{st['inputs']} inputs "
-                      f"({st['coverage']:.0%}) · {units.size(st['size_bytes'])}" + (f" · {st['note']}" if st.get("note") else ""))
+        console.print(f"store: {st['path']} · {st['route']} as model {st.get('name') or st['setting'][:12]} · "
+                      f"{st['rows']}/{st['inputs']} inputs ({st['coverage']:.0%}) · {units.size(st['size_bytes'])}")
+        console.print(f"serve it: {serve_command(st['path'], st.get('name') or st['setting'])}", highlight=False)
     stages = ", ".join(f"{s['name']} " + ("cached" if s["cached"] else f"{s['seconds']:.0f} s")
                        for s in results["stages"])
     console.print(f"stages: {stages} · wall {results['experiment']['wall_seconds']:.0f} s")

@@ -5,6 +5,7 @@ into the help). They import nothing heavy, so a command refuses a bad setting be
 Each route's module re-exports its own (`from tuneforge.adapt.finetune import FinetuneConfig` works).
 """
 
+import re
 from dataclasses import dataclass, field
 
 from tuneforge.data.limits import MAX_INPUT_TOKENS
@@ -22,6 +23,8 @@ DEFAULT_LRS = {"lora": (1e-4, 3e-4, 1e-3), "full": (1e-5, 3e-5, 1e-4)}
 LLAMA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 """Every linear layer of a llama-style block: attention and MLP."""
 KD_MODES = ("logits", "sequence", "none")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+"""A served setting's readable name (its model id)."""
 
 
 @dataclass(frozen=True)
@@ -252,11 +255,19 @@ class BatchConfig:
     shots: int = 0
     """Demonstrations in each prompt, from the task's train split."""
     pick: str = "first"
-    """How the fixed demonstration set is picked: `first` or `random` (seeded)."""
+    """How each input's demonstrations are picked from train: `first`, `random` (one seeded draw),
+    `similar` (the most similar to the input) or `balanced` (labels round-robin, seeded)."""
     seed: int = 0
-    """Seed of a random demonstration set."""
+    """Seed of a random or balanced draw."""
     format: str = "plain"
     """Prompt format: `plain` or `chat`."""
+    calibration: str = "none"
+    """Label calibration: `none`, `content-free` or `batch` (against the label prior on the task's
+    dev split, estimated once and kept in the store's setting)."""
+    scoring: str = "sum"
+    """Label scores: `sum` or `per-char`."""
+    name: str | None = None
+    """The setting's readable name, served as the model id (default: `<task>-<route>`)."""
     max_new_tokens: int = 48
     """Longest generated answer."""
     max_input_tokens: int = MAX_INPUT_TOKENS
@@ -267,7 +278,14 @@ class BatchConfig:
     """Rows per store transaction."""
 
     def __post_init__(self):
-        if self.pick not in ("first", "random"):
-            raise TuneforgeError(f"batch jobs pick a fixed demonstration set: first or random, not {self.pick!r}")
+        if self.pick not in PICKERS:
+            raise TuneforgeError(f"unknown demonstration picker {self.pick!r}: choose {', '.join(PICKERS)}")
+        if self.calibration not in CALIBRATIONS:
+            raise TuneforgeError(f"unknown calibration {self.calibration!r}: choose {', '.join(CALIBRATIONS)}")
+        if self.scoring not in SCORINGS:
+            raise TuneforgeError(f"unknown scoring {self.scoring!r}: choose {', '.join(SCORINGS)}")
+        if self.name is not None and not NAME.fullmatch(self.name):
+            raise TuneforgeError(f"name {self.name!r}: use letters, digits, '.', '_' and '-' (at most 64, "
+                                 "starting with a letter or digit)")
         if min(self.batch_size, self.commit_every, self.max_new_tokens, self.max_input_tokens) < 1 or self.shots < 0:
             raise TuneforgeError("shots must be >= 0; batch size, commit size and token limits must be >= 1")

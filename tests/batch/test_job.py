@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from tuneforge.batch.inputs import read_inputs
-from tuneforge.batch.job import BatchConfig, SettingPredictor, build_setting, run_batch
+from tuneforge.batch.job import BatchConfig, SettingPredictor, build_setting, demo_pool, run_batch
 from tuneforge.data.splits import load_task
 from tuneforge.store.keys import prediction_key, setting_id
 from tuneforge.store.sqlite import PredictionStore
@@ -23,11 +23,13 @@ def fruit():
 
 def test_keys_change_when_and_only_when_an_output_changing_setting_changes(tiny, fruit):
     base = build_setting(tiny, fruit, BatchConfig(shots=2))
-    same = [BatchConfig(shots=2, batch_size=3), BatchConfig(shots=2, commit_every=5)]  # speed, not output
+    same = [BatchConfig(shots=2, batch_size=3), BatchConfig(shots=2, commit_every=5),  # speed, not output
+            BatchConfig(shots=2, name="fruit-v2")]  # the name is kept beside the setting, not in it
     for cfg in same:
         assert setting_id(build_setting(tiny, fruit, cfg)) == setting_id(base)
     changed = [BatchConfig(shots=3), BatchConfig(shots=2, pick="random"), BatchConfig(shots=2, format="chat"),
-               BatchConfig(shots=2, max_input_tokens=100)]
+               BatchConfig(shots=2, max_input_tokens=100), BatchConfig(shots=2, pick="similar"),
+               BatchConfig(shots=2, scoring="per-char"), BatchConfig(shots=2, calibration="content-free")]
     ids = {setting_id(build_setting(tiny, fruit, cfg)) for cfg in changed}
     assert len(ids) == len(changed) and setting_id(base) not in ids
     other_model = replace(tiny, fingerprint="0" * 64)
@@ -43,9 +45,14 @@ def test_keys_change_when_and_only_when_an_output_changing_setting_changes(tiny,
 
 def test_batched_predictions_equal_one_at_a_time(tiny, fruit):
     for task, cfg in [(fruit, BatchConfig(shots=2)), (load_task("synonyms"), BatchConfig(shots=1, max_new_tokens=8))]:
-        predict = SettingPredictor(tiny, build_setting(tiny, task, cfg), batch_size=8)
+        predict = SettingPredictor(tiny, build_setting(tiny, task, cfg), demo_pool(task), batch_size=8)
         texts = [ex.input for ex in task.test[:12]]
-        assert predict(texts) == [predict([t])[0] for t in texts]
+        batched, alone = predict(texts), [predict([t])[0] for t in texts]
+        assert [(r["output"], r["meta"]["prompt_tokens"], r["meta"]["completion_tokens"]) for r in batched] == \
+            [(r["output"], r["meta"]["prompt_tokens"], r["meta"]["completion_tokens"]) for r in alone]
+        for b, a in zip(batched, alone):  # padding moves the last float digits, never the answer
+            assert [lp for _, lp in b["meta"].get("logprobs", [])] == \
+                pytest.approx([lp for _, lp in a["meta"].get("logprobs", [])], abs=1e-4)
 
 
 def test_rerun_computes_only_what_is_missing_and_failures_do_not_stop_the_job(tiny, fruit, tmp_path):
@@ -77,7 +84,7 @@ def test_unreadable_lines_become_failed_rows(tmp_path):
 
 WRITER = """
 import sys
-from tuneforge.batch.job import BatchConfig, SettingPredictor, build_setting, run_batch
+from tuneforge.batch.job import BatchConfig, SettingPredictor, build_setting, demo_pool, run_batch
 from tuneforge.data.splits import load_task
 from tuneforge.model.load import load_model
 from tuneforge.store.sqlite import PredictionStore
@@ -87,7 +94,7 @@ setting = build_setting(loaded, task, BatchConfig(shots=1))
 store = PredictionStore(sys.argv[2])
 sid = store.add_setting(setting)
 texts = [f"{ex.input} {n}" for n in range(40) for ex in task.train]
-print(run_batch(SettingPredictor(loaded, setting, 8), store, sid, texts, commit_every=16), flush=True)
+print(run_batch(SettingPredictor(loaded, setting, demo_pool(task), 8), store, sid, texts, commit_every=16), flush=True)
 """
 
 
@@ -119,16 +126,47 @@ def test_a_job_killed_with_sigkill_and_run_again_stores_each_input_exactly_once(
     assert summary["skipped"] >= rows and summary["done"] + summary["skipped"] == n_expected
 
 
-def test_an_input_that_is_a_demonstration_gets_the_spare_instead(tiny, fruit, monkeypatch):
+def test_an_input_that_is_a_demonstration_is_never_its_own(tiny, fruit, monkeypatch):
     from tuneforge.predict import predictor
 
     setting = build_setting(tiny, fruit, BatchConfig(shots=2))
-    assert len(setting["demos"]) == 3
     seen = []
     real = predictor.render_prompt
     monkeypatch.setattr(predictor, "render_prompt", lambda fmt, tok, demos, q: seen.append((q, demos)) or real(fmt, tok, demos, q))
-    first = setting["demos"][0][0]
-    SettingPredictor(tiny, setting)([first, "zzz"])
+    first = fruit.train[0].input
+    SettingPredictor(tiny, setting, demo_pool(fruit))([first, "zzz"])
     (q1, d1), (q2, d2) = seen
-    assert [d.input for d in d1] == [setting["demos"][1][0], setting["demos"][2][0]]
-    assert [d.input for d in d2] == [setting["demos"][0][0], setting["demos"][1][0]]
+    assert [d.input for d in d1] == [ex.input for ex in fruit.train[1:3]]
+    assert [d.input for d in d2] == [ex.input for ex in fruit.train[:2]]
+
+
+@pytest.mark.parametrize("cfg", [BatchConfig(shots=3, pick="similar", scoring="per-char"),
+                                 BatchConfig(shots=2, pick="balanced", seed=4, calibration="batch"),
+                                 BatchConfig(shots=2, pick="random", seed=1, calibration="content-free")],
+                         ids=["similar-per-char", "balanced-batch", "random-content-free"])
+def test_a_stored_prompting_setting_predicts_what_the_prompting_route_scored(tiny, fruit, cfg):
+    """Every condition the prompting route can choose is a store setting whose rows are that
+    condition's test predictions (batch calibration against the dev prior it kept)."""
+    from tuneforge.evaluate.prompting import PromptingConfig, compare_prompting
+
+    route = compare_prompting(tiny, fruit, PromptingConfig(shots=(cfg.shots,), picks=(cfg.pick,), draws=1,
+                                                           seed=cfg.seed, calibrations=(cfg.calibration,),
+                                                           scorings=(cfg.scoring,)))
+    chosen = next(c for c in route["conditions"] if c["chosen"])
+    assert (chosen["pick"], chosen["calibration"], chosen["scoring"]) == (cfg.pick, cfg.calibration, cfg.scoring)
+    prior = chosen["priors"][0] if chosen["priors"] else None
+    setting = build_setting(tiny, fruit, cfg, prior)
+    rows = SettingPredictor(tiny, setting, demo_pool(fruit), batch_size=5)([ex.input for ex in fruit.test])
+    assert [r["output"] for r in rows] == chosen["predictions"]
+    assert all(r["meta"]["logprobs"][0][0] == r["output"] and r["meta"]["prompt_tokens"] > 0 for r in rows)
+    if cfg.calibration == "batch":  # a job run alone estimates the same prior on dev itself
+        assert build_setting(tiny, fruit, cfg)["calibration"]["prior"] == pytest.approx(prior)
+
+
+def test_a_setting_refuses_a_pool_it_was_not_built_from(tiny, fruit):
+    from tuneforge.errors import TuneforgeError
+
+    setting = build_setting(tiny, fruit, BatchConfig(shots=2, pick="similar"))
+    for pool in (None, demo_pool(fruit)[1:]):
+        with pytest.raises(TuneforgeError, match="train split"):
+            SettingPredictor(tiny, setting, pool)

@@ -2,18 +2,19 @@ import sys
 
 import pytest
 
-from tuneforge.batch.job import BatchConfig, SettingPredictor, build_setting, run_batch
+from tuneforge.batch.job import BatchConfig, SettingPredictor, build_setting, demo_pool, run_batch
 from tuneforge.batch.ray_engine import run_batch_ray
 from tuneforge.data.splits import load_task
 from tuneforge.errors import TuneforgeError
+from tuneforge.store.keys import canonical_json
 from tuneforge.store.sqlite import PredictionStore
 
 
 def stored(store, sid):
-    return sorted((r["input"], r["output"], r["error"]) for r in store.rows(sid))
+    return sorted((r["input"], r["output"], r["error"], canonical_json(r["meta"])) for r in store.rows(sid))
 
 
-@pytest.mark.parametrize("task, cfg", [("fruit", BatchConfig(shots=1, max_input_tokens=128)),
+@pytest.mark.parametrize("task, cfg", [("fruit", BatchConfig(shots=1, pick="similar", max_input_tokens=128)),
                                        ("synonyms", BatchConfig(shots=1, max_new_tokens=8, max_input_tokens=128))])
 def test_ray_fills_the_store_with_the_local_engines_rows_and_a_rerun_computes_nothing(tiny, tmp_path, task, cfg):
     data = load_task(task)
@@ -23,8 +24,9 @@ def test_ray_fills_the_store_with_the_local_engines_rows_and_a_rerun_computes_no
     sid = local.add_setting(setting)
     assert remote.add_setting(setting) == sid
 
-    expected = run_batch(SettingPredictor(tiny, setting, batch_size=4), local, sid, texts, commit_every=5)
-    got = run_batch_ray(setting, remote, sid, texts, actors=2, batch_size=4, commit_every=5)
+    expected = run_batch(SettingPredictor(tiny, setting, demo_pool(data), batch_size=4), local, sid, texts,
+                         commit_every=5)
+    got = run_batch_ray(setting, remote, sid, texts, pool=demo_pool(data), actors=2, batch_size=4, commit_every=5)
 
     assert {k: got[k] for k in ("done", "skipped", "failed", "inputs")} == \
         {k: expected[k] for k in ("done", "skipped", "failed", "inputs")} == \

@@ -403,12 +403,11 @@ def test_store_lists_every_job_and_stages_their_peak_memory(results, tmp_path):
     synonyms = {"route": "base model (synonym lists)", "setting": "f" * 64, "inputs": 122, "rows": 122,
                 "failed": 0, "coverage": 1.0}
     changed["store"]["jobs"] = [main_job, synonyms]
-    changed["store"]["note"] = "the store serves LoRA fine-tune instead"
     changed["stages"][0]["peak_memory_bytes"] = 2_340_000_000
     markdown = write_report(changed, tmp_path)["markdown"].read_text()
     store = section(markdown, "Prediction store")
     assert "Every job in this store" in store and "base model (synonym lists)" in store and "ffffffffffff" in store
-    assert "the store serves LoRA fine-tune instead" in store
+    assert "tuneforge serve --store runs/reviews-demo/store.sqlite --setting reviews-demo-distilled" in store
     assert "2.34 GB" in section(markdown, "Stages")
 
 

@@ -4,7 +4,8 @@ import pytest
 
 from tuneforge.data.splits import load_task
 from tuneforge.experiment.config import BatchStage
-from tuneforge.experiment.routes import batch_plan, servable
+from tuneforge.errors import TuneforgeError
+from tuneforge.experiment.routes import batch_plan
 
 
 def _route(name, kind, mean, ms, pick=None, calibration="none", scoring="sum", stage=None, chosen=True):
@@ -22,45 +23,34 @@ ROUTES = [_route("prompting 5-shot similar", "prompting", 0.60, 40, pick="simila
 DONE = {"prompting": {"result": {"model": {"path": "/base"}}}}
 
 
-@pytest.mark.parametrize("route, expected", [
-    (ROUTES[0], False), (ROUTES[1], True), (ROUTES[2], True),
-    (_route("p", "prompting", 0.5, 1, pick="random", calibration="batch"), False),
-    (_route("p", "prompting", 0.5, 1, pick="random", scoring="per-char"), False),
-    (_route("p", "prompting", 0.5, 1, pick="balanced"), False),
-])
-def test_servable(route, expected):
-    assert servable(route) is expected
-
-
-def test_a_recommendation_the_store_cannot_hold_falls_back_to_the_best_it_can():
+def test_the_recommended_prompting_route_is_stored_whatever_its_picker_calibration_and_scoring():
     task = load_task("fruit")
-    plan = batch_plan(BatchStage(), ROUTES, {"route": "prompting 5-shot similar"}, DONE, task, margin=0.05)
-    assert plan["route"] == "LoRA fine-tune" and plan["model"] == "/runs/LoRA fine-tune"
-    assert "a store setting cannot hold yet" in plan["note"]
-    assert plan["settings"]["shots"] == 0 and len(plan["inputs"]) == 245
+    similar = _route("prompting 5-shot similar batch-calibrated per-char", "prompting", 0.6, 40, pick="similar",
+                     calibration="batch", scoring="per-char")
+    similar["prior"] = [0.1, 0.2, 0.3, 0.4]
+    plan = batch_plan(BatchStage(), [similar, *ROUTES[1:]], {"route": similar["name"]}, DONE, task, "support")
+    assert plan["route"] == similar["name"] and plan["model"] == "/base" and plan["prior"] == [0.1, 0.2, 0.3, 0.4]
+    settings = plan["settings"]
+    assert (settings["shots"], settings["pick"], settings["calibration"], settings["scoring"]) == (
+        5, "similar", "batch", "per-char")
+    assert settings["name"] == "support-prompting" and len(plan["inputs"]) == 245
 
 
-def test_a_wide_margin_lets_the_cheaper_servable_route_win():
+def test_an_adapted_route_is_stored_zero_shot_under_its_stage_name():
     task = load_task("fruit")
-    plan = batch_plan(BatchStage(), ROUTES, {"route": "prompting 5-shot similar"}, DONE, task, margin=0.25)
-    assert plan["route"] == "distilled"
-
-
-def test_a_prompting_route_carries_its_demonstration_settings():
-    task = load_task("fruit")
-    plan = batch_plan(BatchStage(), ROUTES, {"route": "prompting 5-shot random"}, DONE, task, margin=0.05)
-    assert plan["note"] is None and plan["model"] == "/base"
-    assert (plan["settings"]["shots"], plan["settings"]["pick"], plan["settings"]["format"]) == (5, "random", "plain")
-
-
-def test_without_a_servable_route_the_best_servable_prompting_condition_on_dev_is_stored():
-    task = load_task("fruit")
-    routes = [ROUTES[0], ROUTES[1], _route("prompting 0-shot", "prompting", 0.2, 5, chosen=False)]
-    plan = batch_plan(BatchStage(), routes, {"route": "prompting 5-shot similar"}, DONE, task, margin=0.05)
-    assert plan["route"] == "prompting 5-shot random", "0.30 on dev beats 0.20 (test says the reverse)"
+    plan = batch_plan(BatchStage(), ROUTES, {"route": "LoRA fine-tune"}, DONE, task, "support")
+    assert plan["model"] == "/runs/LoRA fine-tune" and plan["prior"] is None
+    assert (plan["settings"]["shots"], plan["settings"]["calibration"], plan["settings"]["name"]) == (
+        0, "none", "support-lora")
+    named = batch_plan(BatchStage(name="fruit-v2"), ROUTES, {"route": "LoRA fine-tune"}, DONE, task, "support")
+    assert named["settings"]["name"] == "fruit-v2"
 
 
 def test_a_named_stage_is_served_as_asked():
     task = load_task("fruit")
-    plan = batch_plan(BatchStage(route="distill"), ROUTES, {"route": "LoRA fine-tune"}, DONE, task, margin=0.05)
-    assert plan["route"] == "distilled" and plan["note"] is None
+    plan = batch_plan(BatchStage(route="distill"), ROUTES, {"route": "LoRA fine-tune"}, DONE, task, "demo")
+    assert plan["route"] == "distilled" and plan["settings"]["name"] == "demo-distilled"
+    prompting = batch_plan(BatchStage(route="prompting"), ROUTES, {"route": "LoRA fine-tune"}, DONE, task, "demo")
+    assert prompting["route"] == "prompting 5-shot similar", "the prompting stage's chosen condition"
+    with pytest.raises(TuneforgeError, match="that stage is off"):
+        batch_plan(BatchStage(route="full"), ROUTES, {"route": "LoRA fine-tune"}, DONE, task, "demo")

@@ -115,6 +115,49 @@ def test_results_carry_every_route_and_the_parameter_facts(first_run):
     assert json.loads((out / "results.json").read_text())["routes"] == results["routes"]
 
 
+def test_the_store_holds_the_served_routes_test_predictions(first_run):
+    from tuneforge.store.sqlite import PredictionStore
+
+    out, results = first_run
+    serving = json.loads((out / "stages" / "lora" / "result.json").read_text())["result"]["serving"]
+    _assert_store_matches(results, serving["predictions"], "tiny-lora")
+
+
+def _assert_store_matches(results: dict, predictions: list[str], name: str) -> None:
+    """Every test input answered from the store has the prediction the experiment scored on test."""
+    from tuneforge.data.splits import load_task
+    from tuneforge.store.sqlite import PredictionStore
+
+    store = results["store"]
+    assert store["name"] == name
+    db = PredictionStore(store["path"], readonly=True)
+    try:
+        assert db.names()[store["setting"]]["name"] == name
+        test = load_task("fruit").test
+        rows = db.get_many(store["setting"], [ex.input for ex in test])
+        assert [rows[ex.input]["output"] for ex in test] == predictions
+    finally:
+        db.close()
+
+
+def test_a_winning_prompting_condition_with_per_input_demonstrations_and_calibration_is_served(tiny3, tmp_path):
+    """Prompting wins (it alone runs): its dev-chosen similar-picked, batch-calibrated condition fills
+    the store, and the store answers every test input as the experiment scored it."""
+    from tuneforge.api import run
+
+    config = tmp_path / "similar.yaml"
+    config.write_text(f"name: similar\nmodel: {tiny3}\ndtype: fp32\ntask: {{name: fruit}}\n"
+                      "prompting: {shots: [2], picks: [similar], calibrations: [batch], scorings: [per-char]}\n"
+                      "lora: null\ndistill: null\naudit: null\n")
+    results = run(str(config), out=tmp_path / "similar", echo=lambda line: None)
+    (chosen,) = [r for r in results["routes"] if r["chosen"]]
+    assert results["recommendation"]["route"] == chosen["name"] == results["store"]["route"]
+    assert (chosen["pick"], chosen["calibration"], chosen["scoring"]) == ("similar", "batch", "per-char")
+    conditions = json.loads((tmp_path / "similar" / "stages" / "prompting" / "result.json").read_text())
+    (scored,) = [c for c in conditions["result"]["conditions"] if c["chosen"]]
+    _assert_store_matches(results, scored["predictions"], "similar-prompting")
+
+
 def test_a_real_run_writes_the_declared_shape(first_run):
     """The producer side of the results record: the report's fixture is held to the same shape."""
     from tuneforge.experiment.records import shape_problems

@@ -16,7 +16,11 @@ from tuneforge.store.sqlite import PredictionStore
 FRUIT = {"task": "fruit", "mode": "labels", "labels": ["drupe", "pome", "berry", "hesperidium"]}
 SYNONYMS = {"task": "synonyms", "mode": "generate"}
 FRUIT_ID, SYNONYMS_ID = setting_id(FRUIT), setting_id(SYNONYMS)
-FRUIT_ROWS = [{"input": "plum", "output": "drupe"}, {"input": "pear", "output": "pome"},
+MODEL = "fruit-lora"
+"""The fruit setting's name: the model id it is served as."""
+PLUM_META = {"prompt_tokens": 12, "completion_tokens": 3,
+             "logprobs": [["drupe", -0.1], ["pome", -2.5], ["berry", -3.0], ["hesperidium", -4.0]]}
+FRUIT_ROWS = [{"input": "plum", "output": "drupe", "meta": PLUM_META}, {"input": "pear", "output": "pome"},
               {"input": "lemon", "output": "hesperidium"}, {"input": "durian", "error": "prompt has 600 tokens"}]
 SYNONYM_ROWS = [{"input": "vaccine", "output": "1. Jab 2. shot, covid jab; immunization (formal)"},
                 {"input": "influenza", "output": "flu, the flu, grippe"},
@@ -30,6 +34,7 @@ def fill_store(path: Path, *, synonyms: bool = True) -> Path:
         store.put_many(store.add_setting(SYNONYMS), SYNONYM_ROWS)
         time.sleep(0.01)  # settings are ordered by creation time
     store.put_many(store.add_setting(FRUIT), FRUIT_ROWS)
+    store.name_setting(MODEL, FRUIT_ID, "lora")
     store.close()
     return path
 

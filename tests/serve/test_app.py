@@ -5,7 +5,7 @@ import time
 import httpx
 import openai
 import pytest
-from conftest import FRUIT_ID, FRUIT_ROWS, SYNONYMS_ID, fill_store, running
+from conftest import FRUIT_ID, FRUIT_ROWS, MODEL, SYNONYMS_ID, fill_store, running
 
 from tuneforge.serve.app import create_app
 from tuneforge.store.sqlite import PredictionStore
@@ -44,7 +44,7 @@ def test_queue_policy_records_misses_for_the_next_batch_job(serve, store_path):
     results = httpx.post(f"{url}/v1/lookup", json={"inputs": ["plum", "fig", "kiwi"]}).json()["results"]
     assert [r["source"] for r in results] == ["store", "queued", "queued"]
     messages = [{"role": "user", "content": "date"}]
-    chat = httpx.post(f"{url}/v1/chat/completions", json={"model": "m", "messages": messages})
+    chat = httpx.post(f"{url}/v1/chat/completions", json={"model": MODEL, "messages": messages})
     assert chat.status_code == 202 and chat.json() == {"queued": True, "inputs": ["date"]}
     store = PredictionStore(store_path, readonly=True)
     assert store.misses(FRUIT_ID) == ["kiwi", "fig", "date"]
@@ -93,22 +93,63 @@ def test_match_without_a_synonyms_setting_is_404(tmp_path):
 
 def test_openai_client_completions_chat_models_and_a_miss(serve):
     client = openai.OpenAI(base_url=f"{serve()}/v1", api_key="x", max_retries=0)
-    completion = client.completions.create(model=FRUIT_ID, prompt="plum", max_tokens=5, temperature=0.7)
+    completion = client.completions.create(model=MODEL, prompt="plum", max_tokens=5, temperature=0.7)
     assert completion.object == "text_completion" and completion.choices[0].text == "drupe"
-    assert completion.choices[0].finish_reason == "stop" and completion.usage.prompt_tokens == 0
-    several = client.completions.create(model=FRUIT_ID, prompt=["pear", "lemon"])
+    assert completion.choices[0].finish_reason == "stop" and completion.model == MODEL
+    assert (completion.usage.prompt_tokens, completion.usage.completion_tokens, completion.usage.total_tokens) == (
+        12, 3, 15)
+    several = client.completions.create(model=FRUIT_ID, prompt=["pear", "lemon"])  # the hash names it too
     assert [(c.index, c.text) for c in several.choices] == [(0, "pome"), (1, "hesperidium")]
+    assert several.usage is None, "rows that do not know their token counts claim none"
     messages = [{"role": "system", "content": "Give the fruit type."}, {"role": "user", "content": "plum"},
                 {"role": "assistant", "content": "drupe"},
                 {"role": "user", "content": [{"type": "text", "text": "pear"}]}]
-    chat = client.chat.completions.create(model=FRUIT_ID, messages=messages)
+    chat = client.chat.completions.create(model=MODEL, messages=messages)
     assert chat.object == "chat.completion"
     assert (chat.choices[0].message.role, chat.choices[0].message.content) == ("assistant", "pome")
-    assert [model.id for model in client.models.list()] == [FRUIT_ID]
+    listed = client.models.list().data
+    assert [model.id for model in listed] == [MODEL]
+    assert listed[0].model_extra["metadata"]["setting"] == FRUIT_ID and listed[0].model_extra["metadata"]["route"] == "lora"
     with pytest.raises(openai.NotFoundError):
-        client.completions.create(model=FRUIT_ID, prompt="kiwi")
+        client.completions.create(model=MODEL, prompt="kiwi")
     with pytest.raises(openai.NotFoundError):
-        client.chat.completions.create(model=FRUIT_ID, messages=[{"role": "user", "content": "kiwi"}])
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "kiwi"}])
+    with pytest.raises(openai.NotFoundError) as unknown:
+        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "plum"}])
+    assert unknown.value.code == "model_not_found" and MODEL in unknown.value.message
+
+
+def test_label_logprobs_are_the_stored_label_distribution(serve):
+    client = openai.OpenAI(base_url=f"{serve()}/v1", api_key="x", max_retries=0)
+    legacy = client.completions.create(model=MODEL, prompt="plum", logprobs=2).choices[0].logprobs
+    assert legacy.tokens == ["drupe"] and legacy.token_logprobs == [-0.1]
+    assert legacy.top_logprobs == [{"drupe": -0.1, "pome": -2.5}]
+    chat = client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "plum"}],
+                                          logprobs=True, top_logprobs=3).choices[0].logprobs.content[0]
+    assert (chat.token, chat.logprob) == ("drupe", -0.1)
+    assert [(t.token, t.logprob) for t in chat.top_logprobs] == [("drupe", -0.1), ("pome", -2.5), ("berry", -3.0)]
+    assert client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "plum"}]
+                                          ).choices[0].logprobs is None
+
+
+def test_streamed_completions_and_chat_from_the_store(serve):
+    client = openai.OpenAI(base_url=f"{serve()}/v1", api_key="x", max_retries=0)
+    chunks = list(client.completions.create(model=MODEL, prompt="plum", stream=True,
+                                            stream_options={"include_usage": True}))
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == "drupe"
+    assert [c.choices[0].text for c in chunks if c.choices] == ["drupe", ""], "a stored answer is one chunk"
+    assert chunks[-2].choices[0].finish_reason == "stop" and chunks[-1].usage.total_tokens == 15
+    chat = list(client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "pear"}],
+                                               stream=True))
+    assert chat[0].choices[0].delta.role == "assistant" and all(c.object == "chat.completion.chunk" for c in chat)
+    assert "".join(c.choices[0].delta.content or "" for c in chat) == "pome"
+    assert chat[-1].choices[0].finish_reason == "stop" and chat[-1].model == MODEL
+    with pytest.raises(openai.NotFoundError):  # a miss is refused before any event, as without streaming
+        list(client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "kiwi"}], stream=True))
+    raw = httpx.post(f"{serve()}/v1/completions", json={"model": MODEL, "prompt": ["pear", "lemon"], "stream": True})
+    assert raw.headers["content-type"].startswith("text/event-stream")
+    events = [line for line in raw.text.split("\n\n") if line]
+    assert events[-1] == "data: [DONE]" and all(e.startswith("data: ") for e in events)
 
 
 def test_api_key_is_required_except_for_healthz(serve):
@@ -120,9 +161,9 @@ def test_api_key_is_required_except_for_healthz(serve):
     ok = httpx.get(f"{url}/v1/lookup", params={"input": "plum"}, headers={"Authorization": "Bearer s3cret"})
     assert ok.status_code == 200
     assert httpx.get(f"{url}/healthz").status_code == 200
-    assert openai.OpenAI(base_url=f"{url}/v1", api_key="s3cret").completions.create(model="m", prompt="pear")
+    assert openai.OpenAI(base_url=f"{url}/v1", api_key="s3cret").completions.create(model=MODEL, prompt="pear")
     with pytest.raises(openai.AuthenticationError):
-        openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0).completions.create(model="m", prompt="pear")
+        openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0).completions.create(model=MODEL, prompt="pear")
 
 
 def test_a_body_over_the_limit_is_413_whether_declared_or_streamed(serve):
@@ -157,16 +198,25 @@ BAD_REQUESTS = [
     ("POST", "/v1/match", {"text": 5}),
     ("POST", "/v1/match", {"txt": "covid jab"}),
     ("POST", "/v1/completions", {"prompt": "plum"}),
-    ("POST", "/v1/completions", {"model": "m", "prompt": []}),
-    ("POST", "/v1/completions", {"model": "m", "prompt": [1, 2, 3]}),
-    ("POST", "/v1/completions", {"model": "m", "prompt": {"text": "plum"}}),
-    ("POST", "/v1/chat/completions", {"model": "m", "messages": []}),
-    ("POST", "/v1/chat/completions", {"model": "m", "messages": [{"role": "system", "content": "hi"}]}),
-    ("POST", "/v1/chat/completions", {"model": "m", "messages": [{"content": "plum"}]}),
-    ("POST", "/v1/chat/completions", {"model": "m", "messages": "plum"}),
-    ("POST", "/v1/chat/completions", {"model": "m", "messages": [{"role": "user", "content": "hi"}, {"role": "wizard"}]}),
+    ("POST", "/v1/completions", {"model": MODEL, "prompt": []}),
+    ("POST", "/v1/completions", {"model": MODEL, "prompt": [1, 2, 3]}),
+    ("POST", "/v1/completions", {"model": MODEL, "prompt": {"text": "plum"}}),
+    ("POST", "/v1/chat/completions", {"model": MODEL, "messages": []}),
+    ("POST", "/v1/chat/completions", {"model": MODEL, "messages": [{"role": "system", "content": "hi"}]}),
+    ("POST", "/v1/chat/completions", {"model": MODEL, "messages": [{"content": "plum"}]}),
+    ("POST", "/v1/chat/completions", {"model": MODEL, "messages": "plum"}),
+    ("POST", "/v1/chat/completions", {"model": MODEL, "messages": [{"role": "user", "content": "hi"}, {"role": "wizard"}]}),
     ("POST", "/v1/chat/completions",
-     {"model": "m", "messages": [{"role": "user", "content": [{"type": "text", "text": "x" * 3000}] * 2}]}),
+     {"model": MODEL, "messages": [{"role": "user", "content": [{"type": "text", "text": "x" * 3000}] * 2}]}),
+    ("POST", "/v1/completions", {"model": "gpt-4o-mini", "prompt": "plum"}),
+    ("POST", "/v1/completions", {"model": MODEL, "prompt": "plum", "stream": "yes"}),
+    ("POST", "/v1/completions", {"model": MODEL, "prompt": "plum", "stream": 1}),
+    ("POST", "/v1/completions", {"model": MODEL, "prompt": "plum", "logprobs": 21}),
+    ("POST", "/v1/completions", {"model": MODEL, "prompt": "plum", "stream": True, "stream_options": 3}),
+    ("POST", "/v1/chat/completions", {"model": MODEL, "messages": [{"role": "user", "content": "plum"}],
+                                      "top_logprobs": 2}),
+    ("POST", "/v1/chat/completions", {"model": MODEL, "messages": [{"role": "user", "content": "plum"}],
+                                      "logprobs": "true"}),
     ("GET", "/v1/nothing-here", None),
     ("DELETE", "/v1/lookup", None),
 ]
@@ -200,7 +250,8 @@ def test_metrics_count_hits_misses_and_request_latency(serve):
 
 
 def test_healthz(serve):
-    assert httpx.get(f"{serve()}/healthz").json() == {"status": "ok", "setting": FRUIT_ID, "rows": len(FRUIT_ROWS)}
+    assert httpx.get(f"{serve()}/healthz").json() == {"status": "ok", "model": MODEL, "setting": FRUIT_ID,
+                                                        "rows": len(FRUIT_ROWS)}
 
 
 def test_hit_counts_reach_the_store_on_shutdown(store_path):

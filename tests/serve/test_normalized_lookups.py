@@ -2,7 +2,7 @@
 does not matter, case does; queued misses are stored in normal form, once."""
 
 import httpx
-from conftest import FRUIT_ID
+from conftest import FRUIT_ID, MODEL
 
 from tuneforge.store.sqlite import PredictionStore
 
@@ -16,7 +16,7 @@ def test_whitespace_variants_hit_and_case_variants_miss(serve):
     assert httpx.get(f"{url}/v1/lookup", params={"input": "Plum"}).status_code == 404
     completion = httpx.post(f"{url}/v1/completions", json={"model": FRUIT_ID, "prompt": ["  pear", "lemon "]})
     assert [c["text"] for c in completion.json()["choices"]] == ["pome", "hesperidium"]
-    chat = httpx.post(f"{url}/v1/chat/completions", json={"model": "m", "messages": [{"role": "user",
+    chat = httpx.post(f"{url}/v1/chat/completions", json={"model": MODEL, "messages": [{"role": "user",
                                                                                       "content": " pear\n"}]})
     assert chat.json()["choices"][0]["message"]["content"] == "pome"
 

@@ -1,31 +1,47 @@
 """Batch jobs: predict ahead of time for known inputs and fill the prediction store.
 
-A job's *setting* (model fingerprint and path, dtype, prompt format, demonstrations, label set or
-decoding) is written into the store once; each input's key is the setting plus the input. A re-run
-computes only what the store lacks; rows are committed in chunks, so a job killed at any moment
-loses at most the chunk in flight and stores nothing twice."""
+A job's *setting* (model fingerprint and path, dtype, prompt format, how each input's
+demonstrations are picked and from which train split, label calibration and scoring, or decoding)
+is written into the store once, with the train split it picks from (by fingerprint); each input's
+key is the setting plus the input. Every prompting condition the experiment can choose is a
+setting: the demonstrations depend only on the input and the train split, and batch calibration's
+prior is estimated once on dev and kept. A re-run computes only what the store lacks; rows are
+committed in chunks, so a job killed at any moment loses at most the chunk in flight and stores
+nothing twice."""
 
 import time
+
+import torch
 
 from tuneforge.data.splits import Task
 from tuneforge.data.tasks import Example
 from tuneforge.errors import TuneforgeError
-from tuneforge.model.load import LoadedModel, load_model
+from tuneforge.model.load import LoadedModel, artifact_provenance, load_model
 from tuneforge.predict.predictor import Predictor
 from tuneforge.prompts.formats import PromptFormat
-from tuneforge.prompts.shots import is_same_item, pick_demos
+from tuneforge.prompts.shots import pick_demos
 from tuneforge.settings import BatchConfig
-from tuneforge.store.keys import normalize_input
+from tuneforge.store.keys import normalize_input, setting_id
+
+TOP_LOGPROBS = 20
+"""Most label log-probabilities kept per row (OpenAI's `top_logprobs` allows up to 20)."""
 
 
-def build_setting(loaded: LoadedModel, task: Task, cfg: BatchConfig) -> dict:
-    """Everything that changes an output, self-contained: a server can rebuild the predictor from it."""
+def demo_pool(task: Task) -> list[list[str]]:
+    """The train split as a demonstration pool: [input, target, id] rows."""
+    return [[ex.input, ex.target, ex.id] for ex in task.train]
+
+
+def build_setting(loaded: LoadedModel, task: Task, cfg: BatchConfig, prior: list[float] | None = None) -> dict:
+    """Everything that changes an output, self-contained but for the demonstration pool (named by its
+    fingerprint; `demo_pool`): a server can rebuild the predictor from the two. Batch calibration
+    against `prior` (K,), or against the prior on the task's dev split when it is None."""
     if cfg.shots > len(task.train):
         raise TuneforgeError(f"--shots {cfg.shots}: the train split of {task.info.name!r} has {len(task.train)} examples")
-    # One fixed set for every input, plus a spare: an input that is itself a demonstration gets the
-    # spare in its place (an item is never its own demonstration).
-    anchor = Example(input="\0", target="", id="\0")
-    demos = pick_demos(task.train, anchor, min(cfg.shots + 1, len(task.train)), cfg.pick, cfg.seed) if cfg.shots else []
+    labelled = task.label_set is not None
+    calibration = {"method": cfg.calibration if labelled else "none", "prior": None}
+    if calibration["method"] == "batch":
+        calibration["prior"] = prior if prior is not None else dev_prior(loaded, task, cfg)
     return {
         "model": {"fingerprint": loaded.fingerprint, "path": str(loaded.path),
                   "dtype": str(loaded.dtype).removeprefix("torch.")},
@@ -34,58 +50,131 @@ def build_setting(loaded: LoadedModel, task: Task, cfg: BatchConfig) -> dict:
         "labels": task.label_set,
         "format": cfg.format,
         "instruction": task.info.instruction or None,
-        "demos": [[d.input, d.target] for d in demos],
-        "decoding": {"greedy": True, "max_new_tokens": cfg.max_new_tokens} if task.info.kind == "generate" else None,
+        "demos": {"shots": cfg.shots, "pick": cfg.pick, "seed": cfg.seed,
+                  "pool": setting_id(demo_pool(task)), "pool_size": len(task.train)} if cfg.shots else None,
+        "calibration": calibration if labelled else None,
+        "scoring": cfg.scoring if labelled else None,
+        "decoding": {"greedy": True, "max_new_tokens": cfg.max_new_tokens} if not labelled else None,
         "max_input_tokens": cfg.max_input_tokens,
     }
 
 
-class SettingPredictor:
-    """Rows for inputs under one stored setting, predicted by the one `Predictor`: the setting's
-    fixed demonstration set in every prompt, and a failed row where a prompt is over its token limit."""
+def dev_prior(loaded: LoadedModel, task: Task, cfg: BatchConfig) -> list[float]:
+    """Batch calibration's label prior (K,) over the task's dev split (train where it has none),
+    each item with the demonstrations the setting gives it."""
+    items = task.dev or task.train
+    if not items:
+        raise TuneforgeError(f"batch calibration needs a dev or train split to estimate the label prior; "
+                             f"{task.info.name!r} has neither")
+    fmt = PromptFormat(cfg.format, task.info.instruction)
+    predictor = Predictor(loaded, fmt, task.label_set, batch_size=cfg.batch_size)
+    demos = [pick_demos(task.train, ex, cfg.shots, cfg.pick, cfg.seed) for ex in items] if cfg.shots else None
+    return predictor.predict(items, demos).prior(cfg.scoring).tolist()
 
-    def __init__(self, loaded: LoadedModel, setting: dict, batch_size: int = 16):
+
+class SettingPredictor:
+    """Rows for inputs under one stored setting, predicted by the one `Predictor`: each input's
+    demonstrations picked from `pool` as the setting says, and a failed row where a prompt is over
+    its token limit. A row's meta counts its prompt and completion tokens and, for a label task,
+    holds the top labels' log-probabilities."""
+
+    def __init__(self, loaded: LoadedModel, setting: dict, pool: list[list[str]] | None = None,
+                 batch_size: int = 16):
         if setting["model"]["fingerprint"] != loaded.fingerprint:
             raise TuneforgeError("the model does not match the store's setting (fingerprints differ)")
+        if "demos" in setting and isinstance(setting["demos"], list):
+            raise TuneforgeError("the store's setting was written by an older tuneforge; run the batch job again")
+        self.demos = setting["demos"]
+        if self.demos is not None and (pool is None or setting_id(pool) != self.demos["pool"]):
+            raise TuneforgeError("the setting picks demonstrations from a train split this predictor was not "
+                                 "given (or was given another one)")
+        self.pool = [Example(i, t, ident) for i, t, ident in pool] if self.demos else []
         fmt = PromptFormat(setting["format"], setting["instruction"])
+        calibration = setting.get("calibration") or {"method": "none", "prior": None}
+        prior = torch.tensor(calibration["prior"]) if calibration["prior"] is not None else None
         max_new_tokens = (setting["decoding"] or {}).get("max_new_tokens", 48)  # label settings have no decoding
-        self.predictor = Predictor(loaded, fmt, setting["labels"], batch_size=batch_size, max_new_tokens=max_new_tokens)
-        self.demos = [Example(i, t, f"demo-{n}") for n, (i, t) in enumerate(setting["demos"])]
-        self.shots = max(len(self.demos) - 1, 0)  # the last demonstration is the spare
+        self.predictor = Predictor(loaded, fmt, setting["labels"], batch_size=batch_size, max_new_tokens=max_new_tokens,
+                                   calibration=calibration["method"], scoring=setting.get("scoring") or "sum",
+                                   prior=prior)
         self.max_input_tokens = setting["max_input_tokens"]
 
-    def __call__(self, inputs: list[str]) -> list[dict]:
-        """One row per input: {"input", "output"} or {"input", "error"}."""
+    def demonstrations(self, item: Example) -> list[Example]:
+        if not self.demos:
+            return []
+        return pick_demos(self.pool, item, self.demos["shots"], self.demos["pick"], self.demos["seed"],
+                          labelled=self.predictor.labels is not None)
+
+    def __call__(self, inputs: list[str], on_text=None) -> list[dict]:
+        """One row per input: {"input", "output", "meta"} or {"input", "error"}. With `on_text` (one
+        input), the answer is also handed over piece by piece as it is written (`Predictor`)."""
         items = [Example(text, "", "\0") for text in inputs]
-        demos = [[d for d in self.demos if not is_same_item(d, ex)][: self.shots] for ex in items]
+        demos = [self.demonstrations(ex) for ex in items]
         prompts, limit = self.predictor.encode(items, demos), self.max_input_tokens
         fits = [i for i, ids in enumerate(prompts) if len(ids) <= limit]  # longer prompts become failed rows
-        answers = iter(self.predictor.predict_encoded([prompts[i] for i in fits], [demos[i] for i in fits]).outputs)
-        return [{"input": text, "output": next(answers)} if len(ids) <= limit
+        out = self.predictor.predict_encoded([prompts[i] for i in fits], [demos[i] for i in fits], on_text)
+        metas = iter(self._metas(out, [len(prompts[i]) for i in fits]))
+        return [{"input": text, "output": out.outputs[fits.index(n)], "meta": next(metas)} if len(ids) <= limit
                 else {"input": text, "error": f"prompt has {len(ids)} tokens, more than {limit}"}
-                for text, ids in zip(inputs, prompts)]
+                for n, (text, ids) in enumerate(zip(inputs, prompts))]
+
+    def _metas(self, out, prompt_tokens: list[int]) -> list[dict]:
+        p = self.predictor
+        if out.scores is None:  # generated: the answer's own tokens
+            tok = p.loaded.tokenizer
+            return [{"prompt_tokens": n, "completion_tokens": len(tok(text, add_special_tokens=False).input_ids)}
+                    for n, text in zip(prompt_tokens, out.outputs)]
+        logprobs = out.label_logprobs(p.calibration, p.scoring, p.prior)  # (N, K)
+        # stable: equal labels keep their order, so the first is the answer argmax gave
+        values, indices = (t[:, :TOP_LOGPROBS] for t in logprobs.sort(dim=-1, descending=True, stable=True))
+        return [{"prompt_tokens": n, "completion_tokens": len(p.continuations[p.labels.index(answer)]),
+                 "logprobs": [[p.labels[i], round(v, 6)] for v, i in zip(vs, ids)]}
+                for n, answer, vs, ids in zip(prompt_tokens, out.outputs, values.tolist(), indices.tolist())]
 
 
-def predictor_for_setting(setting: dict, batch_size: int = 16) -> SettingPredictor:
+def predictor_for_setting(setting: dict, pool: list[list[str]] | None = None, batch_size: int = 16
+                          ) -> SettingPredictor:
     """Load the setting's model (same path and dtype) and build its predictor, e.g. for live misses."""
     loaded = load_model(setting["model"]["path"], dtype=setting["model"]["dtype"])  # "bfloat16" / "float32"
-    return SettingPredictor(loaded, setting, batch_size)
+    return SettingPredictor(loaded, setting, pool, batch_size)
 
 
-def store_setting(store, loaded: LoadedModel, task: Task, cfg: BatchConfig, *, synonym_lists: bool = False
+def setting_pool(store, setting: dict) -> list[list[str]] | None:
+    """The demonstration pool `setting` picks from, read from `store` (None for a 0-shot setting)."""
+    return store.pool(setting["demos"]["pool"]) if setting.get("demos") else None
+
+
+def store_setting(store, loaded: LoadedModel, task: Task, cfg: BatchConfig, *, synonym_lists: bool = False,
+                  prior: list[float] | None = None, name: str | None = None, route: str | None = None
                   ) -> tuple[dict, str]:
-    """The job's setting, marked when outputs are normalised into synonym lists, and its id in `store`."""
-    setting = build_setting(loaded, task, cfg)
+    """The job's setting (marked when outputs are normalised into synonym lists), its pool and its
+    name kept in `store`; returns the setting and its id. The name is `name`, else the config's,
+    else `<task>-<route>`."""
+    setting = build_setting(loaded, task, cfg, prior)
     if synonym_lists:
         setting = {**setting, "postprocess": "synonym_lists"}
-    return setting, store.add_setting(setting)
+    sid = store.add_setting(setting)
+    if setting["demos"]:
+        store.add_pool(demo_pool(task))
+    route = route or ("synonyms" if synonym_lists else model_route(loaded))
+    store.name_setting(name or cfg.name or f"{task.info.name}-{route}", sid, route)
+    return setting, sid
 
 
-def local_predictor(loaded: LoadedModel, setting: dict, cfg: BatchConfig, *, synonym_lists: bool = False):
+def model_route(loaded: LoadedModel) -> str:
+    """The route a model folder comes from, by the provenance tuneforge wrote beside it: `lora`,
+    `full` or `distilled`; else `prompting` (an unchanged model)."""
+    provenance = artifact_provenance(loaded.path) or {}
+    if provenance.get("route") == "distill":
+        return "distilled"
+    return provenance.get("method") if provenance.get("route") == "finetune" else "prompting"
+
+
+def local_predictor(loaded: LoadedModel, setting: dict, cfg: BatchConfig, pool: list[list[str]] | None = None, *,
+                    synonym_lists: bool = False):
     """The local engine's predictor for `setting`, normalising outputs into synonym lists if asked."""
     from tuneforge.batch.synonyms import synonym_predictor
 
-    predict = SettingPredictor(loaded, setting, cfg.batch_size)
+    predict = SettingPredictor(loaded, setting, pool, cfg.batch_size)
     return synonym_predictor(predict) if synonym_lists else predict
 
 

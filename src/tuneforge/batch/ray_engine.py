@@ -4,6 +4,7 @@ Each actor loads the setting's model once and predicts batches of inputs; the dr
 the store (SQLite has one writer), in chunks of `commit_every` rows as results stream back. So a
 job killed at any moment loses at most the chunk in flight and, run again, computes only the rest."""
 
+import json
 from contextlib import contextmanager
 
 import numpy as np
@@ -11,22 +12,28 @@ import torch
 
 from tuneforge.batch.job import predictor_for_setting, write_predictions
 from tuneforge.errors import TuneforgeError
+from tuneforge.store.keys import canonical_json
+
+ROW_KEYS = ("input", "output", "error", "meta")
 
 
 class _PredictBatches:
     """One actor: the setting's model, loaded once, mapped over numpy batches {"input": (B,)}."""
 
-    def __init__(self, setting: dict, batch_size: int):
+    def __init__(self, setting: dict, pool: list[list[str]] | None, batch_size: int):
         torch.set_num_threads(1)  # one thread per actor: `actors` actors share the machine's cores
-        self.predict = predictor_for_setting(setting, batch_size)
+        self.predict = predictor_for_setting(setting, pool, batch_size)
 
     def __call__(self, batch: dict) -> dict:
         rows = self.predict([str(text) for text in batch["input"]])
+        for row in rows:  # meta travels as JSON text
+            row["meta"] = canonical_json(row["meta"]) if row.get("meta") is not None else None
         # object arrays keep None as None (a row has an output or an error, never both)
-        return {key: np.array([r.get(key) for r in rows], dtype=object) for key in ("input", "output", "error")}
+        return {key: np.array([r.get(key) for r in rows], dtype=object) for key in ROW_KEYS}
 
 
-def run_batch_ray(setting: dict, store, setting_id: str, inputs: list[str], *, actors: int = 2,
+def run_batch_ray(setting: dict, store, setting_id: str, inputs: list[str], *, pool: list[list[str]] | None = None,
+                  actors: int = 2,
                   batch_size: int = 16, commit_every: int = 64, failed: list[dict] | None = None,
                   progress=None) -> dict:
     """Predict the inputs the store lacks on `actors` Ray actors (one model each); the driver writes
@@ -37,7 +44,7 @@ def run_batch_ray(setting: dict, store, setting_id: str, inputs: list[str], *, a
     def chunks(todo: list[str]):
         with _ray_session() as ray:
             ds = ray.data.from_items([{"input": text} for text in todo]).map_batches(
-                _PredictBatches, fn_constructor_args=(setting, batch_size), batch_size=batch_size,
+                _PredictBatches, fn_constructor_args=(setting, pool if setting.get("demos") else None, batch_size), batch_size=batch_size,
                 batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors),
                 num_cpus=actor_cpus(int(ray.cluster_resources().get("CPU", 1)), actors))
             yield from _chunks(ds.iter_rows(), commit_every)
@@ -52,10 +59,11 @@ def actor_cpus(cpus: int, actors: int) -> float:
 
 
 def _chunks(results, size: int):
-    """Lists of at most `size` rows {"input", "output", "error"} from Ray's rows, in arrival order."""
+    """Lists of at most `size` rows {"input", "output", "error", "meta"} from Ray's rows, in arrival order."""
     chunk = []
     for row in results:
-        chunk.append({key: None if row[key] is None else str(row[key]) for key in ("input", "output", "error")})
+        chunk.append({key: None if row[key] is None else str(row[key]) for key in ROW_KEYS})
+        chunk[-1]["meta"] = json.loads(chunk[-1]["meta"]) if chunk[-1]["meta"] is not None else None
         if len(chunk) == size:
             yield chunk
             chunk = []

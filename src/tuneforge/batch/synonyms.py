@@ -12,7 +12,7 @@ def synonym_predictor(predict):
         rows = predict(inputs)
         for row in rows:
             if row.get("output") is not None:
-                row["meta"] = {"raw": row["output"]}
+                row["meta"] = {**(row.get("meta") or {}), "raw": row["output"]}
                 row["output"] = ", ".join(normalize_synonyms(row["output"], row["input"]))
         return rows
 

@@ -12,6 +12,8 @@ import itertools
 import time
 from dataclasses import asdict
 
+import torch
+
 from tuneforge.data.limits import check_input_lengths
 from tuneforge.data.splits import Task, task_warnings
 from tuneforge.data.tasks import Example
@@ -93,7 +95,8 @@ def predict_draws(predictor: Predictor, task: Task, items: list[Example], k: int
 def run_conditions(predictor: Predictor, task: Task, split: str, k: int, pick: str | None,
                    cfg: PromptingConfig) -> list[dict]:
     """The conditions of one (format, shots, picker) setting, scored on `split` over its draws: one per
-    calibration x scoring, all read from the same forward passes."""
+    calibration x scoring, all read from the same forward passes. Batch calibration's label prior is
+    each draw's own over `split`, kept in `priors` for the test pass (and the store) to use."""
     seeded = pick in ("random", "balanced")  # first-k and similar are fixed
     seeds = [cfg.seed + d for d in range(cfg.draws if seeded else 1)]
     items = task.split(split)
@@ -101,13 +104,14 @@ def run_conditions(predictor: Predictor, task: Task, split: str, k: int, pick: s
     gold = [ex.target for ex in items]
     conditions = []
     for calibration, scoring in variants(task, cfg):
+        priors = [d.prior(scoring).tolist() for d in draws] if calibration == "batch" else None
         answers = [d.ranked(calibration, scoring) for d in draws]
         conditions.append({
             "format": predictor.fmt.id, "style": predictor.fmt.style, "shots": k, "pick": pick,
             "calibration": calibration, "scoring": scoring, "draws": len(seeds), "seeds": seeds,
             "dev": summarize(gold, answers, task.info.kind) if split == "dev" else None,
             "test": summarize(gold, answers, task.info.kind) if split == "test" else None,
-            "chosen": False, "predictions": answers[0] if split == "test" else None,
+            "chosen": False, "predictions": answers[0] if split == "test" else None, "priors": priors,
             "seconds": seconds, "ms_per_example": 1000 * seconds / (len(seeds) * len(items)),
         })
     return conditions
@@ -115,10 +119,13 @@ def run_conditions(predictor: Predictor, task: Task, split: str, k: int, pick: s
 
 def score_on_test(predictor: Predictor, task: Task, k: int, pick: str | None, cfg: PromptingConfig,
                   conditions: list[dict]) -> None:
-    """Score `conditions` (one forward-pass setting) on test, in place; their latency is the test pass's."""
+    """Score `conditions` (one forward-pass setting) on test, in place, batch calibration against the
+    dev priors; their latency is the test pass's."""
     draws, seconds = predict_draws(predictor, task, task.test, k, pick, conditions[0]["seeds"])
     gold = [ex.target for ex in task.test]
     for c in conditions:
-        answers = [d.ranked(c["calibration"], c["scoring"]) for d in draws]
+        priors = c["priors"] or [None] * len(draws)
+        answers = [d.ranked(c["calibration"], c["scoring"], p if p is None else torch.tensor(p))
+                   for d, p in zip(draws, priors)]
         c.update(test=summarize(gold, answers, task.info.kind), predictions=answers[0], seconds=seconds,
                  ms_per_example=1000 * seconds / (len(draws) * len(task.test)))

@@ -81,6 +81,8 @@ class Route(TypedDict):
     """Prompting: `sum` or `per-char`."""
     seed: NotRequired[int]
     """Prompting: the first demonstration draw's seed."""
+    prior: NotRequired[list[float] | None]
+    """Prompting with batch calibration: the label prior of the first draw, estimated on dev."""
     model_dir: NotRequired[str]
     """Adapted routes: the model as trained."""
 
@@ -122,13 +124,14 @@ class StoreRecord(TypedDict):
     path: str
     route: str
     setting: str
+    name: str | None
+    """The model id the setting is served as (`<experiment>-<route>`)."""
     inputs: int
     rows: int
     failed: int
     coverage: float
     size_bytes: int
     summary: dict
-    note: str | None
     jobs: list[dict]
 
 

@@ -7,11 +7,13 @@ from pathlib import Path
 from tuneforge.config import to_dict
 from tuneforge.data.splits import Task, task_warnings
 from tuneforge.errors import TuneforgeError
-from tuneforge.experiment.decide import pareto_fronts, recommend
+from tuneforge.experiment.decide import pareto_fronts
 from tuneforge.experiment.records import ExperimentResults, Route
 from tuneforge.model.params import size_on_disk
 
 NAMES = {"lora": "LoRA fine-tune", "full": "full fine-tune"}
+SLUGS = {"prompting": "prompting", "lora": "lora", "full": "full", "distill": "distilled"}
+"""Each stage's word in a served setting's name (`<experiment>-<word>`)."""
 
 
 def routes_from_stages(done: dict) -> list[Route]:
@@ -40,6 +42,7 @@ def prompting_routes(record: dict) -> list[Route]:
             "setting": setting, "trials": None, "macro_f1": _metric(c["test"] or c["dev"], "macro_f1"),
             "shots": c["shots"], "pick": c["pick"], "format": c["style"], "calibration": c["calibration"],
             "scoring": c["scoring"], "draws": c["draws"], "seed": c["seeds"][0],
+            "prior": c["priors"][0] if c.get("priors") else None,
             "parameters": {"total": params["after"]["total"], "trained": 0,
                            "base_total": params["before"]["total"], "unchanged": params["unchanged"]},
             "size_on_disk_bytes": results["size_on_disk_bytes"], "ms_per_example": c["ms_per_example"],
@@ -92,54 +95,30 @@ def adapted_route(stage: str, record: dict) -> Route:
     }
 
 
-def servable(route: dict) -> bool:
-    """What the store can hold: one fixed prompt setting per input (no per-input demonstration
-    search, no calibration, summed label scores)."""
-    return route["kind"] != "prompting" or (route["pick"] in (None, "first", "random")
-                                            and route["calibration"] == "none" and route["scoring"] == "sum")
-
-
-def batch_plan(section, routes: list[dict], recommendation: dict, done: dict, task: Task, margin: float) -> dict:
-    """Which route fills the store, with which settings, for which inputs."""
-    wanted = [r for r in routes if r["name"] == recommendation.get("route")] if section.route == "recommended" \
-        else [r for r in routes if r["stage"] == section.route]
-    if not wanted and section.route != "recommended":
-        raise TuneforgeError(f"batch.route is {section.route}, but that stage is off")
-    chosen, note = _servable_choice(wanted, routes, margin)
+def batch_plan(section, routes: list[dict], recommendation: dict, done: dict, task: Task, experiment: str) -> dict:
+    """Which route fills the store (the recommended one, or the stage `section.route` names, at its
+    chosen setting), with which settings, under which name, for which inputs."""
+    if section.route == "recommended":
+        chosen = next(r for r in routes if r["name"] == recommendation["route"])
+    else:
+        wanted = [r for r in routes if r["stage"] == section.route and r.get("chosen", True)]
+        if not wanted:
+            raise TuneforgeError(f"batch.route is {section.route}, but that stage is off")
+        chosen = wanted[0]
     settings = {k: v for k, v in to_dict(section).items() if k not in ("route", "inputs")}
+    slug = SLUGS[chosen["stage"]]
+    settings["name"] = section.name or f"{experiment}-{slug}"
+    prior = None
     if chosen["kind"] == "prompting":
         settings.update(shots=chosen["shots"], pick=chosen["pick"] or "first", seed=chosen["seed"],
-                        format=chosen["format"])
+                        format=chosen["format"], calibration=chosen["calibration"], scoring=chosen["scoring"])
+        prior = chosen.get("prior")
         model = done["prompting"]["result"]["model"]["path"]
     else:
-        settings.update(shots=0, format=chosen["format"])
+        settings.update(shots=0, format=chosen["format"], calibration="none", scoring="sum")
         model = chosen["model_dir"]
-    return {"route": chosen["name"], "stage": chosen["stage"], "settings": settings, "model": model,
-            "inputs": _batch_inputs(section.inputs, task), "note": note}
-
-
-def _servable_choice(wanted: list[dict], routes: list[dict], margin: float) -> tuple[dict, str | None]:
-    """The wanted route when the store can hold it; else the recommendation among those it can."""
-    ok = [r for r in wanted if servable(r)]
-    if ok:
-        return _recommended(ok, 0), None
-    candidates = [r for r in routes if servable(r)]
-    if not candidates:
-        raise TuneforgeError("no route the store can serve: similar or balanced demonstrations and calibrated "
-                             "or per-char scoring are not yet held by a store setting; add a fine-tuned route "
-                             "or narrow prompting to random/first picks, no calibration and summed scores")
-    chosen = _recommended(candidates, margin)
-    return chosen, (f"{wanted[0]['name'] if wanted else 'the choice'} is a prompting setting a store setting "
-                    f"cannot hold yet; the store serves {chosen['name']}, the recommendation among the routes "
-                    f"it can hold")
-
-
-def _recommended(routes: list[dict], margin: float) -> dict:
-    """The recommendation among `routes`, weighed as the report weighs them (on dev); where none of
-    them is a route's chosen setting, among the prompting conditions themselves."""
-    pool = [r for r in routes if r.get("chosen", True)] or [{**r, "chosen": True} for r in routes]
-    name = recommend({"routes": pool}, margin)["route"]
-    return next(r for r in routes if r["name"] == name)
+    return {"route": chosen["name"], "stage": chosen["stage"], "slug": slug, "settings": settings, "model": model,
+            "prior": prior, "inputs": _batch_inputs(section.inputs, task)}
 
 
 def _batch_inputs(path: str | None, task: Task) -> list[str]:

@@ -65,10 +65,10 @@ def run(config: ExperimentConfig, out: str | Path | None = None, *, echo=print) 
     routes = routes_from_stages(done)
     recommendation = recommend({"routes": routes}, config.report.margin)
     if config.batch is not None:
-        plan = batch_plan(config.batch, routes, recommendation, done, task, config.report.margin)
+        plan = batch_plan(config.batch, routes, recommendation, done, task, config.name)
         spec = {**common, "kind": "batch", "settings": plan["settings"], "model": plan["model"],
-                "route": plan["route"], "inputs": plan["inputs"], "store": str(run_dir / "store.sqlite"),
-                "synonym_lists": False, "note": plan["note"]}
+                "route": plan["route"], "route_slug": plan["slug"], "prior": plan["prior"], "inputs": plan["inputs"],
+                "store": str(run_dir / "store.sqlite"), "synonym_lists": False}
         done["batch"] = run_stage(run_dir, "batch", spec, {**prints, "route": done[plan["stage"]]["hash"]}, echo)
     if config.synonyms is not None:
         done["synonyms"] = run_stage(run_dir, "synonyms", _synonyms_spec(config, common, run_dir), prints, echo)
@@ -154,8 +154,10 @@ def _synonyms_spec(config: ExperimentConfig, common: dict, run_dir: Path) -> dic
     section = config.synonyms
     topics = read_inputs(section.topics or builtin_path("synonyms"))[0]
     settings = {k: v for k, v in to_dict(section).items() if k != "topics"}
-    return {**common, "task": to_dict(TaskConfig(name="synonyms")), "kind": "batch", "settings": settings, "route": "base model (synonym lists)",
-            "inputs": topics, "store": str(run_dir / "store.sqlite"), "synonym_lists": True}
+    settings["name"] = section.name or f"{config.name}-synonyms"
+    return {**common, "task": to_dict(TaskConfig(name="synonyms")), "kind": "batch", "settings": settings,
+            "route": "base model (synonym lists)", "route_slug": "synonyms", "inputs": topics,
+            "store": str(run_dir / "store.sqlite"), "synonym_lists": True}
 
 
 def _die_with_parent() -> None:

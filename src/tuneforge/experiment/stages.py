@@ -115,7 +115,7 @@ def audit(spec: dict, stage_dir: Path, progress: Progress) -> dict:
 def batch(spec: dict, stage_dir: Path, progress: Progress) -> dict:
     """The chosen route's predictions for the inputs into the store (idempotent: a rerun, or a
     resumed kill, predicts only what the store lacks)."""
-    from tuneforge.batch.job import BatchConfig, local_predictor, run_batch, store_setting
+    from tuneforge.batch.job import BatchConfig, demo_pool, local_predictor, run_batch, store_setting
     from tuneforge.config import from_dict
     from tuneforge.model.load import load_model
     from tuneforge.store.sqlite import PredictionStore
@@ -124,16 +124,19 @@ def batch(spec: dict, stage_dir: Path, progress: Progress) -> dict:
     loaded = load_model(spec["model"], dtype=spec["dtype"])
     db = PredictionStore(spec["store"])
     try:
-        setting, sid = store_setting(db, loaded, task, cfg, synonym_lists=lists)
-        summary = run_batch(local_predictor(loaded, setting, cfg, synonym_lists=lists), db, sid, spec["inputs"],
+        setting, sid = store_setting(db, loaded, task, cfg, synonym_lists=lists, prior=spec.get("prior"),
+                                     route=spec.get("route_slug"))
+        predict = local_predictor(loaded, setting, cfg, demo_pool(task), synonym_lists=lists)
+        summary = run_batch(predict, db, sid, spec["inputs"],
                             commit_every=cfg.commit_every, progress=progress.rows)
         stats = db.stats()
     finally:
         db.close()
     rows = stats["settings"].get(sid, {"rows": 0, "failed": 0})
-    return {"path": spec["store"], "route": spec["route"], "setting": sid, "inputs": len(spec["inputs"]),
+    return {"path": spec["store"], "route": spec["route"], "setting": sid, "name": rows.get("name"),
+            "inputs": len(spec["inputs"]),
             "rows": rows["rows"], "failed": rows["failed"], "coverage": rows["rows"] / max(len(spec["inputs"]), 1),
-            "size_bytes": stats["bytes"], "summary": summary, "note": spec.get("note")}
+            "size_bytes": stats["bytes"], "summary": summary}
 
 
 STAGES = {"prompting": prompting, "finetune": finetune, "distill": distill, "audit": audit, "batch": batch}

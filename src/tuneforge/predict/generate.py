@@ -2,6 +2,7 @@
 
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers.generation.streamers import BaseStreamer
 
 from tuneforge.predict.padding import left_pad, length_batches
 
@@ -21,13 +22,46 @@ class StopAtNewline(StoppingCriteria):
         return torch.tensor([self.has_newline[t] for t in last], device=input_ids.device)
 
 
+class LineStreamer(BaseStreamer):
+    """Hands `on_text` each new piece of the answer as generation goes (one prompt at a time: what
+    transformers' streamers support), so that the pieces join to exactly the answer `generate_lines`
+    returns: the first line, stripped. A trailing space or an unfinished character waits for more."""
+
+    def __init__(self, tokenizer, on_text):
+        self.tokenizer, self.on_text = tokenizer, on_text
+        self.prompt_seen, self.tokens, self.sent = False, [], ""
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self.prompt_seen:  # generate() first hands over the prompt itself
+            self.prompt_seen = True
+            return
+        self.tokens += value.reshape(-1).tolist()
+        self._send(final=False)
+
+    def end(self) -> None:
+        self._send(final=True)
+
+    def _send(self, final: bool) -> None:
+        text = self.tokenizer.decode(self.tokens, skip_special_tokens=True)
+        line = text.split("\n", 1)[0].strip()
+        if not final and ("\n" not in text and line.endswith("\ufffd")):
+            return
+        if line.startswith(self.sent) and len(line) > len(self.sent):
+            piece, self.sent = line[len(self.sent):], line
+            self.on_text(piece)
+
+
 @torch.inference_mode()
 def generate_lines(
-    model, tokenizer, prompts: list[list[int]], *, max_new_tokens: int = 48, batch_size: int = 16
+    model, tokenizer, prompts: list[list[int]], *, max_new_tokens: int = 48, batch_size: int = 16, on_text=None
 ) -> list[str]:
     """The first line the model writes after each prompt (greedy, so deterministic).
 
-    Prompts are bucketed by length and left-padded; generation stops at a newline or end of turn."""
+    Prompts are bucketed by length and left-padded; generation stops at a newline or end of turn.
+    With `on_text` (one prompt only), each new piece of the answer is handed to it as it is written."""
+    if on_text is not None and len(prompts) != 1:
+        raise ValueError("streaming generates one prompt at a time")
+    streamer = LineStreamer(tokenizer, on_text) if on_text is not None else None
     outputs = [""] * len(prompts)
     for rows in length_batches(prompts, batch_size):
         ids, mask = left_pad([prompts[i] for i in rows], tokenizer.pad_token_id)  # (B, P)
@@ -38,6 +72,7 @@ def generate_lines(
             max_new_tokens=max_new_tokens,
             stopping_criteria=StoppingCriteriaList([StopAtNewline(tokenizer)]),
             pad_token_id=tokenizer.pad_token_id,
+            streamer=streamer,
         )[:, ids.shape[1] :]
         for row, tokens in zip(rows, new):
             text = tokenizer.decode(tokens, skip_special_tokens=True)

@@ -42,30 +42,44 @@ class Predictions:
     lengths: torch.Tensor | None = None
     """(K,) characters of each label's scored text (for `per-char`)."""
 
-    def ranked(self, calibration: str = "none", scoring: str = "sum") -> list[str]:
+    def ranked(self, calibration: str = "none", scoring: str = "sum", prior: torch.Tensor | None = None
+               ) -> list[str]:
         """The top label of each item under another calibration and scoring, from the same forward
-        passes (content-free calibration needs the predictor to have been asked for it); generated
-        answers, which are neither scored nor calibrated, as they are."""
+        passes (content-free calibration needs the predictor to have been asked for it; batch
+        calibration uses `prior`, or these items' own); generated answers, which are neither scored
+        nor calibrated, as they are."""
         if self.scores is None:
             return self.outputs
-        scores = label_scores(self.scores, calibration, scoring, self.lengths, self.free)
+        scores = label_scores(self.scores, calibration, scoring, self.lengths, self.free, prior)
         return [self.labels[i] for i in scores.argmax(-1).tolist()]
+
+    def prior(self, scoring: str = "sum") -> torch.Tensor:
+        """(K,) batch calibration's label prior over these items under `scoring` (`batch_prior`)."""
+        return batch_prior(per_char(self.scores, self.lengths) if scoring == "per-char" else self.scores)
+
+    def label_logprobs(self, calibration: str = "none", scoring: str = "sum", prior: torch.Tensor | None = None
+                       ) -> torch.Tensor:
+        """(N, K) log-probabilities over the label set of the ranking scores (log-softmax), which rank
+        the labels as `ranked` does."""
+        return torch.log_softmax(label_scores(self.scores, calibration, scoring, self.lengths, self.free, prior), -1)
 
 
 class Predictor:
     """Predictions for examples under one model, prompt format and label set, batched."""
 
     def __init__(self, loaded: LoadedModel, fmt: PromptFormat, labels: list[str] | None, *, batch_size: int = 16,
-                 max_new_tokens: int = 48, calibration: str = "none", scoring: str = "sum"):
+                 max_new_tokens: int = 48, calibration: str = "none", scoring: str = "sum",
+                 prior: torch.Tensor | None = None):
         """`labels` None: answers are generated (at most `max_new_tokens`); else the labels are ranked
-        by `scoring` (one of SCORINGS) after `calibration` (one of CALIBRATIONS). `batch_size` prompts
+        by `scoring` (one of SCORINGS) after `calibration` (one of CALIBRATIONS); batch calibration
+        against a fixed `prior` (K,) when given, else against each call's items. `batch_size` prompts
         go per forward pass."""
         if calibration not in CALIBRATIONS or scoring not in SCORINGS:
             raise ValueError(f"calibration must be one of {CALIBRATIONS} and scoring one of {SCORINGS}, "
                              f"got {calibration!r} and {scoring!r}")
         self.loaded, self.fmt, self.labels = loaded, fmt, labels
         self.batch_size, self.max_new_tokens = batch_size, max_new_tokens
-        self.calibration, self.scoring = calibration, scoring
+        self.calibration, self.scoring, self.prior = calibration, scoring, prior
         tok = loaded.tokenizer  # label continuations once, not per call (the server calls per miss)
         rendered = [render_continuation(fmt, tok, label) for label in labels or []]
         self.continuations = [encode_continuation(tok, text) for text in rendered]
@@ -82,18 +96,25 @@ class Predictor:
         return [encode_prompt(self.fmt, tok, render_prompt(self.fmt, tok, demos, ex.input))
                 for demos, ex in zip(demonstrations, items, strict=True)]
 
-    def predict_encoded(self, prompts: list[list[int]], demonstrations: list[list[Example]]) -> Predictions:
-        """Answers for prompts already encoded (see `encode`); the demonstrations serve calibration."""
+    def predict_encoded(self, prompts: list[list[int]], demonstrations: list[list[Example]], on_text=None
+                        ) -> Predictions:
+        """Answers for prompts already encoded (see `encode`); the demonstrations serve calibration.
+        With `on_text` (one prompt), a generated answer is handed over piece by piece as it is written,
+        a label whole once ranked."""
         model, tok = self.loaded.model, self.loaded.tokenizer
         if not prompts:
             return Predictions([])
         if self.labels is None:
             return Predictions(generate_lines(model, tok, prompts, max_new_tokens=self.max_new_tokens,
-                                              batch_size=self.batch_size))
+                                              batch_size=self.batch_size, on_text=on_text))
         scores = self._score(prompts)  # (N, K)
         free = self._content_free(demonstrations) if self.calibration == "content-free" else None
         out = Predictions([], scores, free, self.labels, self.lengths)
-        return Predictions(out.ranked(self.calibration, self.scoring), scores, free, self.labels, self.lengths)
+        out = Predictions(out.ranked(self.calibration, self.scoring, self.prior), scores, free, self.labels,
+                          self.lengths)
+        if on_text is not None:
+            on_text(out.outputs[0])
+        return out
 
     def _score(self, prompts: list[list[int]]) -> torch.Tensor:
         return score_continuations(self.loaded.model, prompts, self.continuations,
@@ -110,14 +131,15 @@ class Predictor:
 
 
 def label_scores(scores: torch.Tensor, calibration: str, scoring: str, lengths: torch.Tensor,
-                 free: torch.Tensor | None = None) -> torch.Tensor:
+                 free: torch.Tensor | None = None, prior: torch.Tensor | None = None) -> torch.Tensor:
     """(N, K) the scores labels are ranked by: summed log-likelihoods `scores` (N, K), per character
     with `per-char`, then calibrated: `content-free` against `free` (N, K, the same items' content-free
-    prompts, scored alike), `batch` against the mean over the N items (`batch_calibrate`)."""
+    prompts, scored alike), `batch` against `prior` (K,) or else the mean over the N items
+    (`batch_calibrate`)."""
     if scoring == "per-char":
         scores, free = per_char(scores, lengths), None if free is None else per_char(free, lengths)
     if calibration == "batch":
-        return batch_calibrate(scores)
+        return batch_calibrate(scores, prior)
     if calibration == "content-free":
         if free is None:
             raise ValueError("content-free calibration needs the content-free prompts' scores")
@@ -133,11 +155,17 @@ def per_char(scores: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return scores / lengths  # (N, K)
 
 
-def batch_calibrate(scores: torch.Tensor) -> torch.Tensor:
-    """Batch calibration (Zhou et al. 2024, arXiv 2309.17249): the label prior is the mean label
-    probability over the N inputs scored together, and its log is subtracted; no extra forward pass.
+def batch_calibrate(scores: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
+    """Batch calibration (Zhou et al. 2024, arXiv 2309.17249): the log of the label prior is
+    subtracted from each item's label log-probabilities; no extra forward pass. The prior is `prior`
+    (K,) where given — the routes estimate it once on dev and keep it, so test, the store and the
+    server rank alike — else the N items' own (`batch_prior`).
 
     scores: (N, K) label scores; returns (N, K) log-softmax(scores) - log(prior)."""
     logp = torch.log_softmax(scores, dim=-1)  # (N, K)
-    prior = logp.exp().mean(dim=0)  # (K,)
-    return logp - prior.log()  # (N, K)
+    return logp - (batch_prior(scores) if prior is None else prior).log()  # (N, K)
+
+
+def batch_prior(scores: torch.Tensor) -> torch.Tensor:
+    """(K,) the mean label probability over the N items of `scores` (N, K)."""
+    return torch.log_softmax(scores, dim=-1).exp().mean(dim=0)

@@ -31,7 +31,7 @@ from tuneforge.serve.listen import (
 )
 from tuneforge.serve.openai_api import Text, add_error_handlers, error_response, openai_router
 from tuneforge.store.keys import normalize_input
-from tuneforge.store.sqlite import PredictionStore
+from tuneforge.store.sqlite import PredictionStore, describe
 
 log = logging.getLogger(__name__)
 
@@ -76,14 +76,21 @@ class Metrics:
         return "\n".join(lines) + "\n"
 
 
-def _choose(specs: dict[str, dict], wanted: str | None, default: str | None, what: str) -> str | None:
+def _choose(specs: dict[str, dict], wanted: str | None, default: str | None, what: str, names: dict) -> str | None:
+    """The setting id `wanted` names (by its id or its name), else `default`."""
+    by_name = {named["name"]: sid for sid, named in names.items()}
+    wanted = by_name.get(wanted, wanted)
     if wanted is not None and wanted not in specs:
-        raise ValueError(f"{what} {wanted!r} is not in the store (it has {sorted(specs) or 'no settings'})")
+        known = [names[sid]["name"] if sid in names else sid for sid in specs]
+        raise ValueError(f"{what} {wanted!r} is not in the store (it has {', '.join(known) or 'no settings'})")
     return wanted if wanted is not None else default
 
 
 class Lookups:
-    """The store seen through one setting: hits, what a miss does, hit counts and the synonym matcher."""
+    """The store seen through one setting: hits, what a miss does, hit counts and the synonym matcher.
+
+    The setting is served as a model whose id is its name (`<experiment or task>-<route>`), or its
+    hash where it has none; either names it in a request."""
 
     def __init__(self, store_path: str | Path, setting: str | None, miss_policy: str, predictor,
                  match_setting: str | None):
@@ -91,26 +98,38 @@ class Lookups:
             raise ValueError(f"miss_policy must be one of {MISS_POLICIES}, not {miss_policy!r}")
         self.writer = PredictionStore(store_path)  # creates the file and tables when missing
         self.reader = PredictionStore(store_path, readonly=True)
-        specs = self.reader.settings()  # oldest first
+        specs, names = self.reader.settings(), self.reader.names()  # oldest first
         try:
-            self.setting = _choose(specs, setting, next(reversed(specs), None), "setting")
+            main = [sid for sid, spec in specs.items() if spec.get("postprocess") != "synonym_lists"]
+            self.setting = _choose(specs, setting, (main or list(specs) or [None])[-1], "setting", names)
             if self.setting is None:
                 raise ValueError(f"the store {store_path} has no settings yet: run a batch job first")
             generated = [sid for sid, spec in specs.items() if spec.get("mode") == "generate"]
-            self.match_setting = _choose(specs, match_setting, generated[-1] if generated else None, "match_setting")
+            self.match_setting = _choose(specs, match_setting, generated[-1] if generated else None, "match_setting",
+                                         names)
+            self.spec = specs[self.setting]
             if miss_policy == "live" and predictor is None:
-                from tuneforge.batch.job import predictor_for_setting  # torch, only when a model answers
+                from tuneforge.batch.job import predictor_for_setting, setting_pool  # torch, only when a model answers
 
-                predictor = predictor_for_setting(specs[self.setting])
+                predictor = predictor_for_setting(self.spec, setting_pool(self.reader, self.spec))
         except BaseException:
             self.close()
             raise
+        self.described = describe(self.spec, names.get(self.setting))
+        self.model_id = self.described["name"] or self.setting
+        self.model_ids = {self.model_id, self.setting}
+        self.ranks_labels = self.spec.get("labels") is not None
         self.miss_policy, self.predictor = miss_policy, predictor
         self.metrics, self.hits = Metrics(), Counter()
         self.live_lock = asyncio.Lock()  # torch on two cores: one live batch at a time
         self.write_lock = threading.Lock()  # the writer connection is shared by worker threads
         self.matcher, self._matcher_rows, self._matcher_checked = None, -1, 0.0
         self.current_matcher()
+
+    def model_card(self) -> dict:
+        """The served setting as /v1/models lists it: OpenAI's four fields and tuneforge's metadata."""
+        return {"id": self.model_id, "object": "model", "created": 0, "owned_by": "tuneforge",
+                "metadata": {"setting": self.setting, **{k: v for k, v in self.described.items() if k != "name"}}}
 
     def close(self) -> None:
         self.reader.close()
@@ -128,6 +147,29 @@ class Lookups:
             self.matcher, self._matcher_rows = SynonymMatcher(synonyms), rows
         return self.matcher
 
+    def stored(self, inputs: list[str]) -> list[dict | None]:
+        """The stored row of each input (None for a miss), looked up in its normal form."""
+        return self._stored([normalize_input(text) for text in inputs])
+
+    async def stream_live(self, text: str):
+        """A live miss (`text` in normal form) answered piece by piece: yields each new piece of the
+        answer as the model writes it, then the row (stored as every live row is)."""
+        loop, pieces, finished = asyncio.get_running_loop(), asyncio.Queue(), object()
+
+        def on_text(piece: str) -> None:  # called on the worker thread
+            loop.call_soon_threadsafe(pieces.put_nowait, piece)
+
+        async with self.live_lock:
+            work = asyncio.create_task(anyio.to_thread.run_sync(partial(self.predictor, [text], on_text)))
+            work.add_done_callback(lambda _: pieces.put_nowait(finished))  # after every piece sent before
+            while (piece := await pieces.get()) is not finished:
+                yield piece
+            rows = work.result()
+            await self._write(self.writer.put_many, self.setting, rows)
+        self.metrics.live += 1
+        yield {"input": text, "output": rows[0].get("output"), "error": rows[0].get("error"),
+               "meta": rows[0].get("meta"), "source": "live"}
+
     async def resolve(self, inputs: list[str]) -> list[dict]:
         """One row {"input", "output", "error", "source"} per input, looked up (and on a miss predicted or
         queued) in its normal form (`normalize_input`); "input" is the text as the client sent it."""
@@ -144,8 +186,8 @@ class Lookups:
             self.metrics.lookups["hit" if text in found else "miss"] += 1
             if text in found:
                 self.hits[(self.setting, text)] += 1
-        return [{"input": text, "output": found[text]["output"], "error": found[text]["error"], "source": "store"}
-                if text in found else None for text in texts]
+        return [{"input": text, "output": found[text]["output"], "error": found[text]["error"],
+                 "meta": found[text]["meta"], "source": "store"} if text in found else None for text in texts]
 
     async def _on_miss(self, texts: list[str]) -> dict[str, dict]:
         if self.miss_policy == "live":
@@ -153,12 +195,12 @@ class Lookups:
                 rows = await anyio.to_thread.run_sync(self.predictor, texts)
                 await self._write(self.writer.put_many, self.setting, rows)
             self.metrics.live += len(rows)
-            return {text: {"input": text, "output": row.get("output"), "error": row.get("error"), "source": "live"}
-                    for text, row in zip(texts, rows)}
+            return {text: {"input": text, "output": row.get("output"), "error": row.get("error"),
+                           "meta": row.get("meta"), "source": "live"} for text, row in zip(texts, rows)}
         if self.miss_policy == "queue":
             await self._write(lambda: [self.writer.record_miss(self.setting, text) for text in texts])
         source = "queued" if self.miss_policy == "queue" else "miss"
-        return {text: {"input": text, "output": None, "error": None, "source": source} for text in texts}
+        return {text: {"input": text, "output": None, "error": None, "meta": None, "source": source} for text in texts}
 
     async def _write(self, write, *args):
         def locked():
@@ -269,9 +311,12 @@ def lookup_router(lookups: Lookups, max_batch: int) -> APIRouter:
     class MatchRequest(BaseModel):
         text: Text
 
+    async def resolve(inputs: list[str]) -> list[dict]:
+        return [{k: v for k, v in row.items() if k != "meta"} for row in await lookups.resolve(inputs)]
+
     @router.get("/v1/lookup")
     async def lookup(input: Annotated[Text, Query()]):
-        row = (await lookups.resolve([input]))[0]
+        row = (await resolve([input]))[0]
         if row["source"] == "miss":
             return error_response(404, "no stored prediction for this input", "not_found", input=input)
         if row["source"] == "queued":
@@ -280,7 +325,7 @@ def lookup_router(lookups: Lookups, max_batch: int) -> APIRouter:
 
     @router.post("/v1/lookup")
     async def lookup_batch(body: LookupBatch):
-        return {"results": await lookups.resolve(body.inputs)}
+        return {"results": await resolve(body.inputs)}
 
     @router.post("/v1/match")
     async def match(body: MatchRequest):
@@ -293,7 +338,8 @@ def lookup_router(lookups: Lookups, max_batch: int) -> APIRouter:
 
     @router.get("/healthz")
     async def healthz():
-        return {"status": "ok", "setting": lookups.setting, "rows": lookups.reader.count(lookups.setting)}
+        return {"status": "ok", "model": lookups.model_id, "setting": lookups.setting,
+                "rows": lookups.reader.count(lookups.setting)}
 
     @router.get("/metrics", response_class=PlainTextResponse)
     async def metrics():
@@ -302,11 +348,24 @@ def lookup_router(lookups: Lookups, max_batch: int) -> APIRouter:
     return router
 
 
+def startup_lines(lookups: Lookups, address: str, keyed: bool) -> list[str]:
+    """What an operator needs to know once the server listens."""
+    d = lookups.described
+    lines = [f"tuneforge serving {lookups.reader.path} on {address} (OpenAI base URL {address}/v1)",
+             f"model {lookups.model_id}: {d['route'] or 'route unknown'} · task {d['task']} · "
+             f"{lookups.reader.count(lookups.setting)} rows · setting {lookups.setting[:12]} · model files {d['model']}",
+             f"on a miss: {lookups.miss_policy} · API key {'required' if keyed else 'not required'}"]
+    if lookups.match_setting:
+        lines.append(f"/v1/match reads the synonym lists of setting {lookups.match_setting[:12]}")
+    return lines
+
+
 def serve(store_path: str | Path, host: str = "127.0.0.1", port: int = 8000, *,
-          request_seconds: float = REQUEST_SECONDS, **app_kwargs) -> None:
+          request_seconds: float = REQUEST_SECONDS, announce=log.info, **app_kwargs) -> None:
     """Serve the store with one uvicorn worker, on localhost unless `host` says otherwise (port 0: a
     free one). A client has `request_seconds` to send each whole request. A bad host, port or store
-    raises TuneforgeError before anything listens; a public address without an API key is warned of."""
+    raises TuneforgeError before anything listens; a public address without an API key is warned of.
+    `announce` gets each line of what is served, where and how (`startup_lines`)."""
     sock = bind(host, port)
     try:
         app = create_app(store_path, **app_kwargs)
@@ -317,7 +376,8 @@ def serve(store_path: str | Path, host: str = "127.0.0.1", port: int = 8000, *,
         config = uvicorn.Config(app, http=protocol, timeout_keep_alive=KEEP_ALIVE_SECONDS,
                                 h11_max_incomplete_event_size=MAX_HEAD_BYTES, log_level="warning")
         sock.listen(config.backlog)  # clients may connect from this line on; uvicorn accepts once started
-        log.info("serving %s on %s", store_path, url(sock))
+        for line in startup_lines(app.state.lookups, url(sock), bool(app_kwargs.get("api_key"))):
+            announce(line)
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         sock.close()

@@ -5,6 +5,7 @@ stored at most once (INSERT OR IGNORE), so a job killed at any moment and run ag
 exactly once. Readers see committed rows only, while a writer goes on."""
 
 import json
+import shlex
 import sqlite3
 import time
 from functools import cache
@@ -22,6 +23,9 @@ CREATE TABLE IF NOT EXISTS predictions (
 CREATE INDEX IF NOT EXISTS predictions_setting ON predictions (setting);
 CREATE TABLE IF NOT EXISTS misses (
     key TEXT PRIMARY KEY, setting TEXT NOT NULL, input TEXT NOT NULL, count INTEGER NOT NULL, first_seen REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS pools (id TEXT PRIMARY KEY, examples TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS names (
+    name TEXT PRIMARY KEY, setting TEXT NOT NULL, route TEXT, created REAL NOT NULL);
 """
 
 
@@ -59,6 +63,32 @@ class PredictionStore:
 
     def settings(self) -> dict[str, dict]:
         return {sid: json.loads(spec) for sid, spec in self.db.execute("SELECT id, spec FROM settings ORDER BY created")}
+
+    def add_pool(self, examples: list[list[str]]) -> str:
+        """Keep a demonstration pool ([input, target, id] rows: a train split) for settings that pick
+        each input's demonstrations from it; returns its fingerprint (the same pool, the same id)."""
+        pid = setting_id(examples)
+        self.db.execute("INSERT OR IGNORE INTO pools VALUES (?, ?)", (pid, canonical_json(examples)))
+        return pid
+
+    def pool(self, pid: str) -> list[list[str]]:
+        """The pool `add_pool` kept under `pid`."""
+        row = self.db.execute("SELECT examples FROM pools WHERE id = ?", (pid,)).fetchone() \
+            if "pools" in _tables(self.db) else None
+        if row is None:
+            raise TuneforgeError(f"{self.path}: the demonstration pool {pid[:12]} of a setting is missing")
+        return json.loads(row[0])
+
+    def name_setting(self, name: str, setting: str, route: str | None = None) -> None:
+        """Serve `setting` under the readable `name` (a name already given moves to this setting)."""
+        self.db.execute("INSERT OR REPLACE INTO names VALUES (?, ?, ?, ?)", (name, setting, route, time.time()))
+
+    def names(self) -> dict[str, dict]:
+        """Each named setting's newest name and route: {setting id: {"name", "route"}}."""
+        if "names" not in _tables(self.db):  # a store written before names existed, opened read-only
+            return {}
+        return {sid: {"name": name, "route": route} for name, sid, route in
+                self.db.execute("SELECT name, setting, route FROM names ORDER BY created, name")}
 
     def missing(self, setting: str, inputs: list[str]) -> list[str]:
         """The inputs that have no row yet under `setting`, in normal form (`normalize_input`), in the
@@ -139,11 +169,14 @@ class PredictionStore:
         return [t for (t,) in self.db.execute(query + " ORDER BY first_seen, key", args)]
 
     def stats(self) -> dict:
-        """Rows, failures, hits and misses per setting, and the file's size."""
-        per = {}
+        """Per setting: its name, route, model, task and kind, then rows, failures, hits and queued
+        misses; and the file's size."""
+        names, per = self.names(), {}
+        for sid, spec in self.settings().items():
+            per[sid] = {**describe(spec, names.get(sid)), "rows": 0, "failed": 0, "hits": 0, "queued_misses": 0}
         for sid, n, failed, hits in self.db.execute(
                 "SELECT setting, COUNT(*), SUM(error IS NOT NULL), SUM(hits) FROM predictions GROUP BY setting"):
-            per[sid] = {"rows": n, "failed": failed or 0, "hits": hits or 0}
+            per.setdefault(sid, {"queued_misses": 0}).update(rows=n, failed=failed or 0, hits=hits or 0)
         for sid, n in self.db.execute("SELECT setting, COUNT(*) FROM misses GROUP BY setting"):
             per.setdefault(sid, {"rows": 0, "failed": 0, "hits": 0})["queued_misses"] = n
         files = [Path(f"{self.path}{suffix}") for suffix in ("", "-wal", "-shm")]
@@ -152,6 +185,18 @@ class PredictionStore:
 
     def _transaction(self):
         return _Transaction(self.db)
+
+
+def describe(spec: dict, named: dict | None) -> dict:
+    """A setting in an operator's words: the model id it is served as (its name, else its hash), the
+    route, the model's folder, the task and whether it ranks labels or generates."""
+    return {"name": named["name"] if named else None, "route": named["route"] if named else None,
+            "model": spec.get("model", {}).get("path"), "task": spec.get("task"), "mode": spec.get("mode")}
+
+
+def serve_command(path: str | Path, model: str | None) -> str:
+    """The command that serves the store at `path`, answering as `model` (a setting's name or id)."""
+    return f"tuneforge serve --store {shlex.quote(str(path))}" + (f" --setting {shlex.quote(model)}" if model else "")
 
 
 class _Transaction:

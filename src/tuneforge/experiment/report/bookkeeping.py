@@ -2,6 +2,8 @@
 the prediction store the winner filled, and the stages with their time."""
 
 from tuneforge import units
+from tuneforge.store.sqlite import serve_command
+
 from .document import Paragraph, Section, Table, not_run
 from .facts import parameter_facts
 from .results import nested
@@ -28,6 +30,7 @@ def store(results: dict) -> Section:
         return Section("Prediction store", [not_run("no prediction store was written")])
     rows = [
         ["Route", found.get("route") or units.MISSING],
+        ["Model id (served as)", found.get("name") or units.MISSING],
         ["Path", found.get("path") or units.MISSING],
         ["Setting", found.get("setting") or units.MISSING],
         ["Inputs", units.exact(found.get("inputs"))],
@@ -36,9 +39,10 @@ def store(results: dict) -> Section:
         ["Coverage", units.percent(found.get("coverage"))],
         ["Size", units.size(found.get("size_bytes"))],
     ]
+    if found.get("path"):
+        rows.append(["Serve it (OpenAI-compatible, 127.0.0.1:8000)",
+                     serve_command(found["path"], found.get("name") or found.get("setting"))])
     blocks = [Table(["", "Value"], rows)]
-    if found.get("note"):
-        blocks.append(Paragraph(found["note"]))
     jobs = found.get("jobs") or []
     if len(jobs) > 1:
         job_rows = [[j.get("route") or units.MISSING, (j.get("setting") or units.MISSING)[:12],
