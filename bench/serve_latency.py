@@ -6,6 +6,7 @@
 """
 
 import argparse
+import os
 import re
 import shutil
 import socket
@@ -32,15 +33,31 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), workers=1, log_level="
 """
 
 
+LABELS = [f"label {k}" for k in range(10)]
+
+
 def fill_store(path: Path, n: int) -> None:
+    """n rows of a 10-label setting named `bench-labels`, each with its token counts and label
+    log-probabilities, as a batch job writes them."""
     store = PredictionStore(path)
-    sid = store.add_setting({"bench": "serve", "model": {"fingerprint": "none"}})
-    store.put_many(sid, [{"input": f"item {i}", "output": f"answer {i}"} for i in range(n)])
+    sid = store.add_setting({"bench": "serve", "model": {"fingerprint": "none"}, "labels": LABELS})
+    store.name_setting("bench-labels", sid, "prompting")
+    meta = {"prompt_tokens": 40, "completion_tokens": 3, "logprobs": [[label, -0.1 * (k + 1)] for k, label in
+                                                                     enumerate(LABELS)]}
+    store.put_many(sid, [{"input": f"item {i}", "output": f"answer {i}", "meta": meta} for i in range(n)])
     store.close()
 
 
-def wrk(url: str, seconds: int, connections: int) -> dict:
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+COMPLETION = """wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"model": "bench-labels", "prompt": "item 4242", "logprobs": 5}'
+"""
+"""A wrk script: an OpenAI completion of a stored input, with usage and label log-probabilities."""
+
+
+def wrk(url: str, seconds: int, connections: int, script: Path | None = None) -> dict:
+    extra = ["-s", str(script)] if script else []
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", *extra, url],
                          capture_output=True, text=True, check=True).stdout
     unit = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 
@@ -55,18 +72,28 @@ def wrk(url: str, seconds: int, connections: int) -> dict:
 
 def live_generation_ms() -> float:
     """One live miss: the default model generating a synonym list for one topic (after a warm-up)."""
-    from tuneforge.batch.job import BatchConfig, SettingPredictor, build_setting
+    from tuneforge.batch.job import BatchConfig, SettingPredictor, build_setting, demo_pool
     from tuneforge.data.splits import load_task
     from tuneforge.model.load import load_model
 
     loaded = load_model()
     task = load_task("synonyms")
-    predict = SettingPredictor(loaded, build_setting(loaded, task, BatchConfig(shots=3, max_new_tokens=24)))
+    predict = SettingPredictor(loaded, build_setting(loaded, task, BatchConfig(shots=3, max_new_tokens=24)),
+                               demo_pool(task))
     predict(["warm up"])
     start = time.perf_counter()
     for topic in ("fever", "doctor", "injury"):
         predict([topic])
     return (time.perf_counter() - start) / 3 * 1000
+
+
+def cpu() -> str:
+    """This machine's CPU model, cores and the vector features that matter for torch on CPUs."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
+    features = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    return f"{model}, {os.cpu_count()} logical CPUs, {' '.join(features) or 'no AVX2'}"
 
 
 def main() -> None:
@@ -79,6 +106,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "bench.db"
         fill_store(db, 10_000)
+        script = Path(tmp) / "completion.lua"
+        script.write_text(COMPLETION)
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
@@ -95,17 +124,22 @@ def main() -> None:
             wrk(f"{base}/bare", 2, args.connections)  # warm-up
             bare = wrk(f"{base}/bare", args.seconds, args.connections)
             hit = wrk(f"{base}/v1/lookup?input=item%204242", args.seconds, args.connections)
+            completion = wrk(f"{base}/v1/completions", args.seconds, args.connections, script)
             alone = wrk(f"{base}/v1/lookup?input=item%204242", 3, 1)  # one connection: no queueing
         finally:
             server.terminate()
             server.wait()
     live = live_generation_ms()
-    print(f"serving · one uvicorn worker · wrk -c{args.connections} for {args.seconds}s each, from 127.0.0.1")
-    for name, r in (("bare constant endpoint", bare), ("store lookup (hit)", hit)):
-        print(f"  {name:<23}: {r['rps']:8.0f} req/s  p50 {r['p50']:6.2f} ms  p99 {r['p99']:6.2f} ms  "
+    print(f"serving · one uvicorn worker · wrk -c{args.connections} for {args.seconds}s each, from 127.0.0.1 · "
+          f"{cpu()}")
+    for name, r in (("bare constant endpoint", bare), ("store lookup (hit)", hit),
+                    ("completion (hit, usage, logprobs)", completion)):
+        print(f"  {name:<34}: {r['rps']:8.0f} req/s  p50 {r['p50']:6.2f} ms  p99 {r['p99']:6.2f} ms  "
               f"non-2xx {r['non_2xx']}")
     print(f"  lookup throughput: {hit['rps'] / bare['rps']:.0%} of the bare endpoint (goal >= 70%); "
           f"p99 {hit['p99']:.2f} ms (goal <= 10 ms)")
+    print(f"  completion throughput: {completion['rps'] / bare['rps']:.0%} of the bare endpoint; "
+          f"p99 {completion['p99']:.2f} ms")
     print(f"  live generation (default model, 3-shot synonyms, one topic): {live:.0f} ms; a hit's p50 is "
           f"{hit['p50'] / live:.2%} of it under load, {alone['p50'] / live:.2%} alone "
           f"(p50 {alone['p50']:.2f} ms on one connection) (goal <= 1%)")

@@ -94,9 +94,11 @@ def test_prompt_command_on_fruit_chooses_on_dev_and_few_shot_beats_zero_shot(fru
 
 @pytest.fixture(scope="module")
 def lora_run(tmp_path_factory):
-    """`tuneforge finetune --task fruit --method lora --merge` on the default model."""
+    """`tuneforge finetune --task fruit --method lora --merge` on the default model: two learning rates
+    of the default three and 5 epochs (of 8), so CI stays short (fruit's dev peaks by epoch 5)."""
     out = tmp_path_factory.mktemp("finetune") / "lora"
-    proc = _run(["finetune", "--task", "fruit", "--method", "lora", "--merge", "--out", str(out)], timeout=1200)
+    proc = _run(["finetune", "--task", "fruit", "--method", "lora", "--merge", "--lrs", "3e-4,1e-3", "--epochs", "5",
+                 "--out", str(out)], timeout=1200)
     assert proc.returncode == 0, proc.stderr
     return out
 
@@ -114,7 +116,7 @@ def test_lora_beats_zero_shot_and_is_compared_with_few_shot(fruit_prompting, lor
     assert lora["test"]["accuracy"]["mean"] > zero["mean"]
     trials = lora["trials"]
     print("trials:", [(t["lr"], t["dev_score"], t["best_step"], t["steps"]) for t in trials])
-    assert [t["lr"] for t in trials] == [1e-4, 3e-4, 1e-3] and sum(t["chosen"] for t in trials) == 1
+    assert [t["lr"] for t in trials] == [3e-4, 1e-3] and sum(t["chosen"] for t in trials) == 1
     p = lora["parameters"]
     assert p["after_merge"] == p["base"] == 134_515_008 and 0 < p["trainable"] < p["base"] * 0.05
     # The artifacts load with plain transformers / peft, no tuneforge import.
@@ -183,6 +185,7 @@ def test_demo_runs_every_route_end_to_end_and_writes_the_report(tmp_path, browse
     assert all(f["holds"] for f in parameter_facts(results))
     assert results["recommendation"]["route"] in by
     assert results["store"]["coverage"] == 1.0 and results["store"]["rows"] == 245
+    _assert_store_serves_the_recommended_routes_test_predictions(out, results)
     assert results["synonyms"]["rows"] == len(TOPICS)
     assert {g for r in results["audit"]["routes"] for g in r["groups"]} == {"tropical", "temperate"}
     # the report opens in a browser, without console errors, and is not blank
@@ -195,6 +198,28 @@ def test_demo_runs_every_route_end_to_end_and_writes_the_report(tmp_path, browse
 
     colours = Image.open(shot).convert("RGB").getcolors(maxcolors=1 << 24)
     assert len(colours) > 50
+
+
+def _assert_store_serves_the_recommended_routes_test_predictions(out, results) -> None:
+    """The store holds the recommended route, and every test input answered from it is the prediction
+    the experiment scored on test."""
+    from tuneforge.data.splits import load_task
+    from tuneforge.store.sqlite import PredictionStore
+
+    route = next(r for r in results["routes"] if r["name"] == results["recommendation"]["route"])
+    assert results["store"]["route"] == route["name"] and results["store"]["name"].startswith("demo-")
+    stage = json.loads((out / "stages" / route["stage"] / "result.json").read_text())["result"]
+    if route["kind"] == "prompting":
+        expected = next(c for c in stage["conditions"] if c["chosen"])["predictions"]
+    else:
+        expected = stage["serving"]["predictions"]
+    db = PredictionStore(results["store"]["path"], readonly=True)
+    test = load_task("fruit").test
+    rows = db.get_many(results["store"]["setting"], [ex.input for ex in test])
+    db.close()
+    same = sum(rows[ex.input]["output"] == answer for ex, answer in zip(test, expected))
+    print(f"store vs the experiment's test predictions ({route['name']}): {same}/{len(test)} the same")
+    assert same == len(test)
 
 
 def test_synonym_lists_generated_offline_match_live_queries(tmp_path):

@@ -5,6 +5,7 @@ closes connections that never finish their request."""
 
 import os
 import queue
+import re
 import socket
 import sqlite3
 import subprocess
@@ -142,17 +143,18 @@ def test_a_port_in_use_exits_2_with_one_line(tmp_path):
 
 @contextmanager
 def server(*args, cwd: Path, env: dict | None = None):
-    """A `tuneforge serve` process; yields (its base URL on 127.0.0.1, the stderr lines so far)."""
+    """A `tuneforge serve` process; yields (its base URL on 127.0.0.1, the lines it wrote so far: its
+    warnings, then where it listens)."""
     proc = subprocess.Popen([sys.executable, "-m", "tuneforge.cli", "serve", *map(str, args)], cwd=cwd,
-                            env=env or ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            env=env or ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: queue.Queue = queue.Queue()
-    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True)
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True)
     reader.start()
     seen = []
     try:
         while not (seen and "serving" in seen[-1]):
             seen.append(lines.get(timeout=120))  # queue.Empty fails the test if the server never starts
-        port = seen[-1].rsplit(":", 1)[1].strip()
+        port = re.search(r" on http://[^ ]+:(\d+) ", seen[-1]).group(1)
         yield f"http://127.0.0.1:{port}", seen
     finally:
         proc.terminate()

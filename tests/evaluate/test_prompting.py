@@ -219,12 +219,17 @@ def test_balanced_picking_is_drawn_like_random_and_reaches_the_predictor(tiny, f
     assert all(len({d.target for d in demos}) == 3 for demos in seen), "3 shots cover 3 labels"
 
 
-def test_batch_calibration_and_per_char_scoring_reach_the_predictor(tiny, fruit):
+def test_batch_calibration_and_per_char_scoring_reach_the_predictor_with_the_dev_prior(tiny, fruit):
+    """Test is calibrated against the label prior estimated on dev (kept, so the store ranks alike),
+    not against test's own."""
     cfg = PromptingConfig(shots=(0,), calibrations=("batch",), scorings=("per-char",))
-    got = compare_prompting(tiny, fruit, cfg)["conditions"][0]["predictions"]
-    out = predictor.Predictor(tiny, PromptFormat("plain", fruit.info.instruction), fruit.labels,
-                              calibration="batch", scoring="per-char").predict(fruit.test)
-    assert got == out.outputs
+    condition = compare_prompting(tiny, fruit, cfg)["conditions"][0]
+    fmt = PromptFormat("plain", fruit.info.instruction)
+    prior = predictor.Predictor(tiny, fmt, fruit.labels).predict(fruit.dev).prior("per-char")
+    assert condition["priors"][0] == pytest.approx(prior.tolist())
+    out = predictor.Predictor(tiny, fmt, fruit.labels, calibration="batch", scoring="per-char",
+                              prior=prior).predict(fruit.test)
+    assert condition["predictions"] == out.outputs
 
 
 def test_balanced_on_an_open_task_falls_back_to_random(tiny):
