@@ -6,12 +6,18 @@ from tuneforge.batch.job import BatchConfig, SettingPredictor, build_setting, de
 from tuneforge.batch.ray_engine import run_batch_ray
 from tuneforge.data.splits import load_task
 from tuneforge.errors import TuneforgeError
-from tuneforge.store.keys import canonical_json
 from tuneforge.store.sqlite import PredictionStore
 
 
 def stored(store, sid):
-    return sorted((r["input"], r["output"], r["error"], canonical_json(r["meta"])) for r in store.rows(sid))
+    return sorted((r["input"], r["output"], r["error"]) for r in store.rows(sid))
+
+
+def metas(store, sid) -> tuple[list, list]:
+    """Each row's token counts and label log-probabilities, by input."""
+    rows = sorted((r for r in store.rows(sid) if r["meta"]), key=lambda r: r["input"])
+    counts = [(r["input"], r["meta"]["prompt_tokens"], r["meta"]["completion_tokens"]) for r in rows]
+    return counts, [lp for r in rows for _, lp in r["meta"].get("logprobs", [])]
 
 
 @pytest.mark.parametrize("task, cfg", [("fruit", BatchConfig(shots=1, pick="similar", max_input_tokens=128)),
@@ -32,6 +38,9 @@ def test_ray_fills_the_store_with_the_local_engines_rows_and_a_rerun_computes_no
         {k: expected[k] for k in ("done", "skipped", "failed", "inputs")} == \
         {"done": 20, "skipped": 0, "failed": 1, "inputs": 22}
     assert stored(remote, sid) == stored(local, sid)
+    (counts, logprobs), (local_counts, local_logprobs) = metas(remote, sid), metas(local, sid)
+    assert counts == local_counts and len(counts) == 20
+    assert logprobs == pytest.approx(local_logprobs, abs=1e-4)  # other batches: the last float digits move
     assert "more than 128" in remote.get(sid, "x " * 100)["error"]
     import ray
 
