@@ -20,7 +20,7 @@ ROUTES = [_route("prompting 5-shot similar", "prompting", 0.60, 40, pick="simila
           _route("prompting 5-shot random", "prompting", 0.30, 38, pick="random", chosen=False),
           _route("LoRA fine-tune", "lora", 0.50, 25),
           _route("distilled", "distill", 0.30, 10)]
-DONE = {"prompting": {"result": {"model": {"path": "/base"}}}}
+DONE = {"prompting": {"result": {"model": {"path": "/base"}, "config": {"batch_size": 8}}}}
 
 
 def test_the_recommended_prompting_route_is_stored_whatever_its_picker_calibration_and_scoring():
@@ -34,6 +34,8 @@ def test_the_recommended_prompting_route_is_stored_whatever_its_picker_calibrati
     assert (settings["shots"], settings["pick"], settings["calibration"], settings["scoring"]) == (
         5, "similar", "batch", "per-char")
     assert settings["name"] == "support-prompting" and len(plan["inputs"]) == 245
+    # the test split is stored first, batched as the prompting route's test pass batched it
+    assert plan["scored"] == {"inputs": [ex.input for ex in task.test], "batch_size": 8}
 
 
 def test_an_adapted_route_is_stored_zero_shot_under_its_stage_name():

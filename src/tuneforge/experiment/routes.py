@@ -9,6 +9,7 @@ from tuneforge.data.splits import Task, task_warnings
 from tuneforge.errors import TuneforgeError
 from tuneforge.experiment.decide import pareto_fronts
 from tuneforge.experiment.records import ExperimentResults, Route
+from tuneforge.experiment.stages import SERVING_BATCH
 from tuneforge.model.params import size_on_disk
 
 NAMES = {"lora": "LoRA fine-tune", "full": "full fine-tune"}
@@ -114,11 +115,16 @@ def batch_plan(section, routes: list[dict], recommendation: dict, done: dict, ta
                         format=chosen["format"], calibration=chosen["calibration"], scoring=chosen["scoring"])
         prior = chosen.get("prior")
         model = done["prompting"]["result"]["model"]["path"]
+        batch_size = done["prompting"]["result"]["config"]["batch_size"]
     else:
         settings.update(shots=0, format=chosen["format"], calibration="none", scoring="sum")
         model = chosen["model_dir"]
+        batch_size = SERVING_BATCH
+    inputs = _batch_inputs(section.inputs, task)
+    wanted = set(inputs)
+    scored = {"inputs": [ex.input for ex in task.test if ex.input in wanted], "batch_size": batch_size}
     return {"route": chosen["name"], "stage": chosen["stage"], "slug": slug, "settings": settings, "model": model,
-            "prior": prior, "inputs": _batch_inputs(section.inputs, task)}
+            "prior": prior, "inputs": inputs, "scored": scored}
 
 
 def _batch_inputs(path: str | None, task: Task) -> list[str]:

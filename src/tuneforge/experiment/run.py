@@ -68,6 +68,7 @@ def run(config: ExperimentConfig, out: str | Path | None = None, *, echo=print) 
         plan = batch_plan(config.batch, routes, recommendation, done, task, config.name)
         spec = {**common, "kind": "batch", "settings": plan["settings"], "model": plan["model"],
                 "route": plan["route"], "route_slug": plan["slug"], "prior": plan["prior"], "inputs": plan["inputs"],
+                "scored": plan["scored"],
                 "store": str(run_dir / "store.sqlite"), "synonym_lists": False}
         done["batch"] = run_stage(run_dir, "batch", spec, {**prints, "route": done[plan["stage"]]["hash"]}, echo)
     if config.synonyms is not None:

@@ -11,7 +11,7 @@ import json
 import resource
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tuneforge.atomic import write_json_atomic
@@ -81,6 +81,10 @@ def distill(spec: dict, stage_dir: Path, progress: Progress) -> dict:
             "serving": serving_pass(out / "student", task, cfg.training.format, spec["dtype"])}
 
 
+SERVING_BATCH = 16
+"""Prompts per forward pass of an adapted route's serving pass."""
+
+
 def serving_pass(model_dir: Path, task, style: str, dtype: str) -> dict:
     """The test split predicted as the model would be served (inference dtype, batched), timed
     after a warm-up on train items: the score and latency every adapted route reports; and dev,
@@ -92,7 +96,8 @@ def serving_pass(model_dir: Path, task, style: str, dtype: str) -> dict:
     from tuneforge.prompts.formats import PromptFormat
 
     loaded = load_model(model_dir, dtype=dtype)
-    predictor = Predictor(loaded, PromptFormat(style, task.info.instruction), task.label_set)
+    predictor = Predictor(loaded, PromptFormat(style, task.info.instruction), task.label_set,
+                          batch_size=SERVING_BATCH)
     predictor.predict(task.train[:8])
     start = time.perf_counter()
     preds = predictor.predict(task.test).outputs
@@ -114,7 +119,9 @@ def audit(spec: dict, stage_dir: Path, progress: Progress) -> dict:
 
 def batch(spec: dict, stage_dir: Path, progress: Progress) -> dict:
     """The chosen route's predictions for the inputs into the store (idempotent: a rerun, or a
-    resumed kill, predicts only what the store lacks)."""
+    resumed kill, predicts only what the store lacks). The test split goes first, in the batches the
+    route's test pass used, so the store holds bit for bit the predictions the experiment scored
+    (in bf16, other batch compositions move near-tied labels)."""
     from tuneforge.batch.job import BatchConfig, demo_pool, local_predictor, run_batch, store_setting
     from tuneforge.config import from_dict
     from tuneforge.model.load import load_model
@@ -127,8 +134,15 @@ def batch(spec: dict, stage_dir: Path, progress: Progress) -> dict:
         setting, sid = store_setting(db, loaded, task, cfg, synonym_lists=lists, prior=spec.get("prior"),
                                      route=spec.get("route_slug"))
         predict = local_predictor(loaded, setting, cfg, demo_pool(task), synonym_lists=lists)
-        summary = run_batch(predict, db, sid, spec["inputs"],
-                            commit_every=cfg.commit_every, progress=progress.rows)
+        summary = {"done": 0, "failed": 0}
+        if spec.get("scored"):  # the test split first, batched as the route's test pass batched it
+            scored = spec["scored"]
+            same = local_predictor(loaded, setting, replace(cfg, batch_size=scored["batch_size"]), demo_pool(task))
+            first = run_batch(same, db, sid, scored["inputs"], commit_every=max(len(scored["inputs"]), 1))
+            summary = {k: first[k] for k in summary}
+        rest = run_batch(predict, db, sid, spec["inputs"], commit_every=cfg.commit_every, progress=progress.rows)
+        summary = {**rest, "done": rest["done"] + summary["done"], "failed": rest["failed"] + summary["failed"],
+                   "skipped": rest["skipped"] - summary["done"] - summary["failed"]}
         stats = db.stats()
     finally:
         db.close()
