@@ -148,8 +148,8 @@ class Lookups:
         return self.matcher
 
     def stored(self, inputs: list[str]) -> list[dict | None]:
-        """The stored row of each input (None for a miss), looked up in its normal form."""
-        return self._stored([normalize_input(text) for text in inputs])
+        """The stored row of each input (None for a miss), with its meta, looked up in its normal form."""
+        return self._stored([normalize_input(text) for text in inputs], meta=True)
 
     async def stream_live(self, text: str):
         """A live miss (`text` in normal form) answered piece by piece: yields each new piece of the
@@ -170,22 +170,26 @@ class Lookups:
         yield {"input": text, "output": rows[0].get("output"), "error": rows[0].get("error"),
                "meta": rows[0].get("meta"), "source": "live"}
 
-    async def resolve(self, inputs: list[str]) -> list[dict]:
-        """One row {"input", "output", "error", "source"} per input, looked up (and on a miss predicted or
-        queued) in its normal form (`normalize_input`); "input" is the text as the client sent it."""
+    async def resolve(self, inputs: list[str], *, meta: bool = True) -> list[dict]:
+        """One row {"input", "output", "error", "meta", "source"} per input, looked up (and on a miss
+        predicted or queued) in its normal form (`normalize_input`); "input" is the text as the client
+        sent it. Without `meta`, a stored row's meta is not read."""
         texts = [normalize_input(text) for text in inputs]
-        rows = self._stored(texts)
+        rows = self._stored(texts, meta)
         missed = list(dict.fromkeys(text for text, row in zip(texts, rows) if row is None))
         answers = await self._on_miss(missed) if missed else {}
         return [{**(row or answers[text]), "input": given} for given, text, row in zip(inputs, texts, rows)]
 
-    def _stored(self, texts: list[str]) -> list[dict | None]:
+    def _stored(self, texts: list[str], meta: bool) -> list[dict | None]:
         """The stored row of each input (None for a miss), read in one query; hits and misses counted."""
-        found = self.reader.get_many(self.setting, texts)
+        found = self.reader.get_many(self.setting, texts, meta=meta)
         for text in texts:
             self.metrics.lookups["hit" if text in found else "miss"] += 1
             if text in found:
                 self.hits[(self.setting, text)] += 1
+        if not meta:  # a lookup's rows: the answer alone
+            return [{"input": text, "output": found[text]["output"], "error": found[text]["error"], "source": "store"}
+                    if text in found else None for text in texts]
         return [{"input": text, "output": found[text]["output"], "error": found[text]["error"],
                  "meta": found[text]["meta"], "source": "store"} if text in found else None for text in texts]
 
@@ -312,7 +316,8 @@ def lookup_router(lookups: Lookups, max_batch: int) -> APIRouter:
         text: Text
 
     async def resolve(inputs: list[str]) -> list[dict]:
-        return [{k: v for k, v in row.items() if k != "meta"} for row in await lookups.resolve(inputs)]
+        rows = await lookups.resolve(inputs, meta=False)
+        return [{k: v for k, v in row.items() if k != "meta"} if "meta" in row else row for row in rows]
 
     @router.get("/v1/lookup")
     async def lookup(input: Annotated[Text, Query()]):

@@ -125,16 +125,18 @@ class PredictionStore:
             return None
         return {"input": row[0], "output": row[1], "error": row[2], "meta": json.loads(row[3]) if row[3] else None}
 
-    def get_many(self, setting: str, texts: list[str]) -> dict[str, dict]:
-        """The stored rows of many inputs at once, by input in normal form (absent inputs are absent)."""
+    def get_many(self, setting: str, texts: list[str], *, meta: bool = True) -> dict[str, dict]:
+        """The stored rows of many inputs at once, by input in normal form (absent inputs are absent);
+        without `meta`, the rows' meta is not read (a lookup needs only the answer)."""
         keys = {prediction_key(setting, text): normalize_input(text) for text in texts}
         found, key_list = {}, list(keys)
+        column = "meta" if meta else "NULL"
         for start in range(0, len(key_list), 500):
             chunk = key_list[start : start + 500]
-            query = f"SELECT key, output, error, meta FROM predictions WHERE key IN ({','.join('?' * len(chunk))})"
-            for key, output, error, meta in self.db.execute(query, chunk):
+            query = f"SELECT key, output, error, {column} FROM predictions WHERE key IN ({','.join('?' * len(chunk))})"
+            for key, output, error, extra in self.db.execute(query, chunk):
                 found[keys[key]] = {"input": keys[key], "output": output, "error": error,
-                                    "meta": json.loads(meta) if meta else None}
+                                    "meta": json.loads(extra) if extra else None}
         return found
 
     def count(self, setting: str) -> int:
