@@ -87,3 +87,36 @@ def test_streamed_live_misses_and_hits_through_the_openai_client(tiny, tmp_path)
         assert chat.choices[0].message.content == texts[0] and chat.usage.total_tokens > 0
         assert chat.choices[0].logprobs.content[0].token == texts[0]
     store.close()
+
+
+def test_a_client_gone_mid_stream_still_gets_its_row_stored_and_frees_the_model(tiny, tmp_path):
+    """Closing the stream after its first piece (as a disconnect does) neither loses the row nor
+    keeps the live lock: the model finishes, the row is stored, the next live miss is answered."""
+    import asyncio
+
+    from tuneforge.serve.app import Lookups
+
+    synonyms = load_task("synonyms")
+    spec = build_setting(tiny, synonyms, BatchConfig(shots=1, max_new_tokens=12))
+    store = PredictionStore(tmp_path / "store.db")
+    sid = store.add_setting(spec)
+    store.add_pool(demo_pool(synonyms))
+    lookups = Lookups(tmp_path / "store.db", None, "live", None, None)
+
+    async def abandon_then_ask() -> list[dict]:
+        stream = lookups.stream_live("lighthouse")
+        first = await anext(stream)
+        assert isinstance(first, str) and first
+        await stream.aclose()  # the client went away
+        async with asyncio.timeout(60):
+            while lookups.live_lock.locked():
+                await asyncio.sleep(0.01)
+        return await lookups.resolve(["harbour"])
+
+    (row,) = asyncio.run(abandon_then_ask())
+    assert row["source"] == "live" and row["output"] is not None
+    assert store.get(sid, "lighthouse")["output"] == SettingPredictor(tiny, spec, demo_pool(synonyms))(
+        ["lighthouse"])[0]["output"]
+    assert lookups.metrics.live == 2
+    lookups.close()
+    store.close()

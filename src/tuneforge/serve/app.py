@@ -153,20 +153,31 @@ class Lookups:
 
     async def stream_live(self, text: str):
         """A live miss (`text` in normal form) answered piece by piece: yields each new piece of the
-        answer as the model writes it, then the row (stored as every live row is)."""
+        answer as the model writes it, then the row. The row is stored, and the live lock held, until
+        the model is done, even when the client goes away mid-stream (closing this generator)."""
         loop, pieces, finished = asyncio.get_running_loop(), asyncio.Queue(), object()
 
         def on_text(piece: str) -> None:  # called on the worker thread
             loop.call_soon_threadsafe(pieces.put_nowait, piece)
 
-        async with self.live_lock:
-            work = asyncio.create_task(anyio.to_thread.run_sync(partial(self.predictor, [text], on_text)))
-            work.add_done_callback(lambda _: pieces.put_nowait(finished))  # after every piece sent before
-            while (piece := await pieces.get()) is not finished:
-                yield piece
-            rows = work.result()
-            await self._write(self.writer.put_many, self.setting, rows)
-        self.metrics.live += 1
+        def predict_and_store() -> list[dict]:
+            rows = self.predictor([text], on_text)
+            with self.write_lock:
+                self.writer.put_many(self.setting, rows)
+            return rows
+
+        def done(work: asyncio.Future) -> None:
+            self.live_lock.release()
+            if not work.cancelled() and work.exception() is None:
+                self.metrics.live += 1
+            pieces.put_nowait(finished)  # after every piece sent before
+
+        await self.live_lock.acquire()
+        work = asyncio.ensure_future(anyio.to_thread.run_sync(predict_and_store))
+        work.add_done_callback(done)
+        while (piece := await pieces.get()) is not finished:
+            yield piece
+        rows = work.result()
         yield {"input": text, "output": rows[0].get("output"), "error": rows[0].get("error"),
                "meta": rows[0].get("meta"), "source": "live"}
 
