@@ -112,10 +112,10 @@ class SettingPredictor:
         prompts, limit = self.predictor.encode(items, demos), self.max_input_tokens
         fits = [i for i, ids in enumerate(prompts) if len(ids) <= limit]  # longer prompts become failed rows
         out = self.predictor.predict_encoded([prompts[i] for i in fits], [demos[i] for i in fits], on_text)
-        metas = iter(self._metas(out, [len(prompts[i]) for i in fits]))
-        return [{"input": text, "output": out.outputs[fits.index(n)], "meta": next(metas)} if len(ids) <= limit
+        answers = zip(out.outputs, self._metas(out, [len(prompts[i]) for i in fits]))
+        return [dict(zip(("input", "output", "meta"), (text, *next(answers)))) if len(ids) <= limit
                 else {"input": text, "error": f"prompt has {len(ids)} tokens, more than {limit}"}
-                for n, (text, ids) in enumerate(zip(inputs, prompts))]
+                for text, ids in zip(inputs, prompts)]
 
     def _metas(self, out, prompt_tokens: list[int]) -> list[dict]:
         p = self.predictor
@@ -144,11 +144,10 @@ def setting_pool(store, setting: dict) -> list[list[str]] | None:
 
 
 def store_setting(store, loaded: LoadedModel, task: Task, cfg: BatchConfig, *, synonym_lists: bool = False,
-                  prior: list[float] | None = None, name: str | None = None, route: str | None = None
-                  ) -> tuple[dict, str]:
+                  prior: list[float] | None = None, route: str | None = None) -> tuple[dict, str]:
     """The job's setting (marked when outputs are normalised into synonym lists), its pool and its
-    name kept in `store`; returns the setting and its id. The name is `name`, else the config's,
-    else `<task>-<route>`."""
+    name kept in `store`; returns the setting and its id. The name is the config's, else
+    `<task>-<route>`."""
     setting = build_setting(loaded, task, cfg, prior)
     if synonym_lists:
         setting = {**setting, "postprocess": "synonym_lists"}
@@ -156,7 +155,7 @@ def store_setting(store, loaded: LoadedModel, task: Task, cfg: BatchConfig, *, s
     if setting["demos"]:
         store.add_pool(demo_pool(task))
     route = route or ("synonyms" if synonym_lists else model_route(loaded))
-    store.name_setting(name or cfg.name or f"{task.info.name}-{route}", sid, route)
+    store.name_setting(cfg.name or f"{task.info.name}-{route}", sid, route)
     return setting, sid
 
 

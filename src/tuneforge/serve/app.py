@@ -198,11 +198,8 @@ class Lookups:
             self.metrics.lookups["hit" if text in found else "miss"] += 1
             if text in found:
                 self.hits[(self.setting, text)] += 1
-        if not meta:  # a lookup's rows: the answer alone
-            return [{"input": text, "output": found[text]["output"], "error": found[text]["error"], "source": "store"}
-                    if text in found else None for text in texts]
-        return [{"input": text, "output": found[text]["output"], "error": found[text]["error"],
-                 "meta": found[text]["meta"], "source": "store"} if text in found else None for text in texts]
+        keys = ("input", "output", "error", "meta") if meta else ("input", "output", "error")  # a lookup: the answer
+        return [{**{k: found[text][k] for k in keys}, "source": "store"} if text in found else None for text in texts]
 
     async def _on_miss(self, texts: list[str]) -> dict[str, dict]:
         if self.miss_policy == "live":
