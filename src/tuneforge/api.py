@@ -80,6 +80,7 @@ def distill(
     config: DistillConfig = DistillConfig(),
     out: str | Path = "runs/distill",
     unlabeled: str | None = None,
+    teacher_cache: str | Path | None = None,
     resume: bool = False,
     train: str | None = None,
     dev: str | None = None,
@@ -90,16 +91,16 @@ def distill(
 ) -> dict:
     """Distil the fine-tuned `teacher` (a model directory) into a smaller student on `task`."""
     from tuneforge.adapt.distill import distill as run_distill
-    from tuneforge.batch.inputs import read_inputs
+    from tuneforge.batch.inputs import read_unlabeled
 
     check_writable(out, folder=True)
     data = load_task(task, train=train, dev=dev, test=test, seed=split_seed, instruction=instruction)
     warn_about_task(data)
-    texts = read_inputs(unlabeled)[0] if unlabeled else None
+    texts = read_unlabeled(unlabeled) if unlabeled else None
     teacher_model = load_model(teacher, dtype="fp32")
     student_model = load_model(student, dtype="fp32") if student else None
     return run_distill(teacher_model, data, config, Path(out), student=student_model, unlabeled=texts,
-                       resume=resume, progress=progress)
+                       cache_dir=Path(teacher_cache) if teacher_cache else None, resume=resume, progress=progress)
 
 
 def batch(

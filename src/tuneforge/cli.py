@@ -80,12 +80,16 @@ def _distill(sub) -> None:
 
     p = sub.add_parser("distill", help="distil a fine-tuned teacher into a smaller student",
                        description="Prune the teacher's layers into a student (or take a smaller model with the "
-                                   "same vocabulary) and train it on the teacher's logits, its answers for "
-                                   "unlabeled inputs, or the labels alone; compare teacher and student on test.")
+                                   "same vocabulary) and train it on a pool of inputs the teacher labels (its "
+                                   "label-set distribution, logits or answers), or on the labels alone; compare "
+                                   "teacher and student on test.")
     _task_args(p)
     p.add_argument("--teacher", required=True, help="the teacher: a fine-tuned model directory (e.g. runs/lora/merged)")
     p.add_argument("--student", help="a smaller model directory to use as the student (default: prune the teacher)")
-    p.add_argument("--unlabeled", help="inputs without targets, labelled by the teacher (plain lines/JSONL/CSV)")
+    p.add_argument("--unlabeled", help="inputs without targets for the pool, labelled by the teacher (plain "
+                                       "lines/JSONL/CSV; default: inputs the teacher's base model writes)")
+    p.add_argument("--teacher-cache", help="folder keeping the teacher's outputs on the pool, for reruns and other "
+                                           "students (default: OUT/teacher-outputs)")
     add_settings(p, DistillConfig(), "distillation")  # its `training` settings keep finetune's flag names
     _run_dir_args(p, out="runs/distill")
     p.set_defaults(func=cmd_distill)

@@ -33,7 +33,8 @@ def cmd_distill(args) -> int:
     data = _task_data(args, "fruit")
     with training_progress(main_process=_main_process()) as progress:
         results = distill(args.task, teacher=args.teacher, student=args.student, config=config, out=args.out,
-                          unlabeled=args.unlabeled, resume=args.resume, progress=progress, **data)
+                          unlabeled=args.unlabeled, teacher_cache=args.teacher_cache, resume=args.resume,
+                          progress=progress, **data)
     render_distill(results)
     print(f"results: {os.path.join(args.out, 'results.json')}")
     return 0

@@ -148,6 +148,15 @@ def render_distill(results: dict, console: Console | None = None) -> None:
     console.print(f"student/teacher: {p['student']['total'] / p['teacher']['total']:.1%} of the parameters, "
                   f"{results['accuracy_retained']:.1%} of the {metric}, {results['speedup']:.2f}x faster "
                   f"(measured side by side in this run)")
+    pool = results.get("pool")
+    if pool:
+        sources = ", ".join(f"{n:,} {source}" for source, n in pool["sources"].items())
+        console.print(f"pool: {pool['size']:,} inputs ({sources}); teacher labelled {pool['teacher_labelled_now']:,} "
+                      f"now, {pool['teacher_cached']:,} read from its cache")
+    for trial in results.get("trials", []):
+        mark = "  <- chosen on dev" if trial["chosen"] else ""
+        dev = "–" if trial["dev_score"] is None else f"{trial['dev_score']:.3f}"
+        console.print(f"student {trial['choice']}: layers {trial['layers']}, dev {metric} {dev}{mark}")
 
 
 def render_audit(results: dict, console: Console | None = None) -> None:

@@ -22,7 +22,8 @@ DEFAULT_LRS = {"lora": (1e-4, 3e-4, 1e-3), "full": (1e-5, 3e-5, 1e-4)}
 """The learning rates searched by default (LLaMA-Factory and Unsloth train LoRA at 1e-4 and 2e-4)."""
 LLAMA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 """Every linear layer of a llama-style block: attention and MLP."""
-KD_MODES = ("logits", "sequence", "none")
+KD_MODES = ("auto", "labels", "logits", "sequence", "none")
+LAYER_CHOICES = ("influence", "even")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 """A served setting's readable name (its model id)."""
 
@@ -187,15 +188,30 @@ class DistillConfig:
     """Teacher layers the pruned student keeps; None: from `params_ratio`."""
     params_ratio: float = 0.4
     """Largest student as a share of the teacher's parameters (used when `layers` is None)."""
-    kd: str = "logits"
-    """`logits` (KL to the teacher at each target position + CE), `sequence` (CE on the teacher's
-    answers for the unlabeled inputs, beside the labels), or `none` (labels only: the baseline)."""
+    layer_choices: tuple[str, ...] = LAYER_CHOICES
+    """Which layers the student keeps, each tried and the best chosen on dev: `influence` (the first,
+    the last and the most influential between: block influence on train inputs) and `even` (spread evenly)."""
+    keep: tuple[int, ...] | None = None
+    """The teacher layers to keep, by index (overrides `layers` and `layer_choices`)."""
+    kd: str = "auto"
+    """`labels` (KL to the teacher over the label set's scores + CE on the hard label + hidden-state
+    cosine: label tasks), `logits` (KL to the teacher at each target position + CE), `sequence` (CE on
+    the teacher's answers for the pool), `none` (the train labels only: the baseline), or `auto`
+    (`labels` for a label task, `logits` for an open one)."""
+    pool_size: int | None = None
+    """Inputs the student learns from: the train split, then unlabeled or generated inputs the teacher
+    labels, up to this many; None: 10x the train split. Unused with `kd` none."""
+    weights: tuple[float, ...] = (5.0, 2.0, 1.0)
+    """Label-set KD's weights: soft label (KL) : hard label (CE) : hidden-state cosine (DistilBERT's 5:2:1)."""
     alpha: float = 0.5
-    """Weight of the KD term against cross-entropy on the labels."""
+    """Logit KD: weight of the KD term against cross-entropy on the labels."""
     temperature: float = 2.0
     """Softmax temperature of the KD term."""
-    training: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(method="full", epochs=8, lr=3e-4))
-    """How the student trains (every weight; the shared loop's settings)."""
+    training: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(method="full", epochs=3, lr=3e-4,
+                                                                             checkpoint_every=50))
+    """How the student trains (every weight; the shared loop's settings): 3 epochs of a pool 10x the
+    train split are 30 passes over its inputs; a checkpoint of every weight and the optimizer's
+    state costs ~1 s, so one per 50 steps."""
 
     def __post_init__(self):
         if self.kd not in KD_MODES:
@@ -206,6 +222,14 @@ class DistillConfig:
             raise TuneforgeError(f"--layers {self.layers}: the student keeps at least 1 layer")
         if not 0 < self.params_ratio < 1:
             raise TuneforgeError(f"--params-ratio {self.params_ratio}: give a ratio between 0 and 1")
+        if not self.layer_choices or any(c not in LAYER_CHOICES for c in self.layer_choices):
+            raise TuneforgeError(f"--layer-choices {','.join(self.layer_choices)}: choose from {', '.join(LAYER_CHOICES)}")
+        if self.pool_size is not None and self.pool_size < 1:
+            raise TuneforgeError(f"--pool-size {self.pool_size}: the pool needs at least 1 input (or leave it "
+                                 f"unset: 10x the train split)")
+        if len(self.weights) != 3 or any(w < 0 for w in self.weights) or sum(self.weights[:2]) <= 0:
+            raise TuneforgeError(f"--weights {','.join(map(str, self.weights))}: give soft,hard,cosine, none "
+                                 f"negative, soft or hard above 0")
         if self.training.method != "full":
             raise TuneforgeError("the student trains every weight (method full)")
 

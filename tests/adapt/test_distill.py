@@ -31,7 +31,7 @@ def test_impossible_layer_counts_are_refused(keep):
 
 def test_pruned_student_copies_the_right_teacher_weights(tiny_builder, tmp_path):
     teacher = load_model(tiny_builder(tmp_path / "four-layers", layers=4), dtype="fp32").model
-    student = prune_layers(teacher, 3)
+    student = prune_layers(teacher, kept_layers(4, 3))
     assert len(teacher.model.layers) == 4, "the teacher is untouched"
     assert len(student.model.layers) == 3 and student.config.num_hidden_layers == 3
     t, s = teacher.state_dict(), student.state_dict()
@@ -102,7 +102,7 @@ def test_distill_resume_after_sigkill_is_exact(tiny_model_dir, tmp_path):
     proc = subprocess.Popen(_cmd(tiny_model_dir, killed), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
-        steps = [int(p.name.split("-")[1]) for p in (killed / "checkpoints").glob("step-*")]
+        steps = [int(p.name.split("-")[1]) for p in killed.glob("trials/*/checkpoints/step-*")]
         if steps and max(steps) >= 10:
             break
         time.sleep(0.02)
@@ -122,6 +122,9 @@ def test_distill_resume_after_sigkill_is_exact(tiny_model_dir, tmp_path):
     (["--layers", "0"], "keeps at least 1 layer"),
     (["--params-ratio", "1.5"], "between 0 and 1"),
     (["--kd", "soft"], "unknown --kd 'soft'"),
+    (["--pool-size", "0"], "--pool-size 0: the pool needs at least 1 input"),
+    (["--keep", "0,2"], "--keep: layer 2 is out of range: the teacher's layers are 0 to 1"),
+    (["--layer-choices", "random"], "--layer-choices random: choose from influence, even"),
 ])
 def test_bad_distill_settings_exit_2(tiny_model_dir, tmp_path, extra, message):
     cmd = _cmd(tiny_model_dir, tmp_path / "run")
@@ -137,17 +140,37 @@ def test_a_teacher_that_is_not_a_model_is_refused(tmp_path):
     assert proc.returncode == 2 and "not a model directory" in proc.stderr
 
 
-def test_unlabeled_inputs_are_labelled_by_the_teacher_and_recorded(tiny_model_dir, tmp_path):
+def test_unlabeled_inputs_are_labelled_by_the_teacher_and_never_a_dev_or_test_input(tiny_model_dir, tmp_path):
     import json
 
+    from tuneforge.data.splits import load_task
+
+    task = load_task("fruit")
+    held_out = [task.dev[0].input, task.test[0].input.upper(), f"  {task.test[1].input} "]
     unlabeled = tmp_path / "more.txt"
-    unlabeled.write_text("quince\nyuzu\nsnake fruit\n")
+    unlabeled.write_text("\n".join(["ugli", "salak", *held_out, "cupuacu", "salak"]) + "\n")
     out = tmp_path / "run"
     cmd = _cmd(tiny_model_dir, out, "--kd", "sequence", "--unlabeled", str(unlabeled))
     proc = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
     assert proc.returncode == 0, proc.stderr
     results = json.loads((out / "results.json").read_text())
-    assert results["rows"]["teacher"] == 3 and results["rows"]["train"] > 0
-    refused = subprocess.run(_cmd(tiny_model_dir, tmp_path / "other", "--kd", "none", "--unlabeled", str(unlabeled)),
+    assert results["rows"]["teacher"] == 3 and results["rows"]["train"] == len(task.train)
+    assert results["pool"]["sources"] == {"train": len(task.train), "unlabeled": 3}
+    pool = [p["text"] for p in json.loads((out / "pool.json").read_text())["inputs"]]
+    assert pool[len(task.train):] == ["ugli", "salak", "cupuacu"]
+
+
+def test_an_unlabeled_file_with_a_bad_line_is_refused_before_anything_is_written(tiny_model_dir, tmp_path):
+    unlabeled = tmp_path / "more.jsonl"
+    unlabeled.write_text('{"input": "quince"}\n{"input": \n')
+    out = tmp_path / "run"
+    proc = subprocess.run(_cmd(tiny_model_dir, out, "--unlabeled", str(unlabeled)), capture_output=True, text=True,
+                          env=ENV, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "more.jsonl" in proc.stderr and "line 2" in proc.stderr
+    assert not out.exists()
+    good = tmp_path / "good.txt"
+    good.write_text("ugli\n")
+    refused = subprocess.run(_cmd(tiny_model_dir, tmp_path / "other", "--kd", "none", "--unlabeled", str(good)),
                              capture_output=True, text=True, env=ENV, timeout=300)
     assert refused.returncode == 2 and "--unlabeled needs a teacher" in refused.stderr

@@ -39,7 +39,7 @@ def test_one_training_step_reduces_the_loss(fresh):
 def _loss(net, rows, pad):
     batch = collate(rows, pad)
     with torch.no_grad():
-        logits = net(batch["input_ids"], batch["attention_mask"], batch["rows"], batch["cols"])
+        logits = net(batch)
         return finetune_loss(logits, batch, len(batch["targets"]), 1).item()
 
 
@@ -47,7 +47,7 @@ def test_loss_equals_transformers_loss_with_the_prompt_masked(fresh):
     rows, pad = _rows(fresh, 6), fresh.tokenizer.pad_token_id
     batch = collate(rows, pad)
     n = len(batch["targets"])
-    ours = finetune_loss(_net(fresh.model)(batch["input_ids"], batch["attention_mask"], batch["rows"], batch["cols"]),
+    ours = finetune_loss(_net(fresh.model)(batch),
                          batch, n, 1)
     labels = torch.full_like(batch["input_ids"], -100)
     for i, r in enumerate(rows):
@@ -67,7 +67,7 @@ def test_masked_positions_get_no_gradient(fresh):
         out.last_hidden_state.register_hook(lambda g: grads.setdefault("h", g))
 
     handle = net.decoder.register_forward_hook(keep_grad)
-    logits = net(batch["input_ids"], batch["attention_mask"], batch["rows"], batch["cols"])
+    logits = net(batch)
     finetune_loss(logits, batch, len(batch["targets"]), 1).backward()
     handle.remove()
     g = grads["h"].abs().sum(-1)  # (B, T): gradient reaching each position's final hidden state

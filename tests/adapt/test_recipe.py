@@ -8,7 +8,7 @@ import pytest
 
 from tuneforge.adapt.distill import DistillConfig, distill
 from tuneforge.adapt.finetune import FinetuneConfig, loop_config, loss, trainable_model
-from tuneforge.adapt.recipe import finished_run, save_artifact, save_run, score_on_test, train_and_test
+from tuneforge.adapt.recipe import finished_run, run_trial, save_artifact, save_run, score_on_test
 from tuneforge.adapt.rows import build_rows
 from tuneforge.data.splits import load_task
 from tuneforge.errors import TuneforgeError
@@ -24,9 +24,12 @@ def test_the_test_pass_runs_with_dropout_off(tiny_model_dir, tmp_path):
     trainee = replace(loaded, model=trainable_model(loaded, cfg))
     fmt = PromptFormat("plain", task.info.instruction)
     rows = build_rows(task.train, fmt, loaded.tokenizer)
-    trained = train_and_test(trainee, rows, loss, task, fmt, loop_config(cfg, has_dev=True), bf16=False,
-                             out=tmp_path, run_id={})
-    assert trained.test.predictions == Predictor(trainee, fmt, task.label_set).predict(task.test).outputs
+    run_trial(trainee, rows, loss, task, fmt, loop_config(cfg, has_dev=True), bf16=False, out=tmp_path, trial_id={},
+              resume=False, progress=None)
+    from accelerate import Accelerator
+
+    test = score_on_test(Predictor(trainee, fmt, task.label_set), task, Accelerator(mixed_precision="no"))
+    assert test.predictions == Predictor(trainee, fmt, task.label_set).predict(task.test).outputs
 
 
 def test_a_students_provenance_names_the_student_and_its_teacher_apart(tiny_model_dir, tmp_path):

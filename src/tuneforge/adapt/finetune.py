@@ -10,21 +10,17 @@ import copy
 import hashlib
 import json
 import math
-import shutil
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 
-from tuneforge.adapt.checkpoint import load_trainable, trainable_state
 from tuneforge.adapt.loop import LoopConfig, epoch_steps
 from tuneforge.adapt.losses import ce_loss
-from tuneforge.adapt.recipe import finished_run, save_artifact, save_run, score_on_test, task_record, train_on_dev
+from tuneforge.adapt.recipe import finished_run, run_trial, save_artifact, save_run, score_on_test, task_record
 from tuneforge.adapt.recipe import use_training_attention
 from tuneforge.adapt.rows import build_rows
-from tuneforge.atomic import atomic_path, write_json_atomic
 from tuneforge.data.limits import check_input_lengths
 from tuneforge.data.splits import Task
 from tuneforge.model.load import LoadedModel
@@ -61,7 +57,7 @@ def finetune(loaded: LoadedModel, task: Task, cfg: FinetuneConfig, out: Path, *,
             continue
         model = pristine if i == len(grid) - 1 else copy.deepcopy(pristine)
         trainee = replace(loaded, model=trainable_model(replace(loaded, model=model), trial_cfg))
-        trial = run_trial(trainee, rows, task, fmt, loop, bf16=bf16, out=out / "trials" / str(i),
+        trial = run_trial(trainee, rows, loss, task, fmt, loop, bf16=bf16, out=out / "trials" / str(i),
                           trial_id={**run_id, "trial": i, "lr": lr}, resume=resume, progress=progress)
         trials.append(trial)
         if best is None or _score(trial) > _score(best[0]):  # the first of equal dev scores stays
@@ -88,30 +84,6 @@ def finetune(loaded: LoadedModel, task: Task, cfg: FinetuneConfig, out: Path, *,
         trial.pop("history", None)
     return save_run(out, results, accelerator,
                     lambda: save_artifacts(trainee.model, loaded.tokenizer, cfg, out, results, base_counts))
-
-
-def run_trial(trainee: LoadedModel, rows, task: Task, fmt: PromptFormat, loop: LoopConfig, *, bf16: bool, out: Path,
-              trial_id: dict, resume: bool, progress) -> dict:
-    """One trial of the search, trained and scored on dev, its best weights left in `trainee.model`.
-    A finished trial writes its record and best weights under `out`, so a resumed search reads it
-    back instead of training it again."""
-    record_file, weights_file = out / "trial.json", out / "best.safetensors"
-    if resume and record_file.is_file() and (record := json.loads(record_file.read_text()))["id"] == trial_id:
-        load_trainable(trainee.model, load_file(weights_file))
-        trainee.model.eval()
-        return record["trial"]
-    start = time.perf_counter()
-    trained = train_on_dev(trainee, rows, loss, task, fmt, loop, bf16=bf16, out=out, run_id=trial_id, resume=resume,
-                           progress=progress)
-    trial = {"lr": loop.lr, "dev_score": trained.best_score, "best_step": trained.best_step, "steps": trained.steps,
-             "seconds": time.perf_counter() - start, "chosen": False, "stopped_early": trained.stopped_early,
-             "history": trained.history}
-    if trained.accelerator.is_main_process:
-        with atomic_path(weights_file) as tmp:
-            save_file(trainable_state(trainee.model), tmp)
-        write_json_atomic(record_file, {"id": trial_id, "trial": trial})
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)
-    return trial
 
 
 def _within_budget(cfg: FinetuneConfig, loop: LoopConfig, n_rows: int, trials: list[dict], seconds: float) -> bool:

@@ -43,16 +43,19 @@ class TargetLogits(torch.nn.Module):
         super().__init__()
         self.decoder, self.head = decoder, head
 
-    def forward(self, input_ids, attention_mask, rows, cols):
-        hidden = self.decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
-        return self.head(hidden[rows, cols])  # (N, V)
+    collate = staticmethod(collate)
+    """Rows into the batch `forward` takes (each net says how its rows are batched)."""
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        hidden = self.decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        return self.head(hidden[batch["rows"], batch["cols"]])  # (B, T, H) -> (N, V)
 
 
-def train(net: TargetLogits, rows: list[Row], loss_fn, cfg: LoopConfig, *, accelerator, pad_id: int,
+def train(net: torch.nn.Module, rows: list[Row], loss_fn, cfg: LoopConfig, *, accelerator, pad_id: int,
           evaluate=None, checkpoint_dir: Path | None = None, resume: bool = False, run_id: dict | None = None,
           progress=None) -> dict:
-    """Train `net` on `rows`; `loss_fn(logits, batch, n_global, world_size)` gives this slice's share of
-    the global mean loss. `evaluate()` returns a dev score (higher is better); the best weights are kept.
+    """Train `net` (a TargetLogits, or another net with a `collate` for its rows) on `rows`;
+    `loss_fn(output, batch, n_global, world_size)` gives this slice's share of the global mean loss. `evaluate()` returns a dev score (higher is better); the best weights are kept.
     Returns the history, the best score and step, and the best trainable weights."""
     torch.manual_seed(cfg.seed)
     net.train()
@@ -72,7 +75,8 @@ def train(net: TargetLogits, rows: list[Row], loss_fn, cfg: LoopConfig, *, accel
         epoch, in_epoch = divmod(state["step"], steps_per_epoch)
         batches = epoch_batches(len(rows), lengths, cfg.batch_size, cfg.seed, epoch)
         micro = batches[in_epoch * cfg.grad_accum : (in_epoch + 1) * cfg.grad_accum]
-        loss, n_target, n_tokens = train_step(model, [[rows[i] for i in b] for b in micro], loss_fn, accelerator, pad_id)
+        loss, n_target, n_tokens = train_step(model, [[rows[i] for i in b] for b in micro], loss_fn, accelerator, pad_id,
+                                              net.collate)
         torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
         optimizer.step()
         scheduler.step()
@@ -96,7 +100,8 @@ def train(net: TargetLogits, rows: list[Row], loss_fn, cfg: LoopConfig, *, accel
     return {**state, "best": best, "total_steps": total_steps}
 
 
-def train_step(model, micro: list[list[Row]], loss_fn, accelerator, pad_id: int) -> tuple[float, int, int]:
+def train_step(model, micro: list[list[Row]], loss_fn, accelerator, pad_id: int, collate_rows=collate
+               ) -> tuple[float, int, int]:
     """Forward and backward over the micro-batches of one optimizer step; this process takes every
     world_size-th row of each. Returns the global mean loss and the global target/all token counts."""
     world, rank = accelerator.num_processes, accelerator.process_index
@@ -105,11 +110,10 @@ def train_step(model, micro: list[list[Row]], loss_fn, accelerator, pad_id: int)
     for j, batch in enumerate(micro):
         mine = batch[rank::world]
         weight = 1.0 if mine else 0.0  # a process with no row still joins the gradient exchange
-        batch_t = {k: v.to(accelerator.device) for k, v in collate(mine or batch[:1], pad_id).items()}
+        batch_t = {k: v.to(accelerator.device) for k, v in collate_rows(mine or batch[:1], pad_id).items()}
         sync = nullcontext() if j == len(micro) - 1 else accelerator.no_sync(model)
         with sync, accelerator.autocast():
-            logits = model(batch_t["input_ids"], batch_t["attention_mask"], batch_t["rows"], batch_t["cols"])
-            loss = loss_fn(logits, batch_t, n_global, world) * weight
+            loss = loss_fn(model(batch_t), batch_t, n_global, world) * weight
             accelerator.backward(loss)
         total += torch.tensor([loss.item(), len(batch_t["targets"]) * weight,
                                batch_t["attention_mask"].sum().item() * weight])

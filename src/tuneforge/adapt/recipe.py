@@ -1,20 +1,21 @@
 """THE training recipe, shared by fine-tuning and distillation.
 
 A route builds its own pieces (the model that trains, its training rows, its loss) and hands them
-to `train_and_test`: the shared loop, dev evaluation while training, the best weights kept, the
-test split predicted once. The route then writes its results, and `save_run` puts the run on disk:
+to `run_trial` / `train_on_dev`: the shared loop, dev evaluation while training, the best weights
+kept; the chosen model then predicts test once (`score_on_test`). The route then writes its results, and `save_run` puts the run on disk:
 its artifacts (`save_artifact`: atomic, each with a `tuneforge.json` naming it and its provenance),
 then `results.json`, which marks the run finished (`finished_run` reads it back on resume)."""
 
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 
-from tuneforge.adapt.checkpoint import load_trainable
+from tuneforge.adapt.checkpoint import load_trainable, trainable_state
 from tuneforge.adapt.loop import LoopConfig, TargetLogits, train
 from tuneforge.adapt.rows import Row
 from tuneforge.atomic import atomic_path, write_json_atomic
@@ -57,15 +58,16 @@ class Trained:
 
 
 def train_on_dev(trainee: LoadedModel, rows: list[Row], loss, task: Task, fmt: PromptFormat, loop: LoopConfig, *,
-                 bf16: bool, out: Path, run_id: dict, resume: bool = False, progress=None) -> Trained:
-    """Train `trainee.model` on `rows` with `loss` on the shared loop (checkpoints under `out`), scoring
+                 bf16: bool, out: Path, run_id: dict, resume: bool = False, progress=None, net=None) -> Trained:
+    """Train `trainee.model` on `rows` with `loss` on the shared loop (checkpoints under `out`), through
+    `net` (default: the model's decoder and head at the target positions, `TargetLogits`), scoring
     dev zero-shot in `fmt` as it goes (stopping early as `loop.patience` says); the best dev
     evaluation's weights are loaded back into the model. Test is not touched."""
     from accelerate import Accelerator
 
     accelerator = Accelerator(mixed_precision="bf16" if bf16 else "no")
     inner = base_model(trainee.model)  # a peft wrapper's adapters live inside the base model's modules
-    net = TargetLogits(inner.get_decoder(), inner.get_output_embeddings())
+    net = net or TargetLogits(inner.get_decoder(), inner.get_output_embeddings())
     predictor = Predictor(trainee, fmt, task.label_set)  # zero-shot, as the model is trained
 
     def evaluate() -> float:
@@ -83,12 +85,29 @@ def train_on_dev(trainee: LoadedModel, rows: list[Row], loss, task: Task, fmt: P
                    None, accelerator)
 
 
-def train_and_test(trainee: LoadedModel, rows: list[Row], loss, task: Task, fmt: PromptFormat, loop: LoopConfig, *,
-                   bf16: bool, out: Path, run_id: dict, resume: bool = False, progress=None) -> Trained:
-    """`train_on_dev`, then the kept model predicts test once."""
-    trained = train_on_dev(trainee, rows, loss, task, fmt, loop, bf16=bf16, out=out, run_id=run_id, resume=resume,
-                           progress=progress)
-    return replace(trained, test=score_on_test(Predictor(trainee, fmt, task.label_set), task, trained.accelerator))
+def run_trial(trainee: LoadedModel, rows: list[Row], loss, task: Task, fmt: PromptFormat, loop: LoopConfig, *,
+              bf16: bool, out: Path, trial_id: dict, resume: bool, progress, net=None) -> dict:
+    """One trial of a search (fine-tuning's learning rates, distillation's students), trained and
+    scored on dev (`train_on_dev`), its best weights left in `trainee.model`. A finished trial writes
+    its record and best weights under `out`, so a resumed search reads it back instead of training
+    it again."""
+    record_file, weights_file = out / "trial.json", out / "best.safetensors"
+    if resume and record_file.is_file() and (record := json.loads(record_file.read_text()))["id"] == trial_id:
+        load_trainable(trainee.model, load_file(weights_file))
+        trainee.model.eval()
+        return record["trial"]
+    start = time.perf_counter()
+    trained = train_on_dev(trainee, rows, loss, task, fmt, loop, bf16=bf16, out=out, run_id=trial_id, resume=resume,
+                           progress=progress, net=net)
+    trial = {"lr": loop.lr, "dev_score": trained.best_score, "best_step": trained.best_step, "steps": trained.steps,
+             "seconds": time.perf_counter() - start, "chosen": False, "stopped_early": trained.stopped_early, "rows": len(rows),
+             "history": trained.history}
+    if trained.accelerator.is_main_process:
+        with atomic_path(weights_file) as tmp:
+            save_file(trainable_state(trainee.model), tmp)
+        write_json_atomic(record_file, {"id": trial_id, "trial": trial})
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    return trial
 
 
 def score_on_test(predictor: Predictor, task: Task, accelerator) -> OnTest:

@@ -66,3 +66,12 @@ def _from_csv(path: Path, lines: list[tuple[int, str]], failed: list[dict]) -> l
     if reader.fieldnames is None or "input" not in reader.fieldnames:
         raise TuneforgeError(f"{path}:1: the header has no 'input' column")
     return [row["input"].strip() for row in reader if row.get("input", "").strip()]
+
+
+def read_unlabeled(path: str | Path) -> list[str]:
+    """A distillation pool's unlabeled inputs: as `read_inputs` reads them, but a line that cannot be
+    read stops the run (it would silently shrink the pool)."""
+    inputs, failed = read_inputs(path)
+    if failed:
+        raise TuneforgeError(f"{path}: {failed[0]['error']} (unlabeled inputs)")
+    return inputs

@@ -83,17 +83,17 @@ def check_inputs(config: ExperimentConfig) -> None:
     """Every file and name the stages will read, checked before the first stage starts (a bad one
     would otherwise surface only at its stage, after the training before it)."""
     from tuneforge.audit.swaps import load_swaps
-    from tuneforge.batch.inputs import read_inputs
+    from tuneforge.batch.inputs import read_inputs, read_unlabeled
     from tuneforge.model.load import check_dtype
 
     check_dtype(config.dtype)
     if config.audit is not None:
         _checked("audit.swaps", lambda: load_swaps(config.audit.swaps))
-    for key, path in (("batch.inputs", config.batch and config.batch.inputs),
-                      ("synonyms.topics", config.synonyms and config.synonyms.topics),
-                      ("distill.unlabeled", config.distill and config.distill.unlabeled)):
+    for key, path, read in (("batch.inputs", config.batch and config.batch.inputs, read_inputs),
+                            ("synonyms.topics", config.synonyms and config.synonyms.topics, read_inputs),
+                            ("distill.unlabeled", config.distill and config.distill.unlabeled, read_unlabeled)):
         if path:
-            _checked(key, lambda: read_inputs(path))
+            _checked(key, lambda: read(path))
 
 
 def _checked(key: str, check) -> None:

@@ -65,13 +65,13 @@ def finetune(spec: dict, stage_dir: Path, progress: Progress) -> dict:
 
 def distill(spec: dict, stage_dir: Path, progress: Progress) -> dict:
     from tuneforge.adapt.distill import distill as run_distill
-    from tuneforge.batch.inputs import read_inputs
+    from tuneforge.batch.inputs import read_unlabeled
     from tuneforge.config import from_dict
     from tuneforge.experiment.config import DistillStage
     from tuneforge.model.load import load_model
 
     task, cfg = load_task_spec(spec["task"]), from_dict(DistillStage, spec["settings"])
-    texts = read_inputs(cfg.unlabeled)[0] if cfg.unlabeled else None
+    texts = read_unlabeled(cfg.unlabeled) if cfg.unlabeled else None
     out = stage_dir / "run"
     start = time.perf_counter()
     results = run_distill(load_model(spec["teacher"], dtype="fp32"), task, cfg, out, unlabeled=texts,

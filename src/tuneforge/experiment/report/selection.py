@@ -49,10 +49,11 @@ def trials(results: dict) -> Section:
     searched = [r for r in routes(results) if r.get("trials")]
     if not searched:
         return Section(TITLE, [not_run("no fine-tuned route recorded the settings it tried")])
-    explain = ("Each fine-tuned route trained one model per setting below and kept the one with the best dev "
-               "score (✓); the test split played no part. Best step: the evaluation whose weights were kept; "
-               "stopped early: training ended before its planned steps because the dev score stopped improving.")
-    headers = ["Learning rate", f"Dev {metric(results)}", "Best step", "Steps", "Time", "Stopped early", "Chosen"]
+    explain = ("Each fine-tuned or distilled route trained one model per setting below (a learning rate; for a "
+               "student, the teacher layers it keeps) and kept the one with the best dev score (✓); the test "
+               "split played no part. Best step: the evaluation whose weights were kept; stopped early: training "
+               "ended before its planned steps because the dev score stopped improving.")
+    headers = ["Setting", f"Dev {metric(results)}", "Best step", "Steps", "Time", "Stopped early", "Chosen"]
     tables = [Table(headers, [_trial_row(t) for t in r["trials"]], f"{r['name']}: {len(r['trials'])} trials")
               for r in searched]
     return Section(TITLE, [Paragraph(explain), *tables])
@@ -60,8 +61,9 @@ def trials(results: dict) -> Section:
 
 def _trial_row(trial: dict) -> list[str]:
     stopped = trial.get("stopped_early")
+    kept = trial.get("layers")
     return [
-        learning_rate(trial.get("lr")),
+        f"{trial.get('choice')}: layers {' '.join(map(str, kept))}" if kept else learning_rate(trial.get("lr")),
         units.score(trial.get("dev_score")),
         units.exact(trial.get("best_step")),
         units.exact(trial.get("steps")),
