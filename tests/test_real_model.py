@@ -160,7 +160,7 @@ def test_open_task_generates_synonyms_on_the_real_model(tmp_path):
 # (the synonym job's 122 built-in topics are test_synonym_lists_generated_offline_match_live_queries' own).
 # Full fine-tuning has its own real-model test (test_full_finetune_keeps_the_parameter_count).
 REDUCED_DEMO = ["--prompting.shots=0,5", "--prompting.draws=2", "--lora.epochs=2", "--lora.lr=1e-3",
-                "--distill.training.epochs=3", "--full=null"]
+                "--distill.pool_size=294", "--distill.training.epochs=1", "--full=null"]
 TOPICS = ["vaccine", "car", "doctor", "happy", "house", "money"]
 
 

@@ -92,7 +92,8 @@ def test_a_student_with_another_vocabulary_is_refused(tiny, tmp_path):
 
 def _cmd(teacher, out, *extra):
     return [sys.executable, "-m", "tuneforge.cli", "distill", "--teacher", str(teacher), "--out", str(out),
-            "--layers", "1", "--epochs", "3", "--batch-size", "4", "--checkpoint-every", "5", *extra]
+            "--layers", "1", "--epochs", "3", "--batch-size", "4", "--checkpoint-every", "5", "--pool-size", "200",
+            *extra]
 
 
 def test_distill_resume_after_sigkill_is_exact(tiny_model_dir, tmp_path):
@@ -174,3 +175,10 @@ def test_an_unlabeled_file_with_a_bad_line_is_refused_before_anything_is_written
     refused = subprocess.run(_cmd(tiny_model_dir, tmp_path / "other", "--kd", "none", "--unlabeled", str(good)),
                              capture_output=True, text=True, env=ENV, timeout=300)
     assert refused.returncode == 2 and "--unlabeled needs a teacher" in refused.stderr
+
+
+def test_label_set_kd_on_an_open_task_is_refused(tiny_model_dir, tmp_path):
+    proc = subprocess.run(_cmd(tiny_model_dir, tmp_path / "run", "--task", "synonyms", "--kd", "labels"),
+                          capture_output=True, text=True, env=ENV, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "--kd labels needs a task with a label set" in proc.stderr and not (tmp_path / "run").exists()

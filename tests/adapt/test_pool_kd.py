@@ -140,7 +140,7 @@ def test_perturbations_keep_the_words():
 
 def _cmd(teacher, out, cache, *extra):
     return [sys.executable, "-m", "tuneforge.cli", "distill", "--teacher", str(teacher), "--out", str(out),
-            "--teacher-cache", str(cache), "--layers", "1", "--epochs", "1", "--batch-size", "16", *extra]
+            "--teacher-cache", str(cache), "--layers", "1", "--epochs", "1", "--batch-size", "64", *extra]
 
 
 def test_teacher_labelling_killed_resumes_with_no_input_labelled_twice(tiny_model_dir, tmp_path):
@@ -170,7 +170,7 @@ def test_teacher_labelling_killed_resumes_with_no_input_labelled_twice(tiny_mode
     kept = sorted(p.name for p in cache.glob("*.json"))
     assert kept == sorted(p.name for p in (tmp_path / "ref-cache").glob("*.json")) and len(kept) == 63
     assert all((cache / n).read_bytes() == (tmp_path / "ref-cache" / n).read_bytes() for n in kept)
-    second = subprocess.run(_cmd(tiny_model_dir, tmp_path / "second", cache, *extra, "--kd", "logits"),
+    second = subprocess.run(_cmd(tiny_model_dir, tmp_path / "second", cache, *extra, "--kd", "sequence"),
                             capture_output=True, text=True, env=ENV, timeout=600)
     assert second.returncode == 0, second.stderr
     assert json.loads((tmp_path / "second" / "results.json").read_text())["pool"]["teacher_labelled_now"] == 0

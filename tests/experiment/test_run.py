@@ -84,6 +84,23 @@ def test_a_changed_setting_reruns_exactly_the_dependent_stages(experiment_file, 
     assert _ran(_run(experiment_file, out, override)) == expected
 
 
+def test_more_student_sizes_are_routes_of_their_own_taught_from_the_same_teacher_outputs(experiment_file, first_run,
+                                                                                        tmp_path):
+    import shutil
+
+    out = tmp_path / "tiny"
+    shutil.copytree(first_run[0], out)
+    results = _run(experiment_file, out, "distill.sizes=2")
+    assert _ran(results) == {"distill-2"}, "the first student, the audit and the store are unchanged"
+    by = {r["name"]: r for r in results["routes"]}
+    assert by["distilled (2 layers)"]["kind"] == "distill" and by["distilled (2 layers)"]["stage"] == "distill-2"
+    assert by["distilled (2 layers)"]["parameters"]["total"] > by["distilled (1 layers)"]["parameters"]["total"]
+    first, second = (json.loads((out / "stages" / s / "run" / "results.json").read_text())["pool"]
+                     for s in ("distill", "distill-2"))
+    assert first["teacher_labelled_now"] == first["size"] > 0
+    assert second == {**first, "teacher_labelled_now": 0, "teacher_cached": first["size"]}, "no teacher pass"
+
+
 def test_results_carry_every_route_and_the_parameter_facts(first_run):
     from tuneforge.experiment.report import parameter_facts
 

@@ -69,19 +69,14 @@ def distill(teacher: LoadedModel, task: Task, cfg: DistillConfig, out: Path, *, 
         taught = dict(zip([p.text for p in pool], outputs))
     influence = None
     if student is None and "influence" in cfg.layer_choices and cfg.keep is None:
-        influence = block_influence(teacher.model, _prompts(task.train, fmt, teacher.tokenizer), teacher.tokenizer.pad_token_id)
-    trials, best = [], None
-    for name, layers in candidates(teacher, student, cfg, influence):
-        trainee = build_student(teacher, student, layers)
-        rows, net, loss = training_pieces(teacher, trainee, task, fmt, cfg, kd, pool, taught, layers)
-        trial = run_trial(trainee, rows, loss, task, fmt, loop_config(cfg.training, bool(task.dev)),
-                          bf16=cfg.training.uses_bf16(trainee.device), out=out / "trials" / name,
-                          trial_id={**run_id, "trial": name}, resume=resume, progress=progress, net=net)
-        trials.append({"choice": name, "layers": layers, **{k: v for k, v in trial.items() if k != "history"}})
-        if best is None or (trial["dev_score"] or 0) > (best[0]["dev_score"] or 0):  # the first of equals stays
-            best = trial, trainee, name, layers
-    chosen, trainee, choice, layers = best
-    next(t for t in trials if t["choice"] == choice)["chosen"] = True
+        influence = block_influence(teacher.model, _prompts(task.train, fmt, teacher.tokenizer),
+                                    teacher.tokenizer.pad_token_id)
+    trials, trainee = train_students(teacher, student, task, fmt, cfg, kd, pool, taught, influence, out=out,
+                                     run_id=run_id, resume=resume, progress=progress)
+    chosen = next(t for t in trials if t["chosen"])
+    choice, layers, history = chosen["choice"], chosen["layers"], chosen.pop("history")
+    for trial in trials:
+        trial.pop("history", None)
     from accelerate import Accelerator
 
     accelerator = Accelerator(mixed_precision="bf16" if cfg.training.uses_bf16(trainee.device) else "no")
@@ -96,12 +91,31 @@ def distill(teacher: LoadedModel, task: Task, cfg: DistillConfig, out: Path, *, 
                                            "teacher_labelled_now": labelled_now,
                                            "teacher_cached": len(pool) - labelled_now},
         "influence": influence, "trials": trials, "setting": distill_setting(kd, layers, choice, pool),
-        "history": chosen["history"], "best_dev_score": chosen["dev_score"], "best_step": chosen["best_step"],
+        "history": history, "best_dev_score": chosen["dev_score"], "best_step": chosen["best_step"],
         **side_by_side(teacher_test, test, task.metric),
         "parameters": {"teacher": count_parameters(teacher.model), "student": count_parameters(trainee.model)},
         "run_id": run_id,
     }
     return save_run(out, results, accelerator, lambda: save_student(trainee, teacher, out, results))
+
+
+def train_students(teacher: LoadedModel, student: LoadedModel | None, task: Task, fmt: PromptFormat,
+                   cfg: DistillConfig, kd: str, pool: list[PoolInput], taught: dict, influence: list[float] | None, *,
+                   out: Path, run_id: dict, resume: bool, progress) -> tuple[list[dict], LoadedModel]:
+    """One trial per candidate student (`candidates`), each trained and scored on dev; returns the
+    trials, the chosen one (the best dev score, the first of equals) marked, and its model."""
+    trials, best = [], None
+    for name, layers in candidates(teacher, student, cfg, influence):
+        trainee = build_student(teacher, student, layers, cfg.freeze_embeddings)
+        rows, net, loss = training_pieces(teacher, trainee, task, fmt, cfg, kd, pool, taught, layers)
+        trial = run_trial(trainee, rows, loss, task, fmt, loop_config(cfg.training, bool(task.dev)),
+                          bf16=cfg.training.uses_bf16(trainee.device), out=out / "trials" / name,
+                          trial_id={**run_id, "trial": name}, resume=resume, progress=progress, net=net)
+        trials.append({"choice": name, "layers": layers, **trial})
+        if best is None or (trial["dev_score"] or 0) > (best[0]["dev_score"] or 0):
+            best = trials[-1], trainee  # the best so far stays in memory, the others go
+    best[0]["chosen"] = True
+    return trials, best[1]
 
 
 def distill_setting(kd: str, layers: list[int] | None, choice: str, pool: list[PoolInput]) -> dict:
@@ -150,12 +164,15 @@ def candidates(teacher: LoadedModel, student: LoadedModel | None, cfg: DistillCo
     return list(tried.items())
 
 
-def build_student(teacher: LoadedModel, student: LoadedModel | None, layers: list[int] | None) -> LoadedModel:
+def build_student(teacher: LoadedModel, student: LoadedModel | None, layers: list[int] | None,
+                  freeze_embeddings: bool = False) -> LoadedModel:
     """The model that trains: `student`, or a copy of the teacher keeping `layers` (its weights were
-    read from the teacher's directory; it gets a path and fingerprint of its own when saved)."""
+    read from the teacher's directory; it gets a path and fingerprint of its own when saved); its
+    token embeddings frozen where asked."""
     if student is None:
         student = replace(teacher, model=prune_layers(teacher.model, layers))
     student.model.requires_grad_(True)
+    student.model.get_input_embeddings().weight.requires_grad_(not freeze_embeddings)
     use_training_attention(student.model, student.device)
     return student
 

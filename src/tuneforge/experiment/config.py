@@ -53,12 +53,18 @@ class DistillStage(DistillConfig):
     teacher: str = "lora"
     """The stage whose model teaches: `lora` or `full`."""
     unlabeled: str | None = None
-    """A file of unlabeled inputs the teacher labels for the student (optional)."""
+    """A file of unlabeled inputs the teacher labels for the student's pool (optional)."""
+    sizes: tuple[int, ...] = ()
+    """Layer counts of more students, each a route of its own (`distilled (N layers)`) learning from
+    the same pool and teacher outputs, so the report plots score against parameters and latency
+    across student sizes."""
 
     def __post_init__(self):
         super().__post_init__()
         if self.teacher not in ("lora", "full"):
             raise TuneforgeError(f"distill.teacher must be lora or full, not {self.teacher!r}")
+        if any(n < 1 for n in self.sizes) or len(set(self.sizes)) != len(self.sizes):
+            raise TuneforgeError(f"distill.sizes: give distinct layer counts of at least 1, not {list(self.sizes)}")
 
 
 @dataclass(frozen=True)

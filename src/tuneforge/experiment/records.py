@@ -35,7 +35,8 @@ class RouteParameters(TypedDict):
 
 
 class Trial(TypedDict):
-    """One setting a fine-tuning search trained, scored on dev (never on test)."""
+    """One setting a fine-tuning search (a learning rate) or a distillation (a student's kept layers)
+    trained, scored on dev (never on test)."""
     lr: float
     dev_score: float | None
     best_step: int | None
@@ -43,6 +44,12 @@ class Trial(TypedDict):
     seconds: float
     chosen: bool
     stopped_early: bool
+    rows: NotRequired[int]
+    """Training rows (absent for a trial the budget left out)."""
+    choice: NotRequired[str]
+    """A student: how its layers were chosen (`influence`, `even`, `given`, `student`)."""
+    layers: NotRequired[list[int] | None]
+    """A student: the teacher layers it kept (None: a student model of its own)."""
 
 
 class Route(TypedDict):

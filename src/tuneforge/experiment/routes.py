@@ -22,10 +22,14 @@ def routes_from_stages(done: dict) -> list[Route]:
     routes = []
     if "prompting" in done:
         routes += prompting_routes(done["prompting"])
-    for stage in ("lora", "full", "distill"):
+    for stage in ("lora", "full", "distill", *sorted((s for s in done if s.startswith("distill-")), key=_layers)):
         if stage in done:
             routes.append(adapted_route(stage, done[stage]))
     return routes
+
+
+def _layers(stage: str) -> int:
+    return int(stage.split("-")[1])  # distill-11 -> 11
 
 
 def prompting_routes(record: dict) -> list[Route]:
@@ -71,7 +75,7 @@ def adapted_route(stage: str, record: dict) -> Route:
     """A fine-tuned or distilled model, scored and timed by its serving pass."""
     res, serving = record["result"]["results"], record["result"]["serving"]
     metric = res["metric"]
-    if stage == "distill":
+    if stage.startswith("distill"):
         kept = res["student"].get("layers")  # layers the pruned student keeps (absent for a given student)
         name = f"distilled ({kept} layers)" if kept else "distilled"
         trained, base_total = serving["parameters"]["total"], res["parameters"]["teacher"]["total"]
@@ -81,7 +85,7 @@ def adapted_route(stage: str, record: dict) -> Route:
         style = res["config"]["format"]
     dev = serving.get("dev")
     return {
-        "name": name, "kind": stage, "stage": stage,
+        "name": name, "kind": stage.split("-")[0], "stage": stage,
         "score": serving["test"][metric], "dev_score": dev[metric] if dev else None, "chosen": True,
         "setting": res.get("setting") or {}, "trials": res.get("trials"),
         "macro_f1": serving["test"].get("macro_f1"),
@@ -107,7 +111,8 @@ def batch_plan(section, routes: list[dict], recommendation: dict, done: dict, ta
             raise TuneforgeError(f"batch.route is {section.route}, but that stage is off")
         chosen = wanted[0]
     settings = {k: v for k, v in to_dict(section).items() if k not in ("route", "inputs")}
-    slug = SLUGS[chosen["stage"]]
+    stage = chosen["stage"]
+    slug = SLUGS[stage] if stage in SLUGS else f"distilled-{_layers(stage)}"
     settings["name"] = section.name or f"{experiment}-{slug}"
     prior = None
     if chosen["kind"] == "prompting":

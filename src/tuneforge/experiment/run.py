@@ -54,10 +54,13 @@ def run(config: ExperimentConfig, out: str | Path | None = None, *, echo=print) 
             done[name] = run_stage(run_dir, name, {**common, "kind": kind, "settings": settings}, prints, echo)
     if config.distill is not None:
         teacher = done[config.distill.teacher]
-        spec = {**common, "kind": "distill", "settings": to_dict(config.distill),
-                "teacher": teacher["result"]["model_dir"], "unlabeled": _file_hash(config.distill.unlabeled)}
-        done["distill"] = run_stage(run_dir, "distill", spec, {**prints, "teacher": teacher["hash"]}, echo)
-    adapted = [s for s in ("lora", "full", "distill") if s in done]
+        settings = to_dict(replace(config.distill, sizes=()))
+        spec = {**common, "kind": "distill", "settings": settings, "teacher": teacher["result"]["model_dir"],
+                "unlabeled": _file_hash(config.distill.unlabeled), "teacher_cache": "teacher-outputs"}
+        for stage, layers in [("distill", None)] + [(f"distill-{n}", n) for n in config.distill.sizes]:
+            sized = {**spec, "settings": {**settings, "layers": layers or settings["layers"]}}
+            done[stage] = run_stage(run_dir, stage, sized, {**prints, "teacher": teacher["hash"]}, echo)
+    adapted = [s for s in ("lora", "full", "distill") if s in done]  # the audit reads the main student
     if config.audit is not None:
         spec = {**common, "kind": "audit", "settings": to_dict(config.audit),
                 "adapted": [done[s]["result"]["model_dir"] for s in adapted]}

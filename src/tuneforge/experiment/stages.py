@@ -75,7 +75,8 @@ def distill(spec: dict, stage_dir: Path, progress: Progress) -> dict:
     out = stage_dir / "run"
     start = time.perf_counter()
     results = run_distill(load_model(spec["teacher"], dtype="fp32"), task, cfg, out, unlabeled=texts,
-                          resume=True, progress=progress.step)
+                          cache_dir=stage_dir.parent.parent / spec["teacher_cache"],  # in the run's folder,
+                          resume=True, progress=progress.step)  # shared by every student size
     seconds = time.perf_counter() - start
     return {"results": results, "training_seconds": seconds, "model_dir": str(out / "student"),
             "serving": serving_pass(out / "student", task, cfg.training.format, spec["dtype"])}
