@@ -203,9 +203,6 @@ class DistillConfig:
     labels, up to this many; None: 10x the train split. Unused with `kd` none."""
     weights: tuple[float, ...] = (5.0, 2.0, 1.0)
     """Label-set KD's weights: soft label (KL) : hard label (CE) : hidden-state cosine (DistilBERT's 5:2:1)."""
-    freeze_embeddings: bool = False
-    """Keep the teacher's token embeddings (and the output head tied to them) as they are: the student
-    trains its layers only, so inputs it never saw keep the teacher's geometry."""
     alpha: float = 0.5
     """Logit KD: weight of the KD term against cross-entropy on the labels."""
     temperature: float = 2.0

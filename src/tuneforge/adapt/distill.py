@@ -106,7 +106,7 @@ def train_students(teacher: LoadedModel, student: LoadedModel | None, task: Task
     trials, the chosen one (the best dev score, the first of equals) marked, and its model."""
     trials, best = [], None
     for name, layers in candidates(teacher, student, cfg, influence):
-        trainee = build_student(teacher, student, layers, cfg.freeze_embeddings)
+        trainee = build_student(teacher, student, layers)
         rows, net, loss = training_pieces(teacher, trainee, task, fmt, cfg, kd, pool, taught, layers)
         trial = run_trial(trainee, rows, loss, task, fmt, loop_config(cfg.training, bool(task.dev)),
                           bf16=cfg.training.uses_bf16(trainee.device), out=out / "trials" / name,
@@ -164,15 +164,12 @@ def candidates(teacher: LoadedModel, student: LoadedModel | None, cfg: DistillCo
     return list(tried.items())
 
 
-def build_student(teacher: LoadedModel, student: LoadedModel | None, layers: list[int] | None,
-                  freeze_embeddings: bool = False) -> LoadedModel:
+def build_student(teacher: LoadedModel, student: LoadedModel | None, layers: list[int] | None) -> LoadedModel:
     """The model that trains: `student`, or a copy of the teacher keeping `layers` (its weights were
-    read from the teacher's directory; it gets a path and fingerprint of its own when saved); its
-    token embeddings frozen where asked."""
+    read from the teacher's directory; it gets a path and fingerprint of its own when saved)."""
     if student is None:
         student = replace(teacher, model=prune_layers(teacher.model, layers))
     student.model.requires_grad_(True)
-    student.model.get_input_embeddings().weight.requires_grad_(not freeze_embeddings)
     use_training_attention(student.model, student.device)
     return student
 
