@@ -160,7 +160,7 @@ def test_open_task_generates_synonyms_on_the_real_model(tmp_path):
 # (the synonym job's 122 built-in topics are test_synonym_lists_generated_offline_match_live_queries' own).
 # Full fine-tuning has its own real-model test (test_full_finetune_keeps_the_parameter_count).
 REDUCED_DEMO = ["--prompting.shots=0,5", "--prompting.draws=2", "--lora.epochs=2", "--lora.lr=1e-3",
-                "--distill.pool_size=294", "--distill.training.epochs=1", "--full=null"]
+                "--distill.training.epochs=2", "--full=null"]
 TOPICS = ["vaccine", "car", "doctor", "happy", "house", "money"]
 
 
@@ -249,10 +249,10 @@ def test_distilled_student_against_teacher_and_a_labels_only_student(lora_run, t
     """Teacher = the merged LoRA model; students keep 7 of 30 layers (<= 40% of the parameters): one
     learns from a pool the base model writes and the teacher labels (label-set KD + hidden-state
     cosine, layers by block influence), one from the labels alone (same size, same recipe). The pool
-    is 3x train and one layer choice, so CI stays short; bench/distill.py runs the full recipe."""
+    is 2x train, one layer choice and 2 epochs, so CI stays short; bench/distill.py runs the full recipe."""
     runs = {}
-    for name, extra in (("pool", ["--pool-size", "441", "--layer-choices", "influence", "--epochs", "2"]),
-                        ("labels", ["--kd", "none", "--epochs", "8"])):
+    for name, extra in (("pool", ["--pool-size", "294", "--layer-choices", "influence", "--epochs", "2"]),
+                        ("labels", ["--kd", "none", "--epochs", "5"])):
         out = tmp_path / name
         proc = _run(["distill", "--teacher", str(lora_run / "merged"), "--layers", "7", *extra, "--out", str(out)],
                     timeout=1500)
@@ -260,8 +260,8 @@ def test_distilled_student_against_teacher_and_a_labels_only_student(lora_run, t
         print(proc.stdout)
         runs[name] = json.loads((out / "results.json").read_text())
     kd, plain = runs["pool"], runs["labels"]
-    assert kd["kd"] == "labels" and kd["pool"]["size"] == 441 and kd["pool"]["sources"]["train"] == 147
-    assert kd["pool"]["sources"].get("generated", 0) > 0 and kd["pool"]["teacher_labelled_now"] == 441
+    assert kd["kd"] == "labels" and kd["pool"]["size"] == 294 and kd["pool"]["sources"]["train"] == 147
+    assert kd["pool"]["sources"].get("generated", 0) > 0 and kd["pool"]["teacher_labelled_now"] == 294
     p = kd["parameters"]
     assert p["student"]["total"] <= 0.4 * p["teacher"]["total"] and kd["student"]["layers"] == 7
     assert kd["student"]["kept"][0] == 0 and kd["student"]["kept"][-1] == 29 and kd["student"]["choice"] == "influence"
