@@ -133,8 +133,6 @@ def test_results_carry_every_route_and_the_parameter_facts(first_run):
 
 
 def test_the_store_holds_the_served_routes_test_predictions(first_run):
-    from tuneforge.store.sqlite import PredictionStore
-
     out, results = first_run
     serving = json.loads((out / "stages" / "lora" / "result.json").read_text())["result"]["serving"]
     _assert_store_matches(results, serving["predictions"], "tiny-lora")
