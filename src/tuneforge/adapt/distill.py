@@ -65,7 +65,8 @@ def distill(teacher: LoadedModel, task: Task, cfg: DistillConfig, out: Path, *, 
     taught, labelled_now = {}, 0
     if kd != "none":
         outputs, labelled_now = teacher_outputs(teacher, task, fmt, [p.text for p in pool],
-                                                cache_dir or out / "teacher-outputs", cfg.training.uses_bf16(teacher.device))
+                                                cache_dir or out / "teacher-outputs",
+                                                cfg.training.uses_bf16(teacher.device))
         taught = dict(zip([p.text for p in pool], outputs))
     influence = None
     if student is None and "influence" in cfg.layer_choices and cfg.keep is None:
@@ -218,9 +219,10 @@ def teacher_outputs(teacher: LoadedModel, task: Task, fmt: PromptFormat, texts: 
                     bf16: bool = False) -> tuple[list, int]:
     """The teacher's output for each input — its (K,) label scores for a label task, its answer for an
     open one — and how many it computed now, under bf16 autocast where `bf16` (as the student trains;
-    label ranking in bf16 agrees with fp32 on ~99.6 % of inputs). Computed once: each chunk of LABEL_CHUNK inputs is kept
-    in `folder` under a name covering the teacher, the prompt and the inputs, written atomically, so
-    a killed run resumes from the chunks done and no input is labelled twice."""
+    label ranking in bf16 agrees with fp32 on ~99.6 % of inputs). Computed once: each chunk of
+    LABEL_CHUNK inputs is kept in `folder` under a name covering the teacher, the prompt and the
+    inputs, written atomically, so a killed run resumes from the chunks done and no input is
+    labelled twice."""
     predictor = Predictor(teacher, fmt, task.label_set)
     outputs, fresh = [], 0
     for start in range(0, len(texts), LABEL_CHUNK):
@@ -255,7 +257,8 @@ def training_pieces(teacher: LoadedModel, trainee: LoadedModel, task: Task, fmt:
     answered = [(p, _answer(task, taught[p.text])) for p in extra]
     answered = [(p, a) for p, a in answered if a]  # a teacher that wrote nothing teaches nothing
     examples = [Example(p.text, a, f"pool-{i}") for i, (p, a) in enumerate(answered)]
-    rows += [Row(r.ids, r.n_target, p.source) for r, (p, _) in zip(build_rows(examples, fmt, tok, max_length), answered)]
+    extra_rows = build_rows(examples, fmt, tok, max_length)
+    rows += [Row(r.ids, r.n_target, p.source) for r, (p, _) in zip(extra_rows, answered)]
     return rows, None, logit_loss(teacher, cfg) if kd == "logits" else _ce
 
 

@@ -55,7 +55,8 @@ def train(net: torch.nn.Module, rows: list[Row], loss_fn, cfg: LoopConfig, *, ac
           evaluate=None, checkpoint_dir: Path | None = None, resume: bool = False, run_id: dict | None = None,
           progress=None) -> dict:
     """Train `net` (a TargetLogits, or another net with a `collate` for its rows) on `rows`;
-    `loss_fn(output, batch, n_global, world_size)` gives this slice's share of the global mean loss. `evaluate()` returns a dev score (higher is better); the best weights are kept.
+    `loss_fn(output, batch, n_global, world_size)` gives this slice's share of the global mean loss.
+    `evaluate()` returns a dev score (higher is better); the best weights are kept.
     Returns the history, the best score and step, and the best trainable weights."""
     torch.manual_seed(cfg.seed)
     net.train()
@@ -75,8 +76,8 @@ def train(net: torch.nn.Module, rows: list[Row], loss_fn, cfg: LoopConfig, *, ac
         epoch, in_epoch = divmod(state["step"], steps_per_epoch)
         batches = epoch_batches(len(rows), lengths, cfg.batch_size, cfg.seed, epoch)
         micro = batches[in_epoch * cfg.grad_accum : (in_epoch + 1) * cfg.grad_accum]
-        loss, n_target, n_tokens = train_step(model, [[rows[i] for i in b] for b in micro], loss_fn, accelerator, pad_id,
-                                              net.collate)
+        step_rows = [[rows[i] for i in b] for b in micro]
+        loss, n_target, n_tokens = train_step(model, step_rows, loss_fn, accelerator, pad_id, net.collate)
         torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
         optimizer.step()
         scheduler.step()

@@ -2,9 +2,10 @@
 
 A route builds its own pieces (the model that trains, its training rows, its loss) and hands them
 to `run_trial` / `train_on_dev`: the shared loop, dev evaluation while training, the best weights
-kept; the chosen model then predicts test once (`score_on_test`). The route then writes its results, and `save_run` puts the run on disk:
-its artifacts (`save_artifact`: atomic, each with a `tuneforge.json` naming it and its provenance),
-then `results.json`, which marks the run finished (`finished_run` reads it back on resume)."""
+kept; the chosen model then predicts test once (`score_on_test`). The route then writes its
+results, and `save_run` puts the run on disk: its artifacts (`save_artifact`: atomic, each with a
+`tuneforge.json` naming it and its provenance), then `results.json`, which marks the run finished
+(`finished_run` reads it back on resume)."""
 
 import json
 import shutil
@@ -44,15 +45,13 @@ class OnTest:
 
 @dataclass(frozen=True)
 class Trained:
-    """What the recipe hands back: how training went, and the kept model's pass over test (None
-    where only dev was scored, as in a search trial)."""
+    """What training on dev hands back: how it went (the kept weights are in the model)."""
 
     history: list[dict]
     best_score: float | None
     best_step: int | None
     steps: int
     stopped_early: bool
-    test: OnTest | None
     accelerator: object
     """The Accelerator the run trained under (processes, main process, autocast)."""
 
@@ -82,7 +81,7 @@ def train_on_dev(trainee: LoadedModel, rows: list[Row], loss, task: Task, fmt: P
         load_trainable(net, result["best"])  # keep the best dev evaluation, not the last step
     net.eval()  # dropout off for what follows, as for every dev evaluation
     return Trained(result["history"], result["best_score"], result["best_step"], result["step"], result["stopped"],
-                   None, accelerator)
+                   accelerator)
 
 
 def run_trial(trainee: LoadedModel, rows: list[Row], loss, task: Task, fmt: PromptFormat, loop: LoopConfig, *,
@@ -100,8 +99,8 @@ def run_trial(trainee: LoadedModel, rows: list[Row], loss, task: Task, fmt: Prom
     trained = train_on_dev(trainee, rows, loss, task, fmt, loop, bf16=bf16, out=out, run_id=trial_id, resume=resume,
                            progress=progress, net=net)
     trial = {"lr": loop.lr, "dev_score": trained.best_score, "best_step": trained.best_step, "steps": trained.steps,
-             "seconds": time.perf_counter() - start, "chosen": False, "stopped_early": trained.stopped_early, "rows": len(rows),
-             "history": trained.history}
+             "seconds": time.perf_counter() - start, "chosen": False, "stopped_early": trained.stopped_early,
+             "rows": len(rows), "history": trained.history}
     if trained.accelerator.is_main_process:
         with atomic_path(weights_file) as tmp:
             save_file(trainable_state(trainee.model), tmp)

@@ -43,8 +43,9 @@ def block_influence(model: torch.nn.Module, prompts: list[list[int]], pad_id: in
     for rows in length_batches(prompts, batch_size):
         ids, mask = left_pad([prompts[i] for i in rows], pad_id)  # (B, P)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        hidden = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
-                       position_ids=positions.to(model.device), logits_to_keep=1, output_hidden_states=True).hidden_states
+        out = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
+                    position_ids=positions.to(model.device), logits_to_keep=1, output_hidden_states=True)
+        hidden = out.hidden_states  # (embeddings, after layer 0, ..., after the last layer), each (B, P, H)
         real = mask.to(model.device).bool()
         for i in range(n_layers):
             cos = torch.nn.functional.cosine_similarity(hidden[i].float(), hidden[i + 1].float(), dim=-1)  # (B, P)
