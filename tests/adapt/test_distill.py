@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tuneforge.adapt.losses import kd_loss
+from tuneforge.adapt.losses import kd_loss, label_kd_loss
 from tuneforge.adapt.student import check_vocabularies, kept_layers, layers_for_ratio, prune_layers
 from tuneforge.errors import TuneforgeError
 from tuneforge.model.load import load_model
@@ -58,20 +58,32 @@ def test_layers_for_a_parameter_budget(tiny):
         layers_for_ratio(model, 1.5)
 
 
-def test_kd_loss_equals_a_hand_computation():
-    student = torch.tensor([[1.0, 0.0, -1.0]])
-    teacher = torch.tensor([[0.0, 2.0, 0.0]])
-    target = torch.tensor([1])
-    T, alpha = 2.0, 0.25
-    # By hand: p = softmax(teacher / T), q = softmax(student / T), KL = sum p (log p - log q).
-    p = [math.exp(x / T) for x in (0.0, 2.0, 0.0)]
+def _kl_and_ce_by_hand(student: list[float], teacher: list[float], gold: int, T: float) -> tuple[float, float]:
+    """KL(softmax(teacher / T) ‖ softmax(student / T)) and CE(student, gold), in plain floats."""
+    p = [math.exp(x / T) for x in teacher]
     p = [x / sum(p) for x in p]
-    q = [math.exp(x / T) for x in (1.0, 0.0, -1.0)]
+    q = [math.exp(x / T) for x in student]
     q = [x / sum(q) for x in q]
     kl = sum(pi * (math.log(pi) - math.log(qi)) for pi, qi in zip(p, q))
-    ce = -math.log(math.exp(0.0) / sum(math.exp(x) for x in (1.0, 0.0, -1.0)))
+    return kl, -math.log(math.exp(student[gold]) / sum(math.exp(x) for x in student))
+
+
+def test_kd_loss_equals_a_hand_computation():
+    T, alpha = 2.0, 0.25
+    kl, ce = _kl_and_ce_by_hand([1.0, 0.0, -1.0], [0.0, 2.0, 0.0], 1, T)
     expected = alpha * T * T * kl + (1 - alpha) * ce
-    assert kd_loss(student, teacher, target, n_global=1, alpha=alpha, temperature=T).item() == pytest.approx(expected)
+    got = kd_loss(torch.tensor([[1.0, 0.0, -1.0]]), torch.tensor([[0.0, 2.0, 0.0]]), torch.tensor([1]), n_global=1,
+                  alpha=alpha, temperature=T)
+    assert got.item() == pytest.approx(expected)
+
+
+def test_label_kd_loss_equals_a_hand_computation():
+    T = 2.0
+    kl, ce = _kl_and_ce_by_hand([1.0, 0.0, -1.0], [0.0, 2.0, 0.0], 1, T)
+    expected = (5 * T * T * kl + 2 * ce + 1 * 0.3) / 8
+    got = label_kd_loss(torch.tensor([[1.0, 0.0, -1.0]]), torch.tensor([[0.0, 2.0, 0.0]]), torch.tensor([1]),
+                        n_global=1, weights=(5, 2, 1), temperature=T, hidden=torch.tensor([0.3]))
+    assert got.item() == pytest.approx(expected)
 
 
 def test_kd_term_is_zero_when_the_student_is_the_teacher():

@@ -34,7 +34,7 @@ from tuneforge.errors import TuneforgeError
 from tuneforge.model.load import LoadedModel
 from tuneforge.model.params import count_parameters, size_on_disk
 from tuneforge.predict.predictor import Predictor
-from tuneforge.prompts.formats import PromptFormat, encode_prompt, render_prompt
+from tuneforge.prompts.formats import PromptFormat
 from tuneforge.settings import DistillConfig
 
 POOL_FACTOR = 10
@@ -70,8 +70,8 @@ def distill(teacher: LoadedModel, task: Task, cfg: DistillConfig, out: Path, *, 
         taught = dict(zip([p.text for p in pool], outputs))
     influence = None
     if student is None and "influence" in cfg.layer_choices and cfg.keep is None:
-        influence = block_influence(teacher.model, _prompts(task.train, fmt, teacher.tokenizer),
-                                    teacher.tokenizer.pad_token_id)
+        prompts = Predictor(teacher, fmt, task.label_set).encode(task.train, [[] for _ in task.train])  # 0-shot
+        influence = block_influence(teacher.model, prompts, teacher.tokenizer.pad_token_id)
     trials, trainee = train_students(teacher, student, task, fmt, cfg, kd, pool, taught, influence, out=out,
                                      run_id=run_id, resume=resume, progress=progress)
     chosen = next(t for t in trials if t["chosen"])
@@ -308,10 +308,6 @@ def save_student(student: LoadedModel, teacher: LoadedModel, out: Path, results:
     params = results["parameters"]
     return {"parameters": {"teacher": {**params["teacher"], "size_on_disk_bytes": size_on_disk(teacher.path)},
                            "student": {**params["student"], "size_on_disk_bytes": size_on_disk(out / "student")}}}
-
-
-def _prompts(examples: list[Example], fmt: PromptFormat, tokenizer) -> list[list[int]]:
-    return [encode_prompt(fmt, tokenizer, render_prompt(fmt, tokenizer, [], ex.input)) for ex in examples]
 
 
 def _hash(value) -> str | None:
