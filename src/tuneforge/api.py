@@ -10,7 +10,7 @@ from tuneforge.atomic import check_writable, write_json_atomic
 from tuneforge.batch.job import BatchConfig
 from tuneforge.errors import TuneforgeError
 from tuneforge.data.splits import load_task, warn_about_task
-from tuneforge.data.tasks import builtin_info, builtin_tasks, read_examples, builtin_path
+from tuneforge.data.tasks import Fields, builtin_info, builtin_tasks, builtin_path, read_examples
 from tuneforge.evaluate.prompting import PromptingConfig, check_feasible, compare_prompting
 from tuneforge.model.load import load_model
 from tuneforge.model.params import count_parameters
@@ -31,6 +31,8 @@ def prompt(
     test: str | None = None,
     split_seed: int = 0,
     instruction: str | None = None,
+    input_field: str | None = None,
+    target_field: str | None = None,
     out: str | Path | None = None,
 ) -> dict:
     """Compare zero-, one- and few-shot prompting of `model` (default: the embedded model) on `task`.
@@ -38,7 +40,8 @@ def prompt(
     Returns the results record; with `out`, also writes it there as JSON (atomically)."""
     if out is not None:
         check_writable(out, folder=False)
-    data = load_task(task, train=train, dev=dev, test=test, seed=split_seed, instruction=instruction)
+    data = load_task(task, train=train, dev=dev, test=test, seed=split_seed, instruction=instruction,
+                     fields=Fields(input_field, target_field))
     warn_about_task(data)
     check_feasible(data, config)
     loaded = load_model(model, dtype=dtype)
@@ -61,12 +64,15 @@ def finetune(
     test: str | None = None,
     split_seed: int = 0,
     instruction: str | None = None,
+    input_field: str | None = None,
+    target_field: str | None = None,
     progress=None,
 ) -> dict:
     """Fine-tune `model` (default: the embedded model) on `task` with LoRA or every weight; artifacts
     and results.json go to `out`. `resume` continues a killed run from its last checkpoint."""
     check_writable(out, folder=True)
-    data = load_task(task, train=train, dev=dev, test=test, seed=split_seed, instruction=instruction)
+    data = load_task(task, train=train, dev=dev, test=test, seed=split_seed, instruction=instruction,
+                     fields=Fields(input_field, target_field))
     warn_about_task(data)
     loaded = load_model(model, dtype="fp32")  # fp32 master weights; bf16 comes from autocast
     return run_finetune(loaded, data, config, Path(out), resume=resume, progress=progress)
@@ -87,6 +93,8 @@ def distill(
     test: str | None = None,
     split_seed: int = 0,
     instruction: str | None = None,
+    input_field: str | None = None,
+    target_field: str | None = None,
     progress=None,
 ) -> dict:
     """Distil the fine-tuned `teacher` (a model directory) into a smaller student on `task`."""
@@ -94,7 +102,8 @@ def distill(
     from tuneforge.batch.inputs import read_unlabeled
 
     check_writable(out, folder=True)
-    data = load_task(task, train=train, dev=dev, test=test, seed=split_seed, instruction=instruction)
+    data = load_task(task, train=train, dev=dev, test=test, seed=split_seed, instruction=instruction,
+                     fields=Fields(input_field, target_field))
     warn_about_task(data)
     texts = read_unlabeled(unlabeled) if unlabeled else None
     teacher_model = load_model(teacher, dtype="fp32")
@@ -168,6 +177,8 @@ def audit(
     test: str | None = None,
     split_seed: int = 0,
     instruction: str | None = None,
+    input_field: str | None = None,
+    target_field: str | None = None,
     out: str | Path | None = None,
 ) -> dict:
     """Audit each of `models` (None or "default": the embedded model, prompted per shot count;
@@ -179,7 +190,8 @@ def audit(
     config = config or AuditConfig()
     if out is not None:
         check_writable(out, folder=False)
-    data = load_task(task, train=train, dev=dev, test=test, seed=split_seed, instruction=instruction)
+    data = load_task(task, train=train, dev=dev, test=test, seed=split_seed, instruction=instruction,
+                     fields=Fields(input_field, target_field))
     warn_about_task(data)
     specs = [None if m in (None, "default") else m for m in (models or [None])]
     results = audit_models(specs, data, config, dtype=dtype)

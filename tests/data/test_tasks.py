@@ -90,8 +90,9 @@ def test_chat_messages_rows(tmp_path):
         {"id": "m2", "messages": [{"role": "user", "content": "plum"}, {"role": "assistant", "content": "drupe"}]},
     ])
     a, b = read_examples(f)
-    # The last user turn is the input, the last assistant turn is the target.
-    assert (a.input, a.target, a.id) == ("lemon", "hesperidium", "chat-1")
+    # The last user turn is the input, the last assistant turn is the target; a system message that
+    # not every row shares stays with its row, before the input.
+    assert (a.input, a.target, a.id) == ("Give the fruit type.\n\nlemon", "hesperidium", "chat-1")
     assert (b.input, b.target, b.id) == ("plum", "drupe", "m2")
 
 
@@ -154,7 +155,7 @@ def test_missing_file(tmp_path):
 
 
 def test_directory_is_not_a_file(tmp_path):
-    assert "no such file" in error_of(tmp_path)
+    assert "a directory, not a data file" in error_of(tmp_path)
 
 
 @pytest.mark.parametrize("bad_line", [

@@ -10,10 +10,14 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from tuneforge.data.tasks import Example, TaskInfo, builtin_info, builtin_path, input_key, read_examples
+from tuneforge.data.tasks import (
+    Example, Fields, TaskInfo, builtin_info, builtin_path, input_key, read_examples, read_task_file,
+)
 from tuneforge.errors import TuneforgeError
 
 SPLITS = ("train", "dev", "test")
+
+DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".tab", ".parquet", ".pq")
 
 # Below this many distinct targets (and with targets repeating) a user's file is a label task.
 MAX_LABELS = 50
@@ -81,30 +85,38 @@ def load_task(
     kind: str | None = None,
     instruction: str | None = None,
     dev_fraction: float = DEV_FRACTION,
+    fields: Fields = Fields(),
 ) -> Task:
     """Load a task: a built-in name or a data file split by `seed`, or split files `train`/`test` (+ `dev`).
 
+    A data file may be any format `read_task_file` reads (or, from Python, a list of dicts or a
+    DataFrame); `fields` names its input and target fields where they are not a known convention.
     Train and test files without a dev file: dev is carved from train (`carve_dev`: `dev_fraction`,
     stratified by label, seeded; 0 carves none). `kind` (`labels`/`generate`) and `instruction`
-    override what the task declares or what is inferred.
+    override what the task declares, what the file's rows share, or what is inferred.
     """
     if not 0 <= dev_fraction < 1:
         raise TuneforgeError(f"dev fraction must be in [0, 1), got {dev_fraction}")
     if train is not None or test is not None:
         if train is None or test is None:
             raise TuneforgeError("split files: give both --train and --test (--dev is optional)")
-        splits = {"train": read_examples(train), "dev": read_examples(dev) if dev else [], "test": read_examples(test)}
-        meta = {"name": Path(train).stem, "source": f"{train}, {dev or '-'}, {test}"}
-        origin = f"given as a file ({dev})"
-        if not dev:
+        train_file = read_task_file(train, fields)
+        splits = {"train": train_file.examples, "dev": read_examples(dev, fields) if dev is not None else [],
+                  "test": read_examples(test, fields)}
+        meta = {"name": _name_of(train), "source": f"{_source_of(train)}, {_source_of(dev)}, {_source_of(test)}",
+                "instruction": train_file.instruction}
+        origin = f"given as a file ({_source_of(dev)})"
+        if dev is None:
             kind = kind or infer_kind(splits["train"])
             splits["train"], splits["dev"], origin = carve_dev(splits["train"], dev_fraction, seed, kind == "labels")
     else:
         if task is None:
             raise TuneforgeError("no task: give --task (a built-in name or a data file) or --train/--test files")
-        if Path(task).is_file():
-            examples, meta = read_examples(task), {"name": Path(task).stem, "source": str(task)}
-        elif "/" in task or Path(task).suffix in (".jsonl", ".json", ".csv"):
+        if not isinstance(task, (str, Path)) or _is_data(Path(task)):
+            file = read_task_file(task, fields)
+            examples = file.examples
+            meta = {"name": _name_of(task), "source": _source_of(task), "instruction": file.instruction}
+        elif "/" in str(task) or Path(task).suffix.lower() in DATA_SUFFIXES:
             raise TuneforgeError(f"{task}: no such file")
         else:
             examples = read_examples(builtin_path(task))
@@ -126,6 +138,21 @@ def load_task(
         source=meta["source"],
     )
     return Task(info=info, **splits, dev_origin=origin)
+
+
+def _is_data(path: Path) -> bool:
+    """A data file, or a folder a `datasets` object was saved to (a task name is neither)."""
+    return path.is_file() or (path / "state.json").is_file() or (path / "dataset_dict.json").is_file()
+
+
+def _name_of(source) -> str:
+    return Path(source).stem if isinstance(source, (str, Path)) else "rows"
+
+
+def _source_of(source) -> str:
+    if source is None:
+        return "-"
+    return str(source) if isinstance(source, (str, Path)) else f"{len(source):,} rows given in Python"
 
 
 def infer_kind(examples: list[Example]) -> str:

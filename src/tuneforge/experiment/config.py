@@ -19,7 +19,8 @@ class TaskConfig:
     """The task data."""
 
     name: str | None = "fruit"
-    """A built-in task (`tuneforge tasks`) or a JSONL/CSV data file; split by `split_seed`."""
+    """A built-in task (`tuneforge tasks`) or a data file (JSONL, JSON array, CSV, TSV, Parquet, a
+    saved `datasets` folder); split by `split_seed`."""
     train: str | None = None
     """Train split file (with `test`: these splits instead of splitting `name`)."""
     dev: str | None = None
@@ -33,6 +34,10 @@ class TaskConfig:
     0 carves none, and nothing is chosen on dev."""
     instruction: str | None = None
     """Instruction line (default: the task's own)."""
+    input_field: str | None = None
+    """The field (column) of the data files holding the input, when not a known convention."""
+    target_field: str | None = None
+    """The field (column) of the data files holding the target, when not a known convention."""
 
     def __post_init__(self):
         if not 0 <= self.dev_fraction < 1:

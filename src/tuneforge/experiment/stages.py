@@ -160,9 +160,11 @@ STAGES = {"prompting": prompting, "finetune": finetune, "distill": distill, "aud
 def load_task_spec(t: dict):
     """The task of an experiment's `task` section (as plain data: the parent passes it to the stage)."""
     from tuneforge.data.splits import load_task
+    from tuneforge.data.tasks import Fields
 
     return load_task(t["name"], train=t["train"], dev=t["dev"], test=t["test"], seed=t["split_seed"],
-                     instruction=t["instruction"], dev_fraction=t["dev_fraction"])
+                     instruction=t["instruction"], dev_fraction=t["dev_fraction"],
+                     fields=Fields(t.get("input_field"), t.get("target_field")))
 
 
 def run_stage_dir(stage_dir: Path, progress: Progress = Progress()) -> int:
