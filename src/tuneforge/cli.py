@@ -219,13 +219,18 @@ def _model(sub) -> None:
 
 def _task_args(p) -> None:
     g = p.add_argument_group("task data")
-    g.add_argument("--task", default=None, help="built-in task name or a data file (JSONL/CSV); see `tuneforge tasks`")
+    g.add_argument("--task", default=None, help="built-in task name or a data file (JSONL, JSON array, CSV, TSV, "
+                                                "Parquet, a saved `datasets` folder); see `tuneforge tasks`")
     g.add_argument("--train", help="train split file (with --test: use these splits instead of splitting --task)")
     g.add_argument("--dev", help="dev split file (optional)")
     g.add_argument("--test", help="test split file")
     g.add_argument("--split-seed", type=int, default=0, help="seed of the train/dev/test split (default: 0)")
     g.add_argument("--instruction", default=None, help="instruction line (default: the task's own, if any)")
     g.add_argument("--no-instruction", action="store_true", help="no instruction line")
+    g.add_argument("--input-field", help="the field (column) holding the input, when it is not one of input, text, "
+                                         "prompt, question, sentence (Alpaca and chat `messages` rows are known too)")
+    g.add_argument("--target-field", help="the field (column) holding the target, when it is not one of target, "
+                                          "label, completion, answer")
 
 
 _DTYPE_HELP = "auto (bf16 where the CPU has it), bf16 or fp32"

@@ -22,7 +22,8 @@ def _task_data(args, default_task: str) -> dict:
     if args.task is None and args.train is None:
         args.task = default_task
     return {"train": args.train, "dev": args.dev, "test": args.test, "split_seed": args.split_seed,
-            "instruction": "" if args.no_instruction else args.instruction}
+            "instruction": "" if args.no_instruction else args.instruction,
+            "input_field": args.input_field, "target_field": args.target_field}
 
 
 def cmd_distill(args) -> int:
