@@ -20,25 +20,18 @@ are printed and written to bench/.distill/distill.md. A measurement: exit 0 when
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _machine import cpu_line  # noqa: E402
+
 HERE = Path(__file__).parent
 ROOT = HERE / ".distill"
 RECIPES = HERE / ".recipes"
 SUITE = ("fruit", "sentiment-words", "continents", "syllables")
-
-
-def cpu_line() -> str:
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    model = next((line.split(":", 1)[1].strip() for line in flags.splitlines() if line.startswith("model name")),
-                 platform.processor())
-    native = [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
-    return f"CPU: {model}; bf16 native: {'yes (' + ', '.join(native) + ')' if native else 'no'}; {os.cpu_count()} logical CPUs"
 
 
 def task_args(task: str) -> list[str]:

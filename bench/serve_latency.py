@@ -6,7 +6,6 @@
 """
 
 import argparse
-import os
 import re
 import shutil
 import socket
@@ -19,6 +18,9 @@ from pathlib import Path
 import httpx
 
 from tuneforge.store.sqlite import PredictionStore
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _machine import cpu_line  # noqa: E402
 
 SERVER = """
 import sys, uvicorn
@@ -87,15 +89,6 @@ def live_generation_ms() -> float:
     return (time.perf_counter() - start) / 3 * 1000
 
 
-def cpu() -> str:
-    """This machine's CPU model, cores and the vector features that matter for torch on CPUs."""
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
-    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
-    features = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
-    return f"{model}, {os.cpu_count()} logical CPUs, {' '.join(features) or 'no AVX2'}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10)
@@ -131,7 +124,7 @@ def main() -> None:
             server.wait()
     live = live_generation_ms()
     print(f"serving · one uvicorn worker · wrk -c{args.connections} for {args.seconds}s each, from 127.0.0.1 · "
-          f"{cpu()}")
+          f"{cpu_line()}")
     for name, r in (("bare constant endpoint", bare), ("store lookup (hit)", hit),
                     ("completion (hit, usage, logprobs)", completion)):
         print(f"  {name:<34}: {r['rps']:8.0f} req/s  p50 {r['p50']:6.2f} ms  p99 {r['p99']:6.2f} ms  "
