@@ -110,7 +110,31 @@ def test_a_run_directory_stands_for_the_model_it_holds(tmp_path, inner):
     assert resolve_model_dir(tmp_path) == tmp_path / inner
 
 
-def test_a_run_with_only_a_lora_adapter_asks_for_merge(tmp_path):
-    (tmp_path / "adapter").mkdir()
-    with pytest.raises(TuneforgeError, match="holds a LoRA adapter but no merged model; fine-tune with --merge"):
-        load_model(tmp_path, dtype="fp32")
+def test_a_lora_adapter_directory_loads_on_its_base(tiny_model_dir, tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    base = load_model(tiny_model_dir, dtype="fp32")
+    peft_model = get_peft_model(base.model, LoraConfig(r=2, target_modules=["q_proj"], init_lora_weights=False))
+    peft_model.save_pretrained(tmp_path / "adapter")  # a run holding only its adapter
+    loaded = load_model(tmp_path, dtype="fp32")  # the run directory: its adapter, merged on its base
+    assert loaded.path == tmp_path / "adapter" and loaded.fingerprint != base.fingerprint
+    ids = torch.tensor([[1, 2, 3]])
+    with torch.no_grad():
+        assert torch.allclose(loaded.model(ids).logits, peft_model(ids).logits, atol=1e-5)
+    config = tmp_path / "adapter" / "adapter_config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "base_model_name_or_path": str(tmp_path / "gone")}))
+    with pytest.raises(TuneforgeError, match="the adapter's base model cannot be loaded: unknown model"):
+        load_model(tmp_path / "adapter", dtype="fp32")
+
+
+@pytest.mark.parametrize("offline", ["1", "0"])
+def test_a_hub_id_without_a_network_says_so_in_one_line(offline, tmp_path):
+    import subprocess
+    import sys
+
+    env = {**__import__("os").environ, "HF_HUB_OFFLINE": offline, "HF_HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "tuneforge.cli", "model", "--model", "nobody-here/no-such-model"],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "unknown model 'nobody-here/no-such-model': not a local directory" in done.stderr
+    assert "give a local model directory" in done.stderr or "the hub says" in done.stderr

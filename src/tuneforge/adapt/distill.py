@@ -22,7 +22,7 @@ from tuneforge.adapt.loop import TargetLogits
 from tuneforge.adapt.losses import ce_loss, hidden_cosine, kd_loss, label_kd_loss
 from tuneforge.adapt.pool import PoolInput, build_pool, counts, load_or_build_pool
 from tuneforge.adapt.recipe import OnTest, finished_run, run_trial, save_artifact, save_run, score_on_test
-from tuneforge.adapt.recipe import task_record, use_training_attention
+from tuneforge.adapt.recipe import accelerator_for, task_record, test_pass, use_training_attention
 from tuneforge.adapt.rows import Row, build_rows
 from tuneforge.adapt.student import block_influence, check_layer_indices, check_vocabularies, influential_layers
 from tuneforge.adapt.student import kept_layers, layers_for_ratio, prune_layers
@@ -34,7 +34,7 @@ from tuneforge.errors import TuneforgeError
 from tuneforge.model.load import LoadedModel
 from tuneforge.model.params import count_parameters, size_on_disk
 from tuneforge.predict.predictor import Predictor
-from tuneforge.prompts.formats import PromptFormat
+from tuneforge.prompts.formats import PromptFormat, prompt_record
 from tuneforge.settings import DistillConfig
 
 POOL_FACTOR = 10
@@ -78,15 +78,14 @@ def distill(teacher: LoadedModel, task: Task, cfg: DistillConfig, out: Path, *, 
     choice, layers, history = chosen["choice"], chosen["layers"], chosen.pop("history")
     for trial in trials:
         trial.pop("history", None)
-    from accelerate import Accelerator
-
-    accelerator = Accelerator(mixed_precision="bf16" if cfg.training.uses_bf16(trainee.device) else "no")
+    accelerator = accelerator_for(trainee, cfg.training.uses_bf16(trainee.device))
     test = score_on_test(Predictor(trainee, fmt, task.label_set), task, accelerator)
     teacher_test = score_on_test(Predictor(teacher, fmt, task.label_set), task, accelerator)
     results = {
         "route": "distill", "kd": kd, "alpha": cfg.alpha, "temperature": cfg.temperature, "weights": list(cfg.weights),
         "student": student_spec(student, layers, choice), "config": asdict(cfg), "task": task_record(task),
         "teacher": {"path": str(teacher.path), "fingerprint": teacher.fingerprint}, "metric": task.metric,
+        "prompt_format": fmt.id, "prompt": prompt_record(fmt, task.label_set),
         "rows": {"train": len(task.train), "teacher": chosen["rows"] - len(task.train)},
         "pool": None if kd == "none" else {"size": len(pool), "sources": counts(pool),
                                            "teacher_labelled_now": labelled_now,
@@ -95,7 +94,7 @@ def distill(teacher: LoadedModel, task: Task, cfg: DistillConfig, out: Path, *, 
         "history": history, "best_dev_score": chosen["dev_score"], "best_step": chosen["best_step"],
         **side_by_side(teacher_test, test, task.metric),
         "parameters": {"teacher": count_parameters(teacher.model), "student": count_parameters(trainee.model)},
-        "run_id": run_id,
+        "autocast": "bf16" if accelerator.mixed_precision == "bf16" else "off", "run_id": run_id,
     }
     return save_run(out, results, accelerator, lambda: save_student(trainee, teacher, out, results))
 
@@ -301,9 +300,11 @@ def logit_loss(teacher: LoadedModel, cfg: DistillConfig):
 def save_student(student: LoadedModel, teacher: LoadedModel, out: Path, results: dict) -> dict:
     """The student's directory, its `tuneforge.json` naming the student and its teacher apart; returns
     the parameter accounting with each model's size on disk."""
-    keys = ("route", "kd", "alpha", "temperature", "weights", "student", "config", "teacher", "task")
+    keys = ("route", "kd", "alpha", "temperature", "weights", "student", "config", "teacher", "prompt_format",
+            "prompt", "task")
     provenance = {k: results[k] for k in keys}
-    provenance["metrics"] = {"student": results["student_test"][results["metric"]]}
+    provenance["metrics"] = {results["metric"]: results["student_test"][results["metric"]],
+                             "pass": test_pass("the distillation run", results["autocast"])}
     save_artifact(out / "student", student.model, student.tokenizer, provenance)
     params = results["parameters"]
     return {"parameters": {"teacher": {**params["teacher"], "size_on_disk_bytes": size_on_disk(teacher.path)},

@@ -19,7 +19,7 @@ import torch
 from tuneforge.adapt.loop import LoopConfig, epoch_steps
 from tuneforge.adapt.losses import ce_loss
 from tuneforge.adapt.recipe import finished_run, run_trial, save_artifact, save_run, score_on_test, task_record
-from tuneforge.adapt.recipe import use_training_attention
+from tuneforge.adapt.recipe import accelerator_for, test_pass, use_training_attention
 from tuneforge.adapt.rows import build_rows
 from tuneforge.data.limits import check_input_lengths
 from tuneforge.data.splits import Task
@@ -27,7 +27,7 @@ from tuneforge.model.load import LoadedModel
 from tuneforge.model.lora import add_lora, merge
 from tuneforge.model.params import count_parameters
 from tuneforge.predict.predictor import Predictor
-from tuneforge.prompts.formats import PromptFormat
+from tuneforge.prompts.formats import PromptFormat, prompt_record
 from tuneforge.settings import FinetuneConfig
 
 
@@ -64,9 +64,7 @@ def finetune(loaded: LoadedModel, task: Task, cfg: FinetuneConfig, out: Path, *,
             best = trial, trainee
     chosen, trainee = best
     chosen["chosen"] = True
-    from accelerate import Accelerator
-
-    accelerator = Accelerator(mixed_precision="bf16" if bf16 else "no")
+    accelerator = accelerator_for(trainee, bf16)
     test = score_on_test(Predictor(trainee, fmt, task.label_set), task, accelerator)
     results = {
         "route": "finetune", "method": cfg.method, "config": asdict(cfg), "peak_lr": chosen["lr"],
@@ -74,7 +72,7 @@ def finetune(loaded: LoadedModel, task: Task, cfg: FinetuneConfig, out: Path, *,
                     "lora_r": cfg.lora_r if cfg.method == "lora" else None},
         "trials": trials,
         "task": task_record(task), "base_model": {"path": str(loaded.path), "fingerprint": loaded.fingerprint},
-        "prompt_format": fmt.id, "metric": task.metric,
+        "prompt_format": fmt.id, "prompt": prompt_record(fmt, task.label_set), "metric": task.metric,
         "test": test.metrics, "test_predictions": test.predictions,
         "best_dev_score": chosen["dev_score"], "best_step": chosen["best_step"], "steps": chosen["steps"],
         "history": chosen.pop("history"), "processes": accelerator.num_processes,
@@ -122,8 +120,9 @@ def save_artifacts(model, tokenizer, cfg: FinetuneConfig, out: Path, results: di
     Each gets a `tuneforge.json` with its provenance; returns the parameter accounting for the results."""
     trainable = count_parameters(model)["trainable"]
     params = {"base": base["total"], "trainable": trainable, "trainable_pct_of_base": 100 * trainable / base["total"]}
-    provenance = {k: results[k] for k in ("route", "method", "config", "base_model", "prompt_format", "task")}
-    provenance["metrics"] = {results["metric"]: results["test"][results["metric"]]}
+    provenance = {k: results[k] for k in ("route", "method", "config", "base_model", "prompt_format", "prompt", "task")}
+    provenance["metrics"] = {results["metric"]: results["test"][results["metric"]],
+                             "pass": test_pass("the fine-tuning run", results["autocast"])}
     if cfg.method == "full":
         params["after"] = count_parameters(model)["total"]
         save_artifact(out / "model", model, tokenizer, {**provenance, "parameters": params})

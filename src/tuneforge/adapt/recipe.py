@@ -26,7 +26,7 @@ from tuneforge.evaluate.metrics import summarize
 from tuneforge.model.load import LoadedModel, fingerprint
 from tuneforge.model.lora import base_model
 from tuneforge.predict.predictor import Predictor
-from tuneforge.prompts.formats import PromptFormat
+from tuneforge.prompts.formats import PLAIN_CHAT_TEMPLATE, PromptFormat
 
 WARM_UP = 8
 """Train items predicted before a timed test pass, so its latency is not the kernels' start-up."""
@@ -62,9 +62,7 @@ def train_on_dev(trainee: LoadedModel, rows: list[Row], loss, task: Task, fmt: P
     `net` (default: the model's decoder and head at the target positions, `TargetLogits`), scoring
     dev zero-shot in `fmt` as it goes (stopping early as `loop.patience` says); the best dev
     evaluation's weights are loaded back into the model. Test is not touched."""
-    from accelerate import Accelerator
-
-    accelerator = Accelerator(mixed_precision="bf16" if bf16 else "no")
+    accelerator = accelerator_for(trainee, bf16)
     inner = base_model(trainee.model)  # a peft wrapper's adapters live inside the base model's modules
     net = net or TargetLogits(inner.get_decoder(), inner.get_output_embeddings())
     predictor = Predictor(trainee, fmt, task.label_set)  # zero-shot, as the model is trained
@@ -120,6 +118,21 @@ def score_on_test(predictor: Predictor, task: Task, accelerator) -> OnTest:
     return OnTest(preds, metrics, 1000 * seconds / max(len(task.test), 1))
 
 
+def accelerator_for(loaded: LoadedModel, bf16: bool):
+    """accelerate's Accelerator on the model's device (`--device cpu` keeps a GPU machine's run on the
+    CPU), with bf16 mixed precision or none. Under `accelerate launch` it joins the processes."""
+    from accelerate import Accelerator
+
+    return Accelerator(mixed_precision="bf16" if bf16 else "no", cpu=loaded.device.type == "cpu")
+
+
+def test_pass(run: str, autocast: str) -> str:
+    """Which pass produced an artifact's test figures, in words (an experiment scores the saved model
+    again, in its serving dtype: the two may differ by a few items)."""
+    how = "under bf16 autocast over fp32 weights" if autocast == "bf16" else "in fp32"
+    return f"the test split, scored once by {run} at its end, {how}, before the model was saved"
+
+
 def task_record(task: Task) -> dict:
     """The task as results and provenance record it: its description and split sizes."""
     return {**asdict(task.info), "sizes": task.sizes()}
@@ -140,13 +153,33 @@ def save_run(out: Path, results: dict, accelerator, save_artifacts) -> dict:
 
 def save_artifact(target: Path, model, tokenizer, provenance: dict) -> None:
     """A model (or adapter) directory at `target`, written atomically: weights, tokenizer, and a
-    `tuneforge.json` naming the artifact itself (path and fingerprint) before its `provenance`."""
+    `tuneforge.json` naming the artifact itself (path and fingerprint) before its `provenance`.
+    A model trained on plain lines is saved so plain transformers prompts it the same way
+    (`make_portable`)."""
     with atomic_path(target, folder=True) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        if provenance["prompt"]["format"] == "plain":
+            make_portable(tmp, tokenizer)
         # A fingerprint covers file names and bytes, not the folder: the temporary's is the target's.
         own = {"path": str(target.resolve()), "fingerprint": fingerprint(tmp, cache=False)}
         (tmp / "tuneforge.json").write_text(json.dumps({"artifact": own, **provenance}, indent=2, default=str))
+
+
+def make_portable(folder: Path, tokenizer) -> None:
+    """The saved tokenizer's chat template renders the plain prompt the model was trained on, and its
+    generation config stops where tuneforge stops (at any token holding a newline), greedily: so
+    `apply_chat_template` + `generate` in plain transformers (or a server reading the same files)
+    reproduce tuneforge's predictions."""
+    (folder / "chat_template.jinja").write_text(PLAIN_CHAT_TEMPLATE)
+    config_file = folder / "generation_config.json"
+    if config_file.is_file():  # an adapter directory has none: its base model's applies
+        stops = [i for i in range(len(tokenizer)) if "\n" in tokenizer.decode([i])]
+        config = json.loads(config_file.read_text())
+        eos = config.get("eos_token_id")
+        eos = eos if isinstance(eos, list) else [] if eos is None else [eos]
+        config.update(eos_token_id=eos + [i for i in stops if i not in eos], do_sample=False)
+        config_file.write_text(json.dumps(config, indent=2))
 
 
 def use_training_attention(model, device: torch.device) -> None:

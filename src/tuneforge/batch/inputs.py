@@ -12,8 +12,8 @@ from tuneforge.data.tasks import example_from_row
 from tuneforge.errors import TuneforgeError
 
 
-def read_inputs(path: str | Path) -> tuple[list[str], list[dict]]:
-    """(inputs in file order without duplicates, failed rows {"input", "error"})."""
+def read_inputs(path: str | Path, *, unique: bool = True) -> tuple[list[str], list[dict]]:
+    """(inputs in file order, without duplicates when `unique`; failed rows {"input", "error"})."""
     path = Path(path)
     if not path.is_file():
         raise TuneforgeError(f"{path}: no such file")
@@ -41,7 +41,7 @@ def read_inputs(path: str | Path) -> tuple[list[str], list[dict]]:
                 inputs.append(line.strip())
     if not inputs and not failed:
         raise TuneforgeError(f"{path}: no inputs in the file")
-    return list(dict.fromkeys(inputs)), failed
+    return list(dict.fromkeys(inputs)) if unique else inputs, failed
 
 
 def _from_json(path: Path, lineno: int, line: str, failed: list[dict]) -> str | None:

@@ -38,20 +38,38 @@ def build_setting(loaded: LoadedModel, task: Task, cfg: BatchConfig, prior: list
     against `prior` (K,), or against the prior on the task's dev split when it is None."""
     if cfg.shots > len(task.train):
         raise TuneforgeError(f"--shots {cfg.shots}: the train split of {task.info.name!r} has {len(task.train)} examples")
-    labelled = task.label_set is not None
-    calibration = {"method": cfg.calibration if labelled else "none", "prior": None}
+    calibration = {"method": cfg.calibration if task.label_set is not None else "none", "prior": None}
     if calibration["method"] == "batch":
         calibration["prior"] = prior if prior is not None else dev_prior(loaded, task, cfg)
+    demos = {"shots": cfg.shots, "pick": cfg.pick, "seed": cfg.seed, "pool": setting_id(demo_pool(task)),
+             "pool_size": len(task.train)} if cfg.shots else None
+    return _setting(loaded, task.info.name, task.label_set, cfg.format, task.info.instruction, cfg, demos, calibration)
+
+
+def artifact_setting(loaded: LoadedModel, cfg: BatchConfig) -> dict:
+    """The setting of a fine-tuned or distilled model, from the prompt its `tuneforge.json` records
+    (format, instruction, labels): 0-shot, uncalibrated, as it was trained and scored."""
+    provenance = artifact_provenance(loaded.path) or {}
+    prompt = provenance.get("prompt")
+    if prompt is None:
+        raise TuneforgeError(f"{loaded.path}: records no prompt format (not a model tuneforge trained, or one "
+                             "trained by an older tuneforge): give --task to say which task's prompt to use")
+    return _setting(loaded, provenance["task"]["name"], prompt["labels"], prompt["format"], prompt["instruction"],
+                    cfg, None, {"method": "none", "prior": None})
+
+
+def _setting(loaded: LoadedModel, name: str, labels: list[str] | None, style: str, instruction: str | None,
+             cfg: BatchConfig, demos: dict | None, calibration: dict) -> dict:
+    labelled = labels is not None
     return {
         "model": {"fingerprint": loaded.fingerprint, "path": str(loaded.path),
                   "dtype": str(loaded.dtype).removeprefix("torch.")},
-        "task": task.info.name,
-        "mode": task.info.kind,
-        "labels": task.label_set,
-        "format": cfg.format,
-        "instruction": task.info.instruction or None,
-        "demos": {"shots": cfg.shots, "pick": cfg.pick, "seed": cfg.seed,
-                  "pool": setting_id(demo_pool(task)), "pool_size": len(task.train)} if cfg.shots else None,
+        "task": name,
+        "mode": "labels" if labelled else "generate",
+        "labels": labels,
+        "format": style,
+        "instruction": instruction or None,
+        "demos": demos,
         "calibration": calibration if labelled else None,
         "scoring": cfg.scoring if labelled else None,
         "decoding": {"greedy": True, "max_new_tokens": cfg.max_new_tokens} if not labelled else None,

@@ -104,10 +104,24 @@ def serving_pass(model_dir: Path, task, style: str, dtype: str) -> dict:
     preds = predictor.predict(task.test).outputs
     seconds = time.perf_counter() - start
     dev = predictor.predict(task.dev).outputs  # the score the recommendation weighs, in the same dtype
-    return {"test": summarize([ex.target for ex in task.test], [preds], task.info.kind), "predictions": preds,
+    test = summarize([ex.target for ex in task.test], [preds], task.info.kind)
+    record_serving_pass(model_dir, test, task.metric, str(loaded.dtype).removeprefix("torch."))
+    return {"test": test, "predictions": preds,
             "dev": summarize([ex.target for ex in task.dev], [dev], task.info.kind) if task.dev else None,
             "ms_per_example": 1000 * seconds / len(task.test), "examples_per_second": len(task.test) / seconds,
             "parameters": count_parameters(loaded.model), "size_on_disk_bytes": size_on_disk(loaded.path)}
+
+
+def record_serving_pass(model_dir: Path, test: dict, metric: str, dtype: str) -> None:
+    """Beside the training run's own figure, the model's `tuneforge.json` keeps the figure the
+    experiment's report shows, and says which pass produced it."""
+    from tuneforge.model.load import artifact_provenance
+
+    provenance = artifact_provenance(model_dir)
+    provenance["metrics_in_report"] = {metric: test[metric], "pass": (
+        f"the test split, scored by the experiment's serving pass: the saved model loaded in {dtype}, "
+        f"batches of {SERVING_BATCH}; the report shows this figure")}
+    write_json_atomic(model_dir / "tuneforge.json", provenance)
 
 
 def audit(spec: dict, stage_dir: Path, progress: Progress) -> dict:

@@ -68,7 +68,33 @@ def check_dtype(name: str) -> None:
 
 
 def default_device() -> torch.device:
+    """$TUNEFORGE_DEVICE (the command line's --device, passed on to stage processes), else the first
+    GPU where there is one, else the CPU."""
+    wanted = os.environ.get("TUNEFORGE_DEVICE", "auto")
+    if wanted != "auto":
+        return resolve_device(wanted)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+DEVICES = "auto (a GPU where there is one), cpu, cuda or cuda:N"
+
+
+def resolve_device(name: str | None) -> torch.device:
+    """`auto` (or None): `default_device()`; `cpu`, `cuda`, `cuda:N` force one."""
+    if name in (None, "auto"):
+        return default_device()
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise TuneforgeError(f"unknown device {name!r}: choose {DEVICES}") from None
+    if device.type not in ("cpu", "cuda"):
+        raise TuneforgeError(f"unknown device {name!r}: choose {DEVICES}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TuneforgeError(f"device {name!r}: this machine has no CUDA GPU (or this torch build has no CUDA: "
+                             "see the README's GPU section)")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise TuneforgeError(f"device {name!r}: this machine has {torch.cuda.device_count()} GPU(s)")
+    return device
 
 
 def load_model(model: str | Path | None = None, dtype: str = "auto", device: str | None = None) -> LoadedModel:
@@ -76,14 +102,41 @@ def load_model(model: str | Path | None = None, dtype: str = "auto", device: str
     Hugging Face model directory or a hub id (where there is a network)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    dev = torch.device(device) if device else default_device()
+    dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
     path = default_model_dir() if model is None else resolve_model_dir(model)
+    if (path / ADAPTER_CONFIG).is_file():
+        return _load_adapter(path, torch_dtype, dev)
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).to(dev).eval()
     return LoadedModel(lm, tokenizer, path, fingerprint(path), torch_dtype, dev)
+
+
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def _load_adapter(path: Path, dtype: torch.dtype, device: torch.device) -> LoadedModel:
+    """A LoRA adapter directory: its base model (named in adapter_config.json) with the adapter merged
+    in, identified by both fingerprints; the tokenizer is the adapter's own (saved beside it)."""
+    from peft import PeftModel
+    from transformers import AutoTokenizer
+
+    base_name = json.loads((path / ADAPTER_CONFIG).read_text()).get("base_model_name_or_path")
+    if not base_name:
+        raise TuneforgeError(f"{path / ADAPTER_CONFIG}: names no base model (base_model_name_or_path)")
+    try:
+        base = load_model(base_name, dtype=str(dtype).removeprefix("torch."), device=str(device))
+    except TuneforgeError as e:
+        raise TuneforgeError(f"{path}: the adapter's base model cannot be loaded: {e}") from None
+    lm = PeftModel.from_pretrained(base.model, path).merge_and_unload().eval()
+    tokenizer = AutoTokenizer.from_pretrained(path) if (path / "tokenizer_config.json").is_file() else base.tokenizer
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    adapter_print = fingerprint_files(path, [p for p in path.iterdir() if p.name.startswith("adapter_")])
+    print_ = hashlib.sha256(f"{base.fingerprint}+{adapter_print}".encode()).hexdigest()
+    return LoadedModel(lm, tokenizer, path, print_, dtype, device)
 
 
 # Where a finished tuneforge run keeps its model: full fine-tune, merged LoRA, distilled student.
@@ -97,9 +150,12 @@ def _model_in_dir(path: Path) -> Path:
     for name in RUN_MODEL_DIRS:
         if (path / name / "config.json").is_file():
             return path / name
-    if (path / "adapter").is_dir():
-        raise TuneforgeError(f"{path}: holds a LoRA adapter but no merged model; fine-tune with --merge")
-    raise TuneforgeError(f"{path}: not a model directory (no config.json)")
+    if (path / ADAPTER_CONFIG).is_file():
+        return path
+    if (path / "adapter" / ADAPTER_CONFIG).is_file():
+        return path / "adapter"
+    raise TuneforgeError(f"{path}: not a model directory (no config.json, nor a LoRA adapter's {ADAPTER_CONFIG}; "
+                         f"a tuneforge run keeps its model in {', '.join(RUN_MODEL_DIRS)} or adapter)")
 
 
 def artifact_provenance(path: Path) -> dict | None:
@@ -119,14 +175,22 @@ def resolve_model_dir(model: str | Path) -> Path:
     if path.parent.is_dir():  # `runs/lora` mistyped is a path, not a hub id to download
         raise TuneforgeError(f"unknown model {str(model)!r}: no such model directory ({path.parent}/ is a local "
                              f"folder, so this is read as a path, not a hub id)")
-    log.info("%s: not a local directory; looking for it on the Hugging Face hub", model)
-    try:
-        from huggingface_hub import snapshot_download
+    from huggingface_hub import snapshot_download
 
+    try:
+        return Path(snapshot_download(str(model), local_files_only=True))  # downloaded before: no network needed
+    except Exception:
+        pass
+    try:
         return Path(snapshot_download(str(model)))
     except Exception as e:  # no network, unknown repo, gated repo: all mean the same to the user
-        raise TuneforgeError(f"unknown model {str(model)!r}: not a local directory, and the hub says: "
-                             f"{str(e).splitlines()[0]}") from None
+        said = str(e).splitlines()[0]
+        if "ConnectError" in said or "offline" in said.lower() or "Name or service" in said:
+            raise TuneforgeError(f"unknown model {str(model)!r}: not a local directory, and the Hugging Face hub "
+                                 f"cannot be reached from here ({said}); give a local model directory (download "
+                                 "it where there is a network and copy the folder)") from None
+        raise TuneforgeError(f"unknown model {str(model)!r}: not a local directory, and the hub says: {said}"
+                             ) from None
 
 
 def default_model_dir(home: Path | None = None) -> Path:
@@ -184,7 +248,13 @@ def fingerprint(path: str | Path, *, cache: bool = True) -> str:
     Hashing ~0.5 GB takes about a second, so the result is cached in tuneforge's home, keyed by each
     file's path, size and modification time (`cache=False` for a directory about to be renamed)."""
     path = Path(path).resolve()
-    files = sorted(p for p in path.iterdir() if p.name == "config.json" or p.suffix in WEIGHT_SUFFIXES)
+    return fingerprint_files(path, [p for p in path.iterdir() if p.name == "config.json" or p.suffix in WEIGHT_SUFFIXES],
+                             cache=cache)
+
+
+def fingerprint_files(path: Path, files: list[Path], *, cache: bool = True) -> str:
+    """sha256 of `files` of the folder `path` (names and bytes, in name order), cached as `fingerprint` says."""
+    path, files = Path(path).resolve(), sorted(files)
     stamp = json.dumps([[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files])
     cache_file, key = tuneforge_home() / "fingerprints.json", str(path)
     known = _read_json(cache_file) if cache else {}

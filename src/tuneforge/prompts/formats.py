@@ -33,6 +33,32 @@ class PromptFormat:
         return f"{self.style}+instruction" if self.instruction else self.style
 
 
+# The plain format as a chat template, so a tokenizer saved with a model trained on plain lines
+# renders that model's prompt: `apply_chat_template([system?, user], add_generation_prompt=True)`
+# gives exactly `render_prompt`'s text (the BOS token is the tokenizer's to add, as in `encode_prompt`).
+PLAIN_CHAT_TEMPLATE = (
+    "{% for m in messages %}"
+    "{% if m['role'] == 'system' %}{{ m['content'] + '\\n' }}"
+    "{% elif m['role'] == 'user' %}{{ m['content'] + ':' }}"
+    "{% else %}{{ ' ' + m['content'] + '\\n' }}{% endif %}"
+    "{% endfor %}"
+)
+
+
+def prompt_record(fmt: PromptFormat, labels: list[str] | None) -> dict:
+    """The prompt a model was trained and scored with, in words and as a template: enough to rebuild
+    it with nothing but transformers (tuneforge.json keeps it beside the model)."""
+    record = {"format": fmt.style, "instruction": fmt.instruction, "labels": labels}
+    if fmt.style == "plain":
+        head = "{instruction}\n" if fmt.instruction else ""
+        return {**record, "template": head + "{input}:", "answer": " {target}\n", "separator": ": ",
+                "special_tokens": "the tokenizer's own (add_special_tokens=True)",
+                "chat_template": "renders this prompt (system = instruction, user = input)"}
+    return {**record, "template": "the tokenizer's chat template: system = instruction, user = input, "
+                                  "add_generation_prompt=True", "answer": "{target} + the end-of-turn marker",
+            "special_tokens": "in the template (add_special_tokens=False)"}
+
+
 def render_prompt(fmt: PromptFormat, tokenizer, demos: list[Example], query: str) -> str:
     """The text before the answer: instruction, demonstrations with their targets, then the query."""
     if fmt.style == "plain":
