@@ -103,6 +103,27 @@ def lora_run(tmp_path_factory):
     return out
 
 
+def test_predict_with_the_trained_run_its_adapter_and_plain_lines(lora_run, tmp_path):
+    """`tuneforge predict` on the LoRA run (its merged model) and on its adapter directory (the base
+    with the adapter merged on load) in fp32: the same answers, and the answers the run's own test
+    pass gave (bf16 autocast there: label ranking in bf16 agrees with fp32 on ~99.6 % of inputs)."""
+    from tuneforge.data.splits import load_task
+
+    test = load_task("fruit").test
+    (tmp_path / "inputs.txt").write_text("\n".join(ex.input for ex in test) + "\n")
+    answers = {}
+    for name, model in (("run", lora_run), ("adapter", lora_run / "adapter")):
+        proc = _run(["predict", "--model", str(model), "--inputs", str(tmp_path / "inputs.txt"), "--dtype", "fp32"],
+                    timeout=600)
+        assert proc.returncode == 0, proc.stderr
+        answers[name] = [json.loads(line)["output"] for line in proc.stdout.splitlines()]
+    assert answers["run"] == answers["adapter"] and len(answers["run"]) == len(test)
+    trained = json.loads((lora_run / "results.json").read_text())["test_predictions"]
+    same = sum(a == b for a, b in zip(answers["run"], trained))
+    print(f"predict (fp32) vs the run's test pass (bf16 autocast): {same}/{len(test)} the same")
+    assert same >= 0.95 * len(test)
+
+
 def test_lora_beats_zero_shot_and_is_compared_with_few_shot(fruit_prompting, lora_run):
     out = lora_run
     lora = json.loads((out / "results.json").read_text())
@@ -245,21 +266,17 @@ def test_synonym_lists_generated_offline_match_live_queries(tmp_path):
     assert any(m["topic"] == "vaccine" and m["synonym"] == produced for m in matches)
 
 
-def test_distilled_student_against_teacher_and_a_labels_only_student(lora_run, tmp_path):
-    """Teacher = the merged LoRA model; students keep 7 of 30 layers (<= 40% of the parameters): one
+def test_distilled_student_against_its_teacher(lora_run, tmp_path):
+    """Teacher = the merged LoRA model; the student keeps 7 of 30 layers (<= 40% of the parameters) and
     learns from a pool the base model writes and the teacher labels (label-set KD + hidden-state
-    cosine, layers by block influence), one from the labels alone (same size, same recipe). The pool
-    is 2x train, one layer choice and 2 epochs, so CI stays short; bench/distill.py runs the full recipe."""
-    runs = {}
-    for name, extra in (("pool", ["--pool-size", "294", "--layer-choices", "influence", "--epochs", "2"]),
-                        ("labels", ["--kd", "none", "--epochs", "5"])):
-        out = tmp_path / name
-        proc = _run(["distill", "--teacher", str(lora_run / "merged"), "--layers", "7", *extra, "--out", str(out)],
-                    timeout=1500)
-        assert proc.returncode == 0, proc.stderr
-        print(proc.stdout)
-        runs[name] = json.loads((out / "results.json").read_text())
-    kd, plain = runs["pool"], runs["labels"]
+    cosine, layers by block influence). The pool is 2x train, one layer choice and 2 epochs, so CI stays
+    short; bench/distill.py runs the full recipe beside a labels-only student."""
+    out = tmp_path / "pool"
+    proc = _run(["distill", "--teacher", str(lora_run / "merged"), "--layers", "7", "--pool-size", "294",
+                 "--layer-choices", "influence", "--epochs", "2", "--out", str(out)], timeout=1500)
+    assert proc.returncode == 0, proc.stderr
+    print(proc.stdout)
+    kd = json.loads((out / "results.json").read_text())
     assert kd["kd"] == "labels" and kd["pool"]["size"] == 294 and kd["pool"]["sources"]["train"] == 147
     assert kd["pool"]["sources"].get("generated", 0) > 0 and kd["pool"]["teacher_labelled_now"] == 294
     p = kd["parameters"]
@@ -268,8 +285,7 @@ def test_distilled_student_against_teacher_and_a_labels_only_student(lora_run, t
     assert p["student"]["size_on_disk_bytes"] < 0.45 * p["teacher"]["size_on_disk_bytes"]
     print(f"{'model':<28}{'params':>13}{'accuracy':>10}  95% CI          ms/example")
     rows = [("teacher (LoRA merged)", p["teacher"]["total"], kd["teacher_test"], kd["teacher_ms_per_example"]),
-            ("student, pool + label KD", p["student"]["total"], kd["student_test"], kd["student_ms_per_example"]),
-            ("student, labels only", p["student"]["total"], plain["student_test"], plain["student_ms_per_example"])]
+            ("student, pool + label KD", p["student"]["total"], kd["student_test"], kd["student_ms_per_example"])]
     for name, n, test, ms in rows:
         a = test["accuracy"]
         print(f"{name:<28}{n:>13,}{a['mean']:>10.3f}  [{a['ci95'][0]:.3f}, {a['ci95'][1]:.3f}]  {ms:8.1f}")
