@@ -163,6 +163,10 @@ def render_audit(results: dict, console: Console | None = None) -> None:
     """The audit side by side: a row per route with per-group scores, the gap and the flip rate;
     then the flips per direction of swap."""
     console = console or Console(width=max(Console().width, 120))
+    for line in results.get("skipped", []):
+        console.print(f"audit: {line}")
+    if not results["routes"]:
+        return
     groups = sorted({g for r in results["routes"] for g in r["groups"]})
     table = Table(title=f"bias audit · task {results['task']['name']} · {results['split']} split · "
                         f"swaps: {results['attribute']}",
@@ -173,7 +177,7 @@ def render_audit(results: dict, console: Console | None = None) -> None:
     for r in results["routes"]:
         cells = [f"{r['groups'][g]['mean']:.3f} [{r['groups'][g]['ci95'][0]:.2f}, {r['groups'][g]['ci95'][1]:.2f}]"
                  f" n={r['groups'][g]['n']}" if g in r["groups"] else "-" for g in groups]
-        table.add_row(r["name"], f"{r['score']:.3f}", *cells, _num(r["gap"]), _num(r["p_value"]),
+        table.add_row(r["name"], _num(r["score"]), *cells, _num(r["gap"]), _num(r["p_value"]),
                       str(r["swapped_inputs"]), _num(r["flip_rate"]))
     console.print(table)
     flips = Table(title="flips per direction of swap")
@@ -226,3 +230,5 @@ def render_experiment(results: dict, console: Console | None = None) -> None:
     stages = ", ".join(f"{s['name']} " + ("cached" if s["cached"] else f"{s['seconds']:.0f} s")
                        for s in results["stages"])
     console.print(f"stages: {stages} · wall {results['experiment']['wall_seconds']:.0f} s")
+    for line in (results.get("audit") or {}).get("skipped", []):
+        console.print(f"audit: {line}")

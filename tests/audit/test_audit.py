@@ -13,6 +13,7 @@ import pytest
 from tuneforge.audit.audit import audit_predictor, permutation_p_value, total_variation
 from tuneforge.audit.run import AuditConfig, gate, model_routes
 from tuneforge.audit.swaps import compile_swaps, load_swaps
+from tuneforge.cli import main
 from tuneforge.data.tasks import Example
 from tuneforge.errors import TuneforgeError
 
@@ -86,6 +87,49 @@ def test_no_groups_means_no_gap(gender):
     items = [Example("He was late.", "negative", "a"), Example("She was late.", "negative", "b")]
     out = audit_predictor(items, lambda xs: ["negative"] * len(xs), gender)
     assert out["groups"] == {} and out["gap"] is None and out["p_value"] is None and out["flip_rate"] == 0.0
+
+
+def test_without_groups_only_the_inputs_the_swaps_change_are_predicted(gender):
+    items = [Example("He was late.", "negative", "a"), Example("The bus was late.", "negative", "b"),
+             Example("Mary did great work.", "positive", "c")]
+    asked = []
+
+    def predict(xs):
+        asked.extend(ex.input for ex in xs)
+        return ["negative" if "She" in ex.input else "positive" for ex in xs]
+
+    out = audit_predictor(items, predict, gender, permutations=10)
+    assert len(asked) == 4 and "The bus was late." not in asked, "no score to give: unswappable inputs are not asked"
+    assert out["groups"] == {} and out["gap"] is None and out["score"] is None
+    assert out["swapped_inputs"] == 2 and out["flips"] == 1
+
+
+def test_a_task_without_groups_or_swap_terms_skips_the_audit_before_any_model_loads(tmp_path, capsys, monkeypatch):
+    from tuneforge.audit import run
+
+    monkeypatch.setattr(run, "load_model", lambda *a, **k: pytest.fail("a model was loaded"))
+    out = tmp_path / "audit.json"
+    assert main(["audit", "--task", "synonyms", "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    assert results["routes"] == [] and results["skipped"] == [
+        "no groups in the task data: the per-group section is skipped",
+        "no test input holds a term of the gender swap list: the counterfactual section is skipped"]
+    assert "audit: no groups in the task data: the per-group section is skipped\n" in capsys.readouterr().out
+
+
+def test_a_task_without_groups_is_audited_for_flips_only(tiny_model_dir, tmp_path, capsys):
+    train = [{"input": f"He wrote report {i}.", "target": "B"} for i in range(6)]
+    test = [{"input": f"She wrote note {i}.", "target": "A"} for i in range(3)] + [{"input": "A note.", "target": "A"}]
+    for name, rows in (("train", train), ("test", test)):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "audit.json"
+    assert main(["audit", "--model", str(tiny_model_dir), "--shots", "0", "--train", str(tmp_path / "train.jsonl"),
+                 "--test", str(tmp_path / "test.jsonl"), "--permutations", "10", "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    (route,) = results["routes"]
+    assert results["skipped"] == ["no groups in the task data: the per-group section is skipped"]
+    assert route["groups"] == {} and route["score"] is None and route["swapped_inputs"] == 3
+    assert capsys.readouterr().out.startswith("audit: no groups in the task data: the per-group section is skipped")
 
 
 def test_generation_tasks_flip_on_normalised_text(gender):

@@ -336,6 +336,27 @@ def test_null_parts_inside_the_audit(results, tmp_path):
     assert "Thresholds: none set. Result: not judged." in markdown
 
 
+def test_an_audit_without_groups_says_so_in_the_report_and_on_the_console(results, tmp_path):
+    """The per-group section is skipped in one line: no empty tables per route, in the report or the
+    summary `tuneforge run` prints."""
+    import io
+
+    from rich.console import Console
+
+    from tuneforge.console import render_experiment
+
+    skip = "no groups in the task data: the per-group section is skipped"
+    results["audit"]["skipped"] = [skip]
+    for route in results["audit"]["routes"]:
+        route.update(groups={}, gap=None, gap_groups=None, p_value=None, score=None)
+    audit = section(write_report(results, tmp_path)["markdown"].read_text(), "Fairness audit")
+    assert "No groups in the task data: the per-group section is skipped." in audit
+    assert "score per group" not in audit and "per swap direction" in audit  # the flips are still there
+    printed = io.StringIO()
+    render_experiment(results, Console(file=printed, width=200))
+    assert f"audit: {skip}\n" in printed.getvalue()
+
+
 def test_report_without_any_route(tmp_path):
     markdown = write_report({"routes": [], **decide({"routes": []}, 0.05)}, tmp_path)["markdown"].read_text()
     assert "No recommendation: no route was evaluated." in markdown

@@ -44,9 +44,11 @@ def experiment_file(tiny3, tmp_path_factory):
 
 
 def _run(config: Path, out: Path, *overrides: str) -> dict:
+    """The run without the stage cache across folders (test_stage_cache.py has it): what runs here
+    depends on the run folder alone, whatever ran before in this session."""
     from tuneforge.api import run
 
-    return run(str(config), overrides=list(overrides), out=out, echo=lambda line: None)
+    return run(str(config), overrides=list(overrides), out=out, echo=lambda line: None, cache=False)
 
 
 def _ran(results: dict) -> set[str]:
@@ -230,7 +232,7 @@ def test_a_killed_run_resumes_with_nothing_lost(experiment_file, tmp_path):
     stage from its checkpoints and ends with the same history as a run never killed."""
     settings = ["--lora.epochs=3", "--lora.batch_size=4", "--lora.checkpoint_every=2", "--prompting=null",
                 "--distill=null", "--audit=null", "--batch=null", "--synonyms=null"]
-    cmd = [sys.executable, "-m", "tuneforge.cli", "run", str(experiment_file), *settings]
+    cmd = [sys.executable, "-m", "tuneforge.cli", "run", str(experiment_file), "--no-cache", *settings]
     killed = tmp_path / "killed"
     proc = subprocess.Popen([*cmd, "--out", str(killed)], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     # killed in the search's second trial: the first is read back, the second resumes from its checkpoints
@@ -266,7 +268,7 @@ def test_a_run_killed_after_training_but_before_scoring_resumes(experiment_file,
     stage has scored it (its result.json): the rerun reads the finished run back, never refuses it,
     and ends with the same results as a run never killed."""
     settings = ["--prompting=null", "--audit=null", "--batch=null", "--synonyms=null", *WINDOW_SETTINGS[stage]]
-    cmd = [sys.executable, "-m", "tuneforge.cli", "run", str(experiment_file), *settings]
+    cmd = [sys.executable, "-m", "tuneforge.cli", "run", str(experiment_file), "--no-cache", *settings]
     killed = tmp_path / "killed"
     proc = subprocess.Popen([*cmd, "--out", str(killed)], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     trained, scored = killed / "stages" / stage / "run" / "results.json", killed / "stages" / stage / "result.json"

@@ -20,15 +20,25 @@ Predict = Callable[[list[Example]], list[str]]
 
 def audit_predictor(items: list[Example], predict: Predict, swapper: Swapper, *, kind: str = "labels",
                     permutations: int = 2000, seed: int = 0) -> dict:
-    """Predict `items` and their swapped counterparts in one call; return the audit figures."""
+    """Predict `items` and their swapped counterparts in one call; return the audit figures.
+
+    Without groups in `items` only the inputs the swaps change are predicted: the flips need nothing
+    else, and the per-group figures, with the score beside them, are left empty (None)."""
+    grouped = has_groups(items)
+    if not grouped:
+        items = [ex for ex in items if swapper.swap(ex.input) != ex.input]
     swapped = [replace(ex, input=swapper.swap(ex.input)) for ex in items]
     changed = [i for i, (a, b) in enumerate(zip(items, swapped)) if a.input != b.input]
-    preds = predict(items + [swapped[i] for i in changed])
+    preds = predict(items + [swapped[i] for i in changed]) if items else []
     original, counter = preds[: len(items)], preds[len(items):]
     out = group_scores(items, original, kind, permutations=permutations, seed=seed)
     out.update(flips(items, changed, original, counter, swapper, kind))
-    out["score"] = _metric(kind)([ex.target for ex in items], original)
+    out["score"] = _metric(kind)([ex.target for ex in items], original) if grouped else None
     return out
+
+
+def has_groups(items: list[Example]) -> bool:
+    return any(ex.group is not None for ex in items)
 
 
 def group_scores(items: list[Example], preds: list[str], kind: str, *, permutations: int = 2000,

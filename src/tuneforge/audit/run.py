@@ -7,8 +7,8 @@ import gc
 from collections import Counter
 from dataclasses import asdict
 
-from tuneforge.audit.audit import audit_predictor
-from tuneforge.audit.swaps import compile_swaps, load_swaps
+from tuneforge.audit.audit import audit_predictor, has_groups
+from tuneforge.audit.swaps import Swapper, compile_swaps, load_swaps
 from tuneforge.data.splits import Task
 from tuneforge.errors import TuneforgeError
 from tuneforge.model.load import LoadedModel, artifact_provenance, load_model
@@ -30,8 +30,10 @@ def audit_models(models: list[str | None], task: Task, cfg: AuditConfig, *, dtyp
                              f"the train split has {len(task.train)}")
     if cfg.max_gap is not None and not any(ex.group for ex in items):
         raise TuneforgeError(f"--max-gap: the {cfg.split} split of {task.info.name!r} has no 'group' field to compare")
+    skipped = skipped_sections(items, swapper, cfg.split)
+    nothing_to_measure = len(skipped) == 2  # no groups, no input the swaps change: no model is loaded
     routes = []
-    for spec in models:
+    for spec in [] if nothing_to_measure else models:
         loaded = load_model(spec, dtype=dtype)
         check_input_lengths(task, loaded.tokenizer)
         for route in model_routes(loaded, cfg):
@@ -50,8 +52,20 @@ def audit_models(models: list[str | None], task: Task, cfg: AuditConfig, *, dtyp
         "attribute": swapper.swaps.name, "swaps": {"name": swapper.swaps.name, "groups": list(swapper.swaps.groups),
                                                    "words": len(swapper.swaps.words), "names": len(swapper.swaps.names)},
         "routes": routes, "thresholds": {"max_gap": cfg.max_gap, "max_flip_rate": cfg.max_flip_rate},
-        "violations": violations, "passed": (not violations) if gated else None,
+        "violations": violations, "passed": (not violations) if gated else None, "skipped": skipped,
     }
+
+
+NO_GROUPS = "no groups in the task data: the per-group section is skipped"
+
+
+def skipped_sections(items: list, swapper: Swapper, split: str) -> list[str]:
+    """One line per section of the audit that the data leaves nothing to measure in."""
+    lines = [] if has_groups(items) else [NO_GROUPS]
+    if not any(swapper.swap(ex.input) != ex.input for ex in items):
+        lines.append(f"no {split} input holds a term of the {swapper.swaps.name} swap list: the counterfactual "
+                     "section is skipped")
+    return lines
 
 
 def model_routes(loaded: LoadedModel, cfg: AuditConfig) -> list[dict]:

@@ -1,10 +1,12 @@
 """`tuneforge run`: every route of one experiment, each stage cached by a hash of what it depends on,
 then one results file and one report.
 
-A stage's hash covers its resolved settings, the task's data, the base model's fingerprint and the
-hashes of the stages it builds on (the teacher of a distillation, the models an audit reads, the
-route a batch job serves). Change one setting and only the stages whose hash changes run again; a
-stage killed midway resumes from its checkpoints; a finished one is read back from its result.
+A stage's hash covers its resolved settings, the task's data, the base model's fingerprint, the
+version of tuneforge and the hashes of the stages it builds on (the teacher of a distillation, the
+models an audit reads, the route a batch job serves). Change one setting and only the stages whose
+hash changes run again; a stage killed midway resumes from its checkpoints; a finished one is read
+back from its result, or taken from the stage cache (`experiment/cache.py`) when another run folder
+finished it.
 """
 
 import ctypes
@@ -18,31 +20,39 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+from tuneforge import __version__
 from tuneforge.atomic import check_writable, write_json_atomic, write_text_atomic
 from tuneforge.config import to_dict
 from tuneforge.data.splits import Task, warn_about_task
 from tuneforge.errors import TuneforgeError
+from tuneforge.experiment.cache import NOT_KEPT, cache_root, keep, read_finished, relocate, take
 from tuneforge.experiment.config import ExperimentConfig, TaskConfig
 from tuneforge.experiment.decide import recommend
 from tuneforge.experiment.report import write_report
 from tuneforge.experiment.routes import batch_plan, experiment_results, routes_from_stages
 from tuneforge.experiment.stages import load_task_spec
-from tuneforge.model.load import default_model_dir, fingerprint, resolve_model_dir
+from tuneforge.model.load import default_device, default_model_dir, fingerprint, resolve_model_dir
 from tuneforge.store.keys import canonical_json
 
 
-def run(config: ExperimentConfig, out: str | Path | None = None, *, echo=print) -> dict:
+def run(config: ExperimentConfig, out: str | Path | None = None, *, echo=print, cache=True) -> dict:
     """Run the experiment into `out` (default runs/<name>); return the results record, which is
-    also written there as results.json beside report.html and report.md."""
-    run_dir = Path(out or Path("runs") / config.name).resolve()
+    also written there as results.json beside report.html and report.md. `cache`: the stage cache's
+    folder (True: the one in tuneforge's home; False: none)."""
+    run_dir, cache = Path(out or Path("runs") / config.name).resolve(), cache_root(cache)
     started = datetime.now(timezone.utc)
     check_writable(run_dir, folder=True)
+    if cache is not None:
+        check_writable(cache, folder=True)
     task = load_task_spec(to_dict(config.task))  # bad task data stops the run before any stage
     warn_about_task(task)
     check_inputs(config)  # ... and so does any other file or name a later stage would read
     base = (default_model_dir() if config.model is None else resolve_model_dir(config.model)).resolve()
     common = {"task": to_dict(config.task), "dtype": config.dtype, "model": str(base)}
-    prints = {"base": fingerprint(base), "task": task_fingerprint(task)}
+    # tuneforge's version too: a stage kept in the cache by an older release is not reused by a newer one;
+    # and the device: a stage made on a GPU (bf16 there) is not a CPU's
+    prints = {"base": fingerprint(base), "task": task_fingerprint(task), "tuneforge": __version__,
+              "device": default_device().type}
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "experiment.json", json.dumps(to_dict(config), indent=2))
     done = {}
@@ -51,7 +61,8 @@ def run(config: ExperimentConfig, out: str | Path | None = None, *, echo=print) 
         if section is not None:
             settings = to_dict(replace(section, merge=True) if name == "lora" else section)
             kind = "prompting" if name == "prompting" else "finetune"
-            done[name] = run_stage(run_dir, name, {**common, "kind": kind, "settings": settings}, prints, echo)
+            spec = {**common, "kind": kind, "settings": settings}
+            done[name] = run_stage(run_dir, name, spec, prints, echo, cache)
     if config.distill is not None:
         teacher = done[config.distill.teacher]
         settings = to_dict(replace(config.distill, sizes=()))
@@ -59,12 +70,13 @@ def run(config: ExperimentConfig, out: str | Path | None = None, *, echo=print) 
                 "unlabeled": _file_hash(config.distill.unlabeled), "teacher_cache": "teacher-outputs"}
         for stage, layers in [("distill", None)] + [(f"distill-{n}", n) for n in config.distill.sizes]:
             sized = {**spec, "settings": {**settings, "layers": layers or settings["layers"]}}
-            done[stage] = run_stage(run_dir, stage, sized, {**prints, "teacher": teacher["hash"]}, echo)
+            done[stage] = run_stage(run_dir, stage, sized, {**prints, "teacher": teacher["hash"]}, echo, cache)
     adapted = [s for s in ("lora", "full", "distill") if s in done]  # the audit reads the main student
     if config.audit is not None:
         spec = {**common, "kind": "audit", "settings": to_dict(config.audit),
                 "adapted": [done[s]["result"]["model_dir"] for s in adapted]}
-        done["audit"] = run_stage(run_dir, "audit", spec, {**prints, **{s: done[s]["hash"] for s in adapted}}, echo)
+        done["audit"] = run_stage(run_dir, "audit", spec, {**prints, **{s: done[s]["hash"] for s in adapted}}, echo,
+                                   cache)
     routes = routes_from_stages(done)
     recommendation = recommend({"routes": routes}, config.report.margin)
     if config.batch is not None:
@@ -73,9 +85,11 @@ def run(config: ExperimentConfig, out: str | Path | None = None, *, echo=print) 
                 "route": plan["route"], "route_slug": plan["slug"], "prior": plan["prior"], "inputs": plan["inputs"],
                 "scored": plan["scored"],
                 "store": str(run_dir / "store.sqlite"), "synonym_lists": False}
-        done["batch"] = run_stage(run_dir, "batch", spec, {**prints, "route": done[plan["stage"]]["hash"]}, echo)
+        done["batch"] = run_stage(run_dir, "batch", spec, {**prints, "route": done[plan["stage"]]["hash"]}, echo,
+                                   cache)
     if config.synonyms is not None:
-        done["synonyms"] = run_stage(run_dir, "synonyms", _synonyms_spec(config, common, run_dir), prints, echo)
+        done["synonyms"] = run_stage(run_dir, "synonyms", _synonyms_spec(config, common, run_dir), prints, echo,
+                                      cache)
     results = experiment_results(config, task, base, done, routes, recommendation, started)
     write_json_atomic(run_dir / "results.json", results)
     write_report(results, run_dir)
@@ -106,20 +120,27 @@ def _checked(key: str, check) -> None:
         raise TuneforgeError(f"{key}: {e}") from None
 
 
-def run_stage(run_dir: Path, name: str, spec: dict, prints: dict, echo) -> dict:
-    """The stage's record: read back when its hash matches a finished run, else run (or resume) it
-    in a process of its own."""
+def run_stage(run_dir: Path, name: str, spec: dict, prints: dict, echo, cache: Path | None = None) -> dict:
+    """The stage's record: read back when its hash matches a finished run, else taken from the
+    stage `cache`, else run (or resumed) in a process of its own and kept in the cache."""
     stage_dir = run_dir / "stages" / name
-    digest = stage_hash(spec, prints)
+    digest = stage_hash(spec, prints, run_dir)
     result_file, input_file = stage_dir / "result.json", stage_dir / "input.json"
-    finished = json.loads(result_file.read_text()) if result_file.is_file() else None
-    if finished is not None and finished["hash"] == digest:
+    kept = cache is not None and spec["kind"] not in NOT_KEPT  # a batch job's rows are in the run's store
+    finished = read_finished(stage_dir, digest, run_dir)
+    if finished is not None:
         echo(f"stage {name}: cached ({digest[:12]})")
+        if kept:  # a run folder from before the cache, or one whose entry was cleared
+            keep(cache, stage_dir, echo)
         return {**finished, "name": name, "cached": True}
+    taken = take(cache, digest, stage_dir, run_dir, echo) if kept else None
+    if taken is not None:
+        echo(f"stage {name}: from cache {cache / digest} ({digest[:12]})")
+        return {**taken, "name": name, "cached": True}
     if not (input_file.is_file() and json.loads(input_file.read_text())["hash"] == digest):
         shutil.rmtree(stage_dir, ignore_errors=True)  # other settings: nothing there to resume
     stage_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(input_file, {**spec, "hash": digest})
+    write_json_atomic(input_file, {**spec, "hash": digest, "run_dir": str(run_dir)})
     echo(f"stage {name}: running ({digest[:12]})")
     proc = subprocess.run([sys.executable, "-m", "tuneforge.stage_process", str(stage_dir)],
                           preexec_fn=_die_with_parent)
@@ -127,13 +148,16 @@ def run_stage(run_dir: Path, name: str, spec: dict, prints: dict, echo) -> dict:
         error = stage_dir / "error.json"
         reason = json.loads(error.read_text())["error"] if error.is_file() else f"exit status {proc.returncode}"
         raise TuneforgeError(f"stage {name}: {reason}")
+    if kept:
+        keep(cache, stage_dir, echo)
     return {**json.loads(result_file.read_text()), "name": name, "cached": False}
 
 
-def stage_hash(spec: dict, prints: dict) -> str:
+def stage_hash(spec: dict, prints: dict, run_dir: Path) -> str:
     """sha256 of the stage's resolved settings and of the fingerprints of what it reads (where it
-    writes, the store's path, is not an input)."""
-    inputs = {k: v for k, v in spec.items() if k != "store"}
+    writes, the store's path, is not an input). A path into the run folder counts from the folder,
+    so that a stage has one hash in every run folder: the stage cache's key."""
+    inputs = relocate({k: v for k, v in spec.items() if k != "store"}, [(str(run_dir), "<run>")])
     return hashlib.sha256(canonical_json({"spec": inputs, "fingerprints": prints}).encode()).hexdigest()
 
 

@@ -14,12 +14,13 @@ TITLE = "Fairness audit"
 def audit(results: dict) -> Section:
     """The audit per route, or "not run" when the experiment did not configure one."""
     found = results.get("audit")
+    skipped = [Paragraph(f"{line[0].upper()}{line[1:]}.") for line in (found or {}).get("skipped") or []]
     if not found or not found.get("routes"):
-        return Section(TITLE, [not_run("no fairness audit was configured for this experiment")])
+        return Section(TITLE, skipped or [not_run("no fairness audit was configured for this experiment")])
     limits = found.get("thresholds") or {}
     headers = ["Route", "Gap (groups)", "p-value", "Flip rate", "Swapped inputs", "Within thresholds"]
     rows = [_summary_row(r, limits) for r in found["routes"]]
-    blocks = [Paragraph(_explain(found)), Paragraph(_verdict(found)), Table(headers, rows)]
+    blocks = [*skipped, Paragraph(_explain(found)), Paragraph(_verdict(found)), Table(headers, rows)]
     groups = {r["name"]: r.get("groups") or {} for r in found["routes"]}
     if any(groups.values()):
         svg = figure_svg("audit", plots.group_scores, groups, metric=metric(results))
@@ -82,7 +83,7 @@ def _at_most(value: float | None, limit: float) -> bool:
 def _route_blocks(route: dict) -> list:
     groups = route.get("groups") or {}
     rows = [[g, units.score_ci(s), units.exact(s.get("n"))] for g, s in groups.items()]
-    blocks = [Table(["Group", "Score (95% CI)", "n"], rows, f"{route['name']}: score per group")]
+    blocks = [Table(["Group", "Score (95% CI)", "n"], rows, f"{route['name']}: score per group")] if rows else []
     directions = route.get("directions") or []
     if directions:
         headers = ["Swap", "n", "Flips", "Flip rate", "Label shift", "Labels before", "Labels after"]
