@@ -3,6 +3,11 @@ compare the routes side by side, and serve the winner from precomputed predictio
 
     import tuneforge
     results = tuneforge.prompt("fruit", config=tuneforge.PromptingConfig(shots=(0, 1, 5)))
+    tuneforge.finetune("support.csv", input_field="message", target_field="category", out="runs/support")
+    tuneforge.predict("runs/support", ["my card was charged twice"])
+
+The names below load on first use (so `tuneforge --help` does not wait for torch); `dir(tuneforge)`
+and `help(tuneforge)` list them all.
 """
 
 import importlib
@@ -17,6 +22,7 @@ _API = {
     "finetune": "tuneforge.api",
     "batch": "tuneforge.api",
     "distill": "tuneforge.api",
+    "predict": "tuneforge.api",
     "audit": "tuneforge.api",
     "run": "tuneforge.api",
     "report": "tuneforge.api",
@@ -27,10 +33,17 @@ _API = {
     "FinetuneConfig": "tuneforge.adapt.finetune",
     "PromptingConfig": "tuneforge.evaluate.prompting",
     "load_task": "tuneforge.data.splits",
+    "read_examples": "tuneforge.data.tasks",
+    "Fields": "tuneforge.data.tasks",
     "load_model": "tuneforge.model.load",
     "count_parameters": "tuneforge.model.params",
+    "export_gguf": "tuneforge.model.gguf_export",
 }
 __all__ = list(_API)
+
+
+def __dir__():
+    return sorted({*globals(), *_API})
 
 
 def __getattr__(name):

@@ -166,6 +166,68 @@ def batch(
     return {**summary, "setting": sid, "name": name, "store": str(store)}
 
 
+def predict(
+    model: str | Path | None,
+    inputs: "list[str] | str | Path",
+    *,
+    task: str | None = None,
+    config: BatchConfig = BatchConfig(),
+    dtype: str = "auto",
+    device: str | None = None,
+) -> list[dict]:
+    """Predictions of `model` for `inputs` (a list of texts, or a file of them: JSONL, CSV or plain
+    lines), one row each: {"input", "output"} and, for a label task, "logprobs" (the labels' log-
+    probabilities, best first); {"input", "error"} for an input it cannot take (e.g. too long).
+
+    `model` is a fine-tuned or distilled model (its run directory, model directory, or LoRA adapter
+    directory: the prompt format and labels it was trained with come from its `tuneforge.json`), an
+    experiment's run directory (its recommended route as the run's store serves it, prompting
+    settings included: demonstrations, calibration), or any other model with `task` giving the
+    prompt (0-shot unless `config` says otherwise)."""
+    from tuneforge.batch.inputs import read_inputs
+    from tuneforge.batch.job import SettingPredictor, artifact_setting, build_setting, demo_pool
+
+    texts, failed = (list(inputs), []) if isinstance(inputs, (list, tuple)) else read_inputs(inputs, unique=False)
+    if not texts:
+        return failed
+    if model is not None and (Path(model) / "results.json").is_file() and (Path(model) / "experiment.json").is_file():
+        predictor = _experiment_predictor(Path(model), config.batch_size, device)
+    else:
+        loaded = load_model(model, dtype=dtype, device=device)
+        if task is None:
+            predictor = SettingPredictor(loaded, artifact_setting(loaded, config), None, config.batch_size)
+        else:
+            data = load_task(task)
+            predictor = SettingPredictor(loaded, build_setting(loaded, data, config), demo_pool(data), config.batch_size)
+    rows = failed
+    for begin in range(0, len(texts), config.commit_every):
+        rows += predictor(texts[begin : begin + config.commit_every])
+    return [{"input": r["input"], "error": r["error"]} if "error" in r else
+            {"input": r["input"], "output": r["output"], **({"logprobs": r["meta"]["logprobs"]}
+                                                             if "logprobs" in r["meta"] else {})} for r in rows]
+
+
+def _experiment_predictor(run_dir: Path, batch_size: int, device: str | None):
+    """The predictor of the setting an experiment's store serves (its recommended route)."""
+    import json
+
+    from tuneforge.batch.job import SettingPredictor, setting_pool
+    from tuneforge.store.sqlite import PredictionStore
+
+    served = json.loads((run_dir / "results.json").read_text()).get("store")
+    if not served:
+        raise TuneforgeError(f"{run_dir}: this experiment has no prediction store (no batch section); predict "
+                             f"with a route's model directory (e.g. {run_dir}/stages/lora/run) instead")
+    db = PredictionStore(run_dir / Path(served["path"]).name, readonly=True)
+    try:
+        setting = db.settings()[served["setting"]]
+        pool = setting_pool(db, setting)
+    finally:
+        db.close()
+    loaded = load_model(setting["model"]["path"], dtype=setting["model"]["dtype"], device=device)
+    return SettingPredictor(loaded, setting, pool, batch_size)
+
+
 def audit(
     task: str | None = "bias-demo",
     *,
@@ -201,13 +263,16 @@ def audit(
     return results
 
 
-def run(config="demo", *, overrides=(), out: str | Path | None = None, echo=print) -> dict:
+def run(config="demo", *, overrides=(), out: str | Path | None = None, echo=print,
+        cache: str | Path | bool = True) -> dict:
     """Run an experiment: every route on one task, each stage cached, one report. `config` is an
     `ExperimentConfig`, a YAML file, or "demo" (the built-in experiment); `overrides` are dotted
-    settings (`["lora.epochs=2"]`). Returns the results record (also written to `out`)."""
+    settings (`["lora.epochs=2"]`). `cache` is where finished stages are kept for any run folder:
+    True for tuneforge's home (`cache/stages`), a folder, or False (or "none") for no such cache.
+    Returns the results record (also written to `out`)."""
     from tuneforge.experiment.run import run as run_experiment
 
-    return run_experiment(experiment_config(config, overrides), out, echo=echo)
+    return run_experiment(experiment_config(config, overrides), out, echo=echo, cache=cache)
 
 
 def experiment_config(config="demo", overrides=()) -> "ExperimentConfig":

@@ -7,8 +7,8 @@ import os
 import sys
 
 from tuneforge.commands import (
-    cmd_audit, cmd_batch, cmd_demo, cmd_distill, cmd_finetune, cmd_model, cmd_prompt, cmd_report, cmd_run, cmd_serve,
-    cmd_store, cmd_tasks,
+    cmd_audit, cmd_batch, cmd_cache, cmd_demo, cmd_distill, cmd_export, cmd_finetune, cmd_model, cmd_predict,
+    cmd_prompt, cmd_report, cmd_run, cmd_serve, cmd_store, cmd_tasks,
 )
 from tuneforge.errors import TuneforgeError
 from tuneforge.flags import add_settings
@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     if extra and not args.overrides_allowed:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.overrides = _overrides(extra, parser)
+    if args.device != "auto":  # read where models load, here and in the stage processes a run starts
+        os.environ["TUNEFORGE_DEVICE"] = args.device
     quiet_libraries()
     try:
         return args.func(args) or 0
@@ -40,10 +42,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="tuneforge", description="Turn a foundation LLM into a task model, every route compared.")
-    parser.set_defaults(overrides_allowed=False)  # only run and demo take --section.key=value
+    parser.set_defaults(overrides_allowed=False, device="auto")  # only run and demo take --section.key=value
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for add in (_prompt, _finetune, _distill, _batch, _synonyms, _serve, _store, _audit, _run, _demo, _report,
-                _tasks, _model):
+    for add in (_prompt, _finetune, _distill, _predict, _batch, _synonyms, _serve, _store, _audit, _run, _demo, _report,
+                _cache, _tasks, _model, _export):
         add(sub)
     return parser
 
@@ -90,9 +92,31 @@ def _distill(sub) -> None:
                                        "lines/JSONL/CSV; default: inputs the teacher's base model writes)")
     p.add_argument("--teacher-cache", help="folder keeping the teacher's outputs on the pool, for reruns and other "
                                            "students (default: OUT/teacher-outputs)")
+    _device_arg(p)
     add_settings(p, DistillConfig(), "distillation")  # its `training` settings keep finetune's flag names
     _run_dir_args(p, out="runs/distill")
     p.set_defaults(func=cmd_distill)
+
+
+def _predict(sub) -> None:
+    from tuneforge.settings import BatchConfig
+
+    p = sub.add_parser("predict", help="predict with a trained model (or an experiment's winner) on new inputs",
+                       description="Predict for new inputs, one JSON line each (input, output and, for a label "
+                                   "task, the labels' log-probabilities), with the prompt format and labels the "
+                                   "model was trained with (its tuneforge.json), or an experiment's recommended "
+                                   "route as its store serves it (prompting settings included).")
+    p.add_argument("--model", required=True,
+                   help="a fine-tuned or distilled run or model directory, a LoRA adapter directory, an experiment's "
+                        "run directory, or any model with --task")
+    p.add_argument("--inputs", required=True, help="inputs: a file (JSONL, CSV with an input column, or plain "
+                                                   "lines), or - for standard input")
+    p.add_argument("--task", help="the task whose prompt to use, for a model that records none (e.g. the base model)")
+    p.add_argument("--dtype", default="auto", help=_DTYPE_HELP)
+    _device_arg(p)
+    p.add_argument("--out", help="write the predictions here (JSONL) instead of standard output")
+    add_settings(p, BatchConfig(), "prompt (for --task)")
+    p.set_defaults(func=cmd_predict)
 
 
 def _batch(sub) -> None:
@@ -144,6 +168,7 @@ def _serve(sub) -> None:
                         "(default: %(default)g)")
     p.add_argument("--max-body-bytes", type=int, default=65536, help="largest request body")
     p.add_argument("--max-batch", type=int, default=256, help="most inputs in one lookup request")
+    _device_arg(p)  # for live misses
     p.set_defaults(func=cmd_serve)
 
 
@@ -170,6 +195,7 @@ def _audit(sub) -> None:
                         "the embedded model, prompted once per --shots; a fine-tuned or distilled run directory "
                         "is audited as trained")
     p.add_argument("--dtype", default="auto", help=_DTYPE_HELP)
+    _device_arg(p)
     add_settings(p, AuditConfig(), "audit")
     p.add_argument("--out", default=None, help="results JSON (default: runs/audit-<task>.json)")
     p.set_defaults(func=cmd_audit)
@@ -183,6 +209,8 @@ def _run(sub) -> None:
                                    "setting with --section.key=value, e.g. --lora.lr=2e-4.")
     p.add_argument("config", help="the experiment's YAML file")
     p.add_argument("--out", default=None, help="run directory (default: runs/<name>)")
+    _device_arg(p)
+    _stage_cache_args(p)
     p.set_defaults(func=cmd_run, overrides_allowed=True)
 
 
@@ -193,6 +221,8 @@ def _demo(sub) -> None:
                                    "route into a prediction store, synonym lists; then report.html. Override "
                                    "settings as in `tuneforge run` (--lora.epochs=2).")
     p.add_argument("--out", default="runs/demo", help="run directory (default: %(default)s)")
+    _device_arg(p)
+    _stage_cache_args(p)
     p.set_defaults(func=cmd_demo, overrides_allowed=True)
 
 
@@ -205,6 +235,19 @@ def _report(sub) -> None:
     p.set_defaults(func=cmd_report)
 
 
+def _cache(sub) -> None:
+    p = sub.add_parser("cache", help="list or clear the stages kept for reuse across run folders",
+                       description="`list`: each kept stage (hash, stage, kind, size, when made, the run folder it "
+                                   "came from) and the total. `clear`: remove them (--older-than: only those made "
+                                   "more than DAYS ago) and say how much that freed.")
+    p.add_argument("action", choices=["list", "clear"])
+    p.add_argument("--older-than", type=float, default=None, metavar="DAYS",
+                   help="clear only stages made more than DAYS ago")
+    p.add_argument("--cache", default=None, metavar="DIR",
+                   help="the stage cache (default: $TUNEFORGE_HOME/cache/stages, else ~/.cache/tuneforge/cache/stages)")
+    p.set_defaults(func=cmd_cache)
+
+
 def _tasks(sub) -> None:
     p = sub.add_parser("tasks", help="list the built-in tasks", description="List the built-in tasks.")
     p.set_defaults(func=cmd_tasks)
@@ -215,6 +258,26 @@ def _model(sub) -> None:
                        description="Load a model (converting the embedded default on first use) and describe it.")
     _model_args(p)
     p.set_defaults(func=cmd_model)
+
+
+def _export(sub) -> None:
+    p = sub.add_parser("export", help="write a model as one GGUF file for llama.cpp / Ollama",
+                       description="Write a run's model (merged fine-tune, distilled student) or any local llama "
+                                   "model directory as one GGUF file that llama.cpp, Ollama and LM Studio run.")
+    p.add_argument("run", help="a run directory (its model/, merged/ or student/) or a model directory")
+    p.add_argument("--format", default="gguf", choices=["gguf"], help="file format (default: %(default)s)")
+    p.add_argument("--quant", default="f16", help="f16 (default), or q8_0: about half the size")
+    p.add_argument("--out", help="the file to write (default: RUN/model-QUANT.gguf)")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.set_defaults(func=cmd_export)
+
+
+def _stage_cache_args(p) -> None:
+    g = p.add_argument_group("stage cache")
+    g.add_argument("--cache", default=None, metavar="DIR",
+                   help="where finished stages are kept and reused from, whatever the run directory (default: "
+                        "$TUNEFORGE_HOME/cache/stages, else ~/.cache/tuneforge/cache/stages; `none`: no cache)")
+    g.add_argument("--no-cache", action="store_true", help="neither reuse nor keep stages across run directories")
 
 
 def _task_args(p) -> None:
@@ -236,12 +299,18 @@ def _task_args(p) -> None:
 _DTYPE_HELP = "auto (bf16 where the CPU has it), bf16 or fp32"
 
 
+def _device_arg(p) -> None:
+    p.add_argument("--device", default="auto", help="where models run: auto (a GPU where there is one), cpu, cuda "
+                                                    "or cuda:N (default: %(default)s)")
+
+
 def _model_args(p, dtype: bool = True) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--model", default=None, help="local Hugging Face model directory or hub id "
                                                    "(default: the embedded SmolLM2-135M-Instruct)")
     if dtype:
         g.add_argument("--dtype", default="auto", help=_DTYPE_HELP)
+    _device_arg(g)
 
 
 def _run_dir_args(p, out: str) -> None:

@@ -56,6 +56,28 @@ def cmd_finetune(args) -> int:
     return 0
 
 
+def cmd_predict(args) -> int:
+    config = from_args(args)  # a BatchConfig: the prompt, for a model that records none
+    from tuneforge.api import predict
+    from tuneforge.atomic import check_writable, write_text_atomic
+
+    if args.out:
+        check_writable(args.out, folder=False)
+    inputs = args.inputs
+    if inputs == "-":
+        inputs = [line.strip() for line in sys.stdin if line.strip()]
+        if not inputs:
+            raise TuneforgeError("--inputs -: standard input holds no inputs")
+    rows = predict(args.model, inputs, task=args.task, config=config, dtype=args.dtype, device=args.device)
+    text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    if args.out:
+        write_text_atomic(args.out, text)
+        print(f"{len(rows):,} predictions: {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def cmd_batch(args) -> int:
     config = from_args(args)  # a BatchConfig
     from tuneforge.api import batch
@@ -147,7 +169,8 @@ def _run_experiment(config, args) -> int:
     from tuneforge.api import run
     from tuneforge.console import render_experiment
 
-    results = run(config, overrides=args.overrides, out=args.out)
+    cache = False if args.no_cache else (args.cache or True)
+    results = run(config, overrides=args.overrides, out=args.out, cache=cache)
     render_experiment(results)
     out = Path(args.out or Path("runs") / results["experiment"]["name"])
     print(f"report: {out / 'report.html'}\nresults: {out / 'results.json'}")
@@ -159,6 +182,35 @@ def cmd_report(args) -> int:
 
     paths = report(args.run_dir, margin=args.margin)
     print(f"report: {paths['html']}\nmarkdown: {paths['markdown']}")
+    return 0
+
+
+def cmd_cache(args) -> int:
+    from tuneforge import units
+    from tuneforge.experiment.cache import cache_root, clear, entries, leftovers
+
+    root = cache_root(args.cache or True)
+    if root is None:
+        raise TuneforgeError("cache: give the cache's folder with --cache DIR (none is no cache to act on)")
+    if args.action == "clear":
+        if args.older_than is not None and args.older_than < 0:
+            raise TuneforgeError(f"--older-than {args.older_than:g}: give a number of days, 0 or more")
+        done = clear(root, args.older_than)
+        print(f"removed {done['removed']} stage(s) and {done['leftovers']} unfinished write(s) from {root}: "
+              f"{units.size(done['bytes'])}, of which {units.size(done['freed'])} freed on the disk "
+              f"(the rest is hard-linked into run folders)")
+        return 0
+    kept = entries(root)
+    if kept:
+        print(f"{'hash':<12}  {'stage':<12} {'kind':<9} {'size':>8}  {'made (UTC)':<16}  run folder")
+    for e in kept:
+        print(f"{e['hash'][:12]}  {e['stage']:<12} {e['kind']:<9} {units.size(e['bytes']):>8}  "
+              f"{e['created'][:16].replace('T', ' ')}  {e['run_dir']}")
+    total, own = sum(e["bytes"] for e in kept), sum(e["own_bytes"] for e in kept)
+    print(f"{len(kept)} stage(s) in {root}: {units.size(total)} ({units.size(own)} of it in the cache alone; "
+          f"the rest is hard-linked into run folders)")
+    if leftovers(root):
+        print(f"{len(leftovers(root))} unfinished write(s) (killed or under way): `tuneforge cache clear` removes them")
     return 0
 
 
@@ -174,6 +226,17 @@ def cmd_model(args) -> int:
     from tuneforge.api import model_info
 
     print(json.dumps(model_info(args.model, args.dtype), indent=2))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from tuneforge.model.gguf_export import export_gguf
+    from tuneforge.units import size
+
+    out = args.out or os.path.join(args.run, f"model-{args.quant}.gguf")
+    summary = export_gguf(args.run, out, quant=args.quant, force=args.force)
+    print(f"wrote {summary['path']} · {size(summary['bytes'])} · {summary['tensors']} tensors · {summary['quant']} "
+          f"· from {summary['source']}")
     return 0
 
 
