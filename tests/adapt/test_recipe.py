@@ -133,15 +133,18 @@ class _Saves:
         (folder / "model.safetensors").write_bytes(self.weights)
 
 
+PROVENANCE = {"route": "finetune", "prompt": {"format": "chat"}}  # plain would rewrite the tokenizer's files
+
+
 def test_an_artifact_is_replaced_whole_or_not_at_all(tmp_path):
     target = tmp_path / "model"
-    save_artifact(target, _Saves(b"old"), _Tokenizer(), {"route": "finetune"})
-    save_artifact(target, _Saves(b"new"), _Tokenizer(), {"route": "finetune"})
+    save_artifact(target, _Saves(b"old"), _Tokenizer(), PROVENANCE)
+    save_artifact(target, _Saves(b"new"), _Tokenizer(), PROVENANCE)
     assert (target / "model.safetensors").read_bytes() == b"new"
     with pytest.raises(OSError, match="disk full"):
-        save_artifact(target, _Saves(b"broken", fail=True), _Tokenizer(), {"route": "finetune"})
+        save_artifact(target, _Saves(b"broken", fail=True), _Tokenizer(), PROVENANCE)
     assert (target / "model.safetensors").read_bytes() == b"new"
     assert [p.name for p in tmp_path.iterdir()] == ["model"], "no temporary is left beside it"
     provenance = json.loads((target / "tuneforge.json").read_text())
     assert provenance == {"artifact": {"path": str(target.resolve()), "fingerprint": fingerprint(target)},
-                          "route": "finetune"}
+                          **PROVENANCE}

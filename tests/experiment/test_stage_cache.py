@@ -21,7 +21,8 @@ prompting: {{shots: [0], picks: [first], calibrations: [none], scorings: [sum]}}
 lora: {{epochs: 1, batch_size: 8, lrs: [0.001]}}
 distill: null
 audit: {{shots: [0], permutations: 20}}
-batch: null
+batch: {{route: lora}}
+synonyms: {{topics: {topics}, shots: 1, max_new_tokens: 4}}
 """
 
 
@@ -32,8 +33,9 @@ def config(tiny_model_dir, tmp_path) -> Path:
 
     task = tmp_path / "fruit48.jsonl"
     task.write_text("".join(Path(builtin_path("fruit")).read_text().splitlines(keepends=True)[:48]))
+    (tmp_path / "topics.txt").write_text("apple\nvaccine\n")
     path = tmp_path / "cached.yaml"
-    path.write_text(EXPERIMENT.format(model=tiny_model_dir, task=task))
+    path.write_text(EXPERIMENT.format(model=tiny_model_dir, task=task, topics=tmp_path / "topics.txt"))
     return path
 
 
@@ -57,7 +59,7 @@ def _ran(results: dict) -> set[str]:
 
 def test_a_rerun_in_another_folder_runs_no_stage_and_a_change_runs_only_its_dependents(config, home, tmp_path):
     first, _ = _run(config, tmp_path / "a")
-    assert _ran(first) == {"prompting", "lora", "audit"}
+    assert _ran(first) == {"prompting", "lora", "audit", "batch", "synonyms"}
 
     again, lines = _run(config, tmp_path / "b")
     kept = home / "cache" / "stages"
@@ -71,18 +73,29 @@ def test_a_rerun_in_another_folder_runs_no_stage_and_a_change_runs_only_its_depe
     assert (Path(lora["model_dir"]) / "model.safetensors").is_file()
     assert again["audit"]["routes"][1]["model"] == lora["model_dir"]
     assert str(tmp_path / "a") not in (tmp_path / "b" / "results.json").read_text()
+    # the batch jobs' rows are in the new run's own store, under a setting naming the new model folder
+    from tuneforge.store.sqlite import PredictionStore
+
+    for job in ("store", "synonyms"):
+        olds, news = first[job], again[job]
+        assert news["path"] == str(tmp_path / "b" / "store.sqlite") and news["rows"] == olds["rows"] > 0
+        before, after = (PredictionStore(r["path"], readonly=True) for r in (olds, news))
+        assert {r["input"]: (r["output"], r["meta"]) for r in after.rows(news["setting"])} == \
+            {r["input"]: (r["output"], r["meta"]) for r in before.rows(olds["setting"])}
+        assert str(tmp_path / "a") not in json.dumps(after.settings()[news["setting"]])
+        before.close(), after.close()
 
     changed, lines = _run(config, tmp_path / "c", "lora.lrs=[0.003]")
-    assert _ran(changed) == {"lora", "audit"}, "the audit reads the LoRA model; prompting does not"
+    assert _ran(changed) == {"lora", "audit", "batch"}, "the audit and the store read the LoRA model"
     assert lines[0].startswith("stage prompting: from cache ")
 
 
 def test_no_cache_keeps_and_takes_nothing(config, home, tmp_path):
-    settings = ["--lora=null", "--audit=null", "--out"]
+    settings = ["--lora=null", "--audit=null", "--batch=null", "--out"]
     assert main(["run", str(config), "--no-cache", *settings, str(tmp_path / "a")]) == 0
     assert not (home / "cache").exists()
     assert main(["run", str(config), "--cache", str(tmp_path / "mine"), *settings, str(tmp_path / "b")]) == 0
-    assert [e["stage"] for e in cache.entries(tmp_path / "mine")] == ["prompting"]
+    assert [e["stage"] for e in cache.entries(tmp_path / "mine")] == ["prompting", "synonyms"]
 
 
 @pytest.mark.parametrize("value, expected", [

@@ -15,8 +15,9 @@ sees it whole or not at all; of two runs keeping the same hash at once the first
 other drops its copy; a killed write leaves only a temporary folder that no run trusts and `clear`
 removes.
 
-Batch jobs (the `batch` and `synonyms` stages) are not kept: what they make is rows in the run's own
-prediction store, under a setting that names the run's model folder, not files in their stage folder.
+A batch job (the `batch` and `synonyms` stages) writes rows into its run's prediction store; it
+keeps them in its stage folder too (`rows.json`), and a run taking it from the cache puts them into
+its own store (`stages.restore_rows`).
 """
 
 import json
@@ -31,8 +32,6 @@ from pathlib import Path
 from tuneforge.atomic import atomic_path, write_json_atomic
 
 ENTRY = "entry.json"
-NOT_KEPT = ("batch",)
-"""Kinds of stage whose output is not in their stage folder (see the module's docstring)."""
 
 
 def cache_root(cache: str | Path | bool | None = True) -> Path | None:

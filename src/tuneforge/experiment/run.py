@@ -25,12 +25,12 @@ from tuneforge.atomic import check_writable, write_json_atomic, write_text_atomi
 from tuneforge.config import to_dict
 from tuneforge.data.splits import Task, warn_about_task
 from tuneforge.errors import TuneforgeError
-from tuneforge.experiment.cache import NOT_KEPT, cache_root, keep, read_finished, relocate, take
+from tuneforge.experiment.cache import cache_root, keep, read_finished, relocate, take
 from tuneforge.experiment.config import ExperimentConfig, TaskConfig
 from tuneforge.experiment.decide import recommend
 from tuneforge.experiment.report import write_report
 from tuneforge.experiment.routes import batch_plan, experiment_results, routes_from_stages
-from tuneforge.experiment.stages import load_task_spec
+from tuneforge.experiment.stages import load_task_spec, restore_rows
 from tuneforge.model.load import default_device, default_model_dir, fingerprint, resolve_model_dir
 from tuneforge.store.keys import canonical_json
 
@@ -126,7 +126,7 @@ def run_stage(run_dir: Path, name: str, spec: dict, prints: dict, echo, cache: P
     stage_dir = run_dir / "stages" / name
     digest = stage_hash(spec, prints, run_dir)
     result_file, input_file = stage_dir / "result.json", stage_dir / "input.json"
-    kept = cache is not None and spec["kind"] not in NOT_KEPT  # a batch job's rows are in the run's store
+    kept = cache is not None
     finished = read_finished(stage_dir, digest, run_dir)
     if finished is not None:
         echo(f"stage {name}: cached ({digest[:12]})")
@@ -134,6 +134,8 @@ def run_stage(run_dir: Path, name: str, spec: dict, prints: dict, echo, cache: P
             keep(cache, stage_dir, echo)
         return {**finished, "name": name, "cached": True}
     taken = take(cache, digest, stage_dir, run_dir, echo) if kept else None
+    if taken is not None and spec["kind"] == "batch":  # its rows go into this run's store
+        taken = restore_rows(stage_dir)
     if taken is not None:
         echo(f"stage {name}: from cache {cache / digest} ({digest[:12]})")
         return {**taken, "name": name, "cached": True}

@@ -159,6 +159,7 @@ def batch(spec: dict, stage_dir: Path, progress: Progress) -> dict:
         summary = {**rest, "done": rest["done"] + summary["done"], "failed": rest["failed"] + summary["failed"],
                    "skipped": rest["skipped"] - summary["done"] - summary["failed"]}
         stats = db.stats()
+        keep_rows(stage_dir, db, setting, sid, demo_pool(task) if setting["demos"] else None)
     finally:
         db.close()
     rows = stats["settings"].get(sid, {"rows": 0, "failed": 0})
@@ -166,6 +167,40 @@ def batch(spec: dict, stage_dir: Path, progress: Progress) -> dict:
             "inputs": len(spec["inputs"]),
             "rows": rows["rows"], "failed": rows["failed"], "coverage": rows["rows"] / max(len(spec["inputs"]), 1),
             "size_bytes": stats["bytes"], "summary": summary}
+
+
+def keep_rows(stage_dir: Path, db, setting: dict, sid: str, pool: list | None) -> None:
+    """The job's rows beside its result (`rows.json`: its setting, pool, name and rows), so the stage
+    cache can put them into another run's store (`restore_rows`) instead of predicting them again."""
+    named = db.names().get(sid, {"name": None, "route": None})
+    rows = [{k: r[k] for k in ("input", "output", "error", "meta")} for r in db.rows(sid)]
+    write_json_atomic(stage_dir / "rows.json", {"setting": setting, "pool": pool, "name": named["name"],
+                                                 "route": named["route"], "rows": rows})
+
+
+def restore_rows(stage_dir: Path) -> dict:
+    """A batch stage taken from the stage cache into this run: its kept rows put into this run's store
+    (its setting names this run's model folder now, so its id is new), its result.json saying so;
+    returns the stage's record."""
+    from tuneforge.store.sqlite import PredictionStore
+
+    spec = json.loads((stage_dir / "input.json").read_text())
+    kept = json.loads((stage_dir / "rows.json").read_text())
+    record = json.loads((stage_dir / "result.json").read_text())
+    db = PredictionStore(spec["store"])
+    try:
+        sid = db.add_setting(kept["setting"])
+        if kept["pool"] is not None:
+            db.add_pool(kept["pool"])
+        if kept["name"] is not None:
+            db.name_setting(kept["name"], sid, kept["route"])
+        db.put_many(sid, kept["rows"])
+        size = db.stats()["bytes"]
+    finally:
+        db.close()
+    record["result"] = {**record["result"], "path": spec["store"], "setting": sid, "size_bytes": size}
+    write_json_atomic(stage_dir / "result.json", record)
+    return record
 
 
 STAGES = {"prompting": prompting, "finetune": finetune, "distill": distill, "audit": audit, "batch": batch}
