@@ -3,6 +3,7 @@ fine-tuned run, its merged model, its LoRA adapter, and an experiment's run dire
 winner with demonstrations and calibration); and the saved model's portability: plain transformers,
 without tuneforge, rebuilds the prompt from tuneforge.json and the chat template and predicts the same."""
 
+import io
 import json
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import torch
 
 from tuneforge.adapt.finetune import FinetuneConfig
 from tuneforge.api import finetune, predict
+from tuneforge.cli import main
 from tuneforge.data.splits import load_task
 from tuneforge.settings import BatchConfig
 
@@ -150,7 +152,7 @@ def test_cli_reads_stdin_and_writes_jsonl(lora_run, tmp_path):
     assert [r["output"] for r in rows] == [r["output"] for r in predict(str(out), INPUTS, dtype="fp32")]
     target = tmp_path / "preds.jsonl"
     (tmp_path / "inputs.txt").write_text("\n".join(INPUTS))
-    assert _cli("--model", str(out), "--inputs", str(tmp_path / "inputs.txt"), "--out", str(target)).returncode == 0
+    assert main(["predict", "--model", str(out), "--inputs", str(tmp_path / "inputs.txt"), "--out", str(target)]) == 0
     assert len(target.read_text().splitlines()) == len(INPUTS)
 
 
@@ -159,13 +161,16 @@ def test_cli_reads_stdin_and_writes_jsonl(lora_run, tmp_path):
     (["--device", "cuda:7"], "device 'cuda:7'"),
     (["--inputs", "/nonexistent/in.txt"], "/nonexistent/in.txt: no such file"),
 ])
-def test_cli_bad_input_is_one_line(lora_run, tmp_path, args, message):
+def test_cli_bad_input_is_one_line(lora_run, args, message, monkeypatch, capsys):
     out, _ = lora_run
+    monkeypatch.setenv("TUNEFORGE_DEVICE", "auto")  # --device sets it: monkeypatch puts it back after
+    monkeypatch.setattr("sys.stdin", io.StringIO("lemon\n"))
     base = {"--model": str(out), "--inputs": "-"}
     base.update(dict(zip(args[::2], args[1::2])))
-    done = _cli(*[x for kv in base.items() for x in kv], stdin="lemon\n")
-    assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
-    assert done.stdout == ""
+    assert main(["predict", *[x for kv in base.items() for x in kv]]) == 2
+    done = capsys.readouterr()
+    assert message in done.err and len(done.err.strip().splitlines()) == 1, done.err
+    assert done.out == ""
 
 
 def test_a_model_without_a_record_needs_a_task(tiny_model_dir):
