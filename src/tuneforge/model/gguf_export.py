@@ -8,7 +8,6 @@ byte-level BPE tokenizer (SmolLM2, Llama 3). tests/model/test_gguf_export.py rea
 through transformers' GGUF loader and compares logits and token ids with the source model."""
 
 import json
-import logging
 from pathlib import Path
 
 import gguf
@@ -19,7 +18,6 @@ from tuneforge.atomic import atomic_path, check_writable
 from tuneforge.errors import TuneforgeError
 from tuneforge.model.load import RUN_MODEL_DIRS, fingerprint, resolve_model_dir
 
-log = logging.getLogger(__name__)
 
 F16, F32 = gguf.GGMLQuantizationType.F16, gguf.GGMLQuantizationType.F32
 # --quant: the type of every 2-D weight, and the file type llama.cpp reports for the whole file.
@@ -66,7 +64,6 @@ def export_gguf(model_dir: str | Path, out_file: str | Path, *, quant: str = "f1
             writer.write_tensors_to_file()
         finally:
             writer.close()
-    log.info("wrote %s (%d tensors, %s) from %s", out, tensors, quant, path)
     return {"path": str(out), "bytes": out.stat().st_size, "tensors": tensors, "quant": quant, "source": str(path)}
 
 
