@@ -209,8 +209,9 @@ def cmd_cache(args) -> int:
     total, own = sum(e["bytes"] for e in kept), sum(e["own_bytes"] for e in kept)
     print(f"{len(kept)} stage(s) in {root}: {units.size(total)} ({units.size(own)} of it in the cache alone; "
           f"the rest is hard-linked into run folders)")
-    if leftovers(root):
-        print(f"{len(leftovers(root))} unfinished write(s) (killed or under way): `tuneforge cache clear` removes them")
+    unfinished = leftovers(root)
+    if unfinished:
+        print(f"{len(unfinished)} unfinished write(s) (killed or under way): `tuneforge cache clear` removes them")
     return 0
 
 

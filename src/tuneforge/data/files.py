@@ -29,10 +29,9 @@ def read_rows(path: Path) -> Iterator[tuple[str, str, dict]]:
         yield from _parquet_rows(path)
     elif suffix in TABLE_SUFFIXES:
         yield from _table_rows(path, TABLE_SUFFIXES[suffix])
-    elif text_of(path).lstrip().startswith("["):
-        yield from _array_rows(path)
     else:
-        yield from _jsonl_rows(path)
+        text = text_of(path)  # read once: sniffed, then parsed
+        yield from (_array_rows if text.lstrip().startswith("[") else _jsonl_rows)(path, text)
 
 
 def text_of(path: Path) -> str:
@@ -42,24 +41,24 @@ def text_of(path: Path) -> str:
         raise TuneforgeError(f"{path}: not UTF-8 text (byte {e.start})") from None
 
 
-def _jsonl_rows(path: Path):
-    for lineno, line in enumerate(text_of(path).splitlines(), start=1):
+def _jsonl_rows(path: Path, text: str):
+    for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError as e:
-            raise TuneforgeError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno}){_whole_file_hint(path)}"
-                                 ) from None
+            hint = _whole_file_hint(text)
+            raise TuneforgeError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno}){hint}") from None
         if not isinstance(row, dict):
             raise TuneforgeError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
         yield f"{path}:{lineno}", f"{path.stem}-{lineno}", row
 
 
-def _whole_file_hint(path: Path) -> str:
+def _whole_file_hint(text: str) -> str:
     """Why a JSONL line failed when the file is one JSON document spread over lines."""
     try:
-        whole = json.loads(text_of(path))
+        whole = json.loads(text)
     except json.JSONDecodeError:
         return ""
     if isinstance(whole, dict):
@@ -68,9 +67,9 @@ def _whole_file_hint(path: Path) -> str:
     return ""
 
 
-def _array_rows(path: Path):
+def _array_rows(path: Path, text: str):
     try:
-        rows = json.loads(text_of(path))
+        rows = json.loads(text)
     except json.JSONDecodeError as e:
         raise TuneforgeError(f"{path}:{e.lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
     for i, row in enumerate(rows, start=1):
@@ -101,9 +100,14 @@ def _parquet_rows(path: Path):
         yield f"{path}: row {i}", f"{path.stem}-{i}", {k: v for k, v in row.items() if v is not None}
 
 
+def is_saved_dataset(path: Path) -> bool:
+    """Whether `path` is a folder `datasets` wrote with `save_to_disk` (a Dataset or a DatasetDict)."""
+    return (path / "state.json").is_file() or (path / "dataset_dict.json").is_file()
+
+
 def _dataset_rows(path: Path):
     """A `datasets.Dataset` saved with `save_to_disk`; class-label columns become their names."""
-    if not (path / "state.json").is_file() and not (path / "dataset_dict.json").is_file():
+    if not is_saved_dataset(path):
         raise TuneforgeError(f"{path}: a directory, not a data file (nor a dataset saved with `save_to_disk`)")
     try:
         from datasets import ClassLabel, DatasetDict, load_from_disk

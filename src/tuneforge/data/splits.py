@@ -10,6 +10,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from tuneforge.data.files import is_saved_dataset
 from tuneforge.data.tasks import (
     Example, Fields, TaskInfo, builtin_info, builtin_path, input_key, read_examples, read_task_file,
 )
@@ -142,7 +143,7 @@ def load_task(
 
 def _is_data(path: Path) -> bool:
     """A data file, or a folder a `datasets` object was saved to (a task name is neither)."""
-    return path.is_file() or (path / "state.json").is_file() or (path / "dataset_dict.json").is_file()
+    return path.is_file() or is_saved_dataset(path)
 
 
 def _name_of(source) -> str:

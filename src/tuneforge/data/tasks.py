@@ -188,7 +188,8 @@ def input_key(text: str) -> str:
 
 def _text_field(row: dict, name: str, where: str, fields: Fields = Fields()) -> str:
     if name not in row:
-        raise TuneforgeError(f"{where}: field {name!r} is missing (the row has {field_names(row)}){_hint(name, fields)}")
+        hint = _hint(name, fields)
+        raise TuneforgeError(f"{where}: field {name!r} is missing (the row has {field_names(row)}){hint}")
     value = row[name]
     if isinstance(value, list):  # conversational prompt/completion: a list of messages
         value = "\n".join(m.get("content", "") if isinstance(m, dict) else "" for m in value)
