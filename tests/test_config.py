@@ -216,7 +216,7 @@ def test_string_annotations():
 
 def test_real_configs_build_and_nested_defaults_come_from_the_parent():
     got = from_dict(DistillConfig, {"layers": 7, "training": {"epochs": 2}})
-    assert got == DistillConfig(layers=7, training=FinetuneConfig(method="full", epochs=2, lr=3e-4, checkpoint_every=50))
+    assert got == DistillConfig(layers=7, training=FinetuneConfig(method="full", epochs=2, lr=3e-4))
     assert from_dict(PromptingConfig, {"shots": "0,2", "formats": "plain,chat", "picks": "random"}) == (
         PromptingConfig(shots=(0, 2), formats=("plain", "chat"), picks=("random",)))
     assert from_dict(FinetuneConfig, {"lr": 1, "lora_targets": "q_proj"}) == FinetuneConfig(
@@ -291,7 +291,7 @@ def test_load_config_applies_overrides_and_creates_sections(experiment):
     got = load_config(Experiment, experiment(EXPERIMENT.replace("1e3", "3")), [
         "--finetune.lr=1e-3", "--distill.training.epochs=2", "prompting.shots=0,2", "name=5"])
     assert got.finetune.lr == 1e-3 and got.prompting.shots == (0, 2) and got.name == "5"
-    assert got.distill.training == FinetuneConfig(method="full", epochs=2, lr=3e-4, checkpoint_every=50)
+    assert got.distill.training == FinetuneConfig(method="full", epochs=2, lr=3e-4)
     with pytest.raises(TuneforgeError, match="the file is empty"):
         load_config(Experiment, experiment("# only a comment\n"))
 

@@ -158,7 +158,7 @@ def test_lora_beats_zero_shot_and_is_compared_with_few_shot(fruit_prompting, lor
 def test_full_finetune_keeps_the_parameter_count(tmp_path):
     out = tmp_path / "full"
     proc = _run(["finetune", "--task", "fruit", "--method", "full", "--epochs", "2", "--lr", "3e-5", "--out", str(out),
-                 "--checkpoint-every", "0"], timeout=1200)  # no 1.6 GB checkpoints: resuming is tested on tiny models
+                 "--checkpoint-seconds", "0"], timeout=1200)  # no 1.6 GB checkpoints: resuming is tested on tiny models
     assert proc.returncode == 0, proc.stderr
     full = json.loads((out / "results.json").read_text())
     p = full["parameters"]

@@ -115,8 +115,9 @@ class FinetuneConfig:
     """LoRA rank."""
     lora_alpha: float = 32.0
     """LoRA scaling numerator (the update is scaled by alpha / r)."""
-    lora_dropout: float = 0.05
-    """Dropout on the LoRA input."""
+    lora_dropout: float = 0.0
+    """Dropout on the LoRA input. None by default, as Unsloth: with none, peft skips a dropped copy of
+    every adapter's input (a LoRA step on fruit: 25 % faster), and fruit's dev accuracy held."""
     lora_targets: tuple[str, ...] = LLAMA_TARGETS
     """Names of the modules that get adapters (default: every linear layer of a llama block)."""
     format: str = "plain"
@@ -127,8 +128,11 @@ class FinetuneConfig:
     """Optimizer steps between dev evaluations; 0 = once per epoch."""
     patience: int = 2
     """Early stopping after this many dev evaluations without improvement; 0 = never."""
-    checkpoint_every: int = 10
-    """Optimizer steps between checkpoints; 0 = none."""
+    checkpoint_every: int = 0
+    """Optimizer steps between checkpoints; 0 = not by steps."""
+    checkpoint_seconds: float = 60.0
+    """Seconds of training between checkpoints, checked after each step; 0 = not by time (both 0:
+    none). By time, a run loses at most about this much to a kill, whatever a step costs."""
     seed: int = 0
     """Seed of the data order, initialisation and dropout."""
     autocast: str = "auto"
@@ -145,6 +149,8 @@ class FinetuneConfig:
             (self.budget_steps is None or self.budget_steps > 0, f"budget_steps must be positive, got {self.budget_steps}"),
             (self.budget_seconds is None or self.budget_seconds > 0,
              f"budget_seconds must be positive, got {self.budget_seconds}"),
+            (self.checkpoint_every >= 0 and self.checkpoint_seconds >= 0,
+             "checkpoint_every and checkpoint_seconds must be >= 0"),
             (self.patience >= 0, f"patience must be >= 0, got {self.patience}"),
             (self.epochs > 0, f"epochs must be positive, got {self.epochs}"),
             (self.batch_size > 0 and self.grad_accum > 0, "batch size and gradient accumulation must be positive"),
@@ -207,11 +213,9 @@ class DistillConfig:
     """Logit KD: weight of the KD term against cross-entropy on the labels."""
     temperature: float = 2.0
     """Softmax temperature of the KD term."""
-    training: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(method="full", epochs=3, lr=3e-4,
-                                                                             checkpoint_every=50))
+    training: FinetuneConfig = field(default_factory=lambda: FinetuneConfig(method="full", epochs=3, lr=3e-4))
     """How the student trains (every weight; the shared loop's settings): 3 epochs of a pool 10x the
-    train split are 30 passes over its inputs; a checkpoint of every weight and the optimizer's
-    state costs ~1 s, so one per 50 steps."""
+    train split are 30 passes over its inputs."""
 
     def __post_init__(self):
         if self.kd not in KD_MODES:

@@ -119,3 +119,33 @@ def test_gradient_accumulation_matches_one_big_batch(tiny_model_dir):
     # but a single step sees all 16 rows either way, and the loss is the mean over all target tokens.
     for a, b in zip(run(16, 1), run(8, 2)):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_checkpoints_by_time_resume_to_the_same_weights(tiny_model_dir, tmp_path):
+    """A checkpoint is due once `checkpoint_seconds` have passed (here: after every step); a run stopped
+    after step 5 resumes from its step-5 checkpoint and ends with the uninterrupted run's weights.
+    With an hour between checkpoints, none is written."""
+    def run(folder, seconds, stop_at=None, resume=False):
+        loaded = load_model(tiny_model_dir, dtype="fp32", device="cpu")
+        net, seen = _net(loaded.model), []
+
+        def progress(step, total, record, elapsed):
+            seen.append(sorted(p.name for p in folder.glob("step-*")))
+            if step == stop_at:
+                raise KeyboardInterrupt
+
+        result = train(net, _rows(loaded, 16), finetune_loss, _cfg(epochs=2, checkpoint_seconds=seconds),
+                       accelerator=Accelerator(), pad_id=loaded.tokenizer.pad_token_id, checkpoint_dir=folder,
+                       resume=resume, progress=progress)
+        return result, [p.detach().clone() for p in net.parameters()], seen
+
+    whole, weights, _ = run(tmp_path / "whole", 1e-9)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "killed", 1e-9, stop_at=6)
+    assert [p.name for p in (tmp_path / "killed").glob("step-*")] == ["step-00000005"]
+    resumed, resumed_weights, _ = run(tmp_path / "killed", 1e-9, resume=True)
+    assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in whole["history"]]
+    for a, b in zip(weights, resumed_weights):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+    _, _, seen = run(tmp_path / "hourly", 3600.0)
+    assert seen == [[]] * 8 and not (tmp_path / "hourly").exists()

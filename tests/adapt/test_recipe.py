@@ -148,3 +148,28 @@ def test_an_artifact_is_replaced_whole_or_not_at_all(tmp_path):
     provenance = json.loads((target / "tuneforge.json").read_text())
     assert provenance == {"artifact": {"path": str(target.resolve()), "fingerprint": fingerprint(target)},
                           **PROVENANCE}
+
+
+def test_lora_under_bf16_keeps_the_frozen_base_in_bf16_and_trains_fp32_adapters(tiny_model_dir):
+    """Under bf16 autocast the base's matrices are stored in bf16 (no per-pass re-cast), the adapters
+    and norms stay fp32, and the model computes what the fp32-stored model computes under autocast."""
+    import torch
+
+    from tuneforge.adapt.finetune import frozen_in_bf16
+
+    cfg = FinetuneConfig(method="lora", epochs=1)
+    reference = trainable_model(load_model(tiny_model_dir, dtype="fp32", device="cpu"), cfg)
+    loaded = load_model(tiny_model_dir, dtype="fp32", device="cpu")
+    frozen_in_bf16(loaded.model)
+    model = trainable_model(loaded, cfg)
+    dtypes = {name: p.dtype for name, p in model.named_parameters()}
+    assert {d for n, d in dtypes.items() if "lora_" in n} == {torch.float32}
+    assert {d for n, d in dtypes.items() if "norm" in n} == {torch.float32}
+    assert {d for n, d in dtypes.items() if n.endswith(("proj.base_layer.weight", "embed_tokens.weight"))} == {torch.bfloat16}
+    ids = torch.tensor([[1, 5, 9, 12, 7, 3]])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours, theirs = model(input_ids=ids).logits.float(), reference(input_ids=ids).logits.float()
+    torch.testing.assert_close(ours, theirs, atol=0.05, rtol=0.02)
+    ours.sum().backward()
+    grads = [p.grad for n, p in model.named_parameters() if p.requires_grad]
+    assert grads and all(g is not None and g.dtype == torch.float32 for g in grads)

@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 import torch
@@ -137,3 +138,22 @@ def test_a_hub_id_without_a_network_says_so_in_one_line(tmp_path):
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "unknown model 'nobody-here/no-such-model': not a local directory" in done.stderr
     assert "the Hugging Face hub cannot be reached from here" in done.stderr and "give a local model directory" in done.stderr
+
+
+def test_torch_uses_the_physical_cores_unless_told(monkeypatch):
+    from tuneforge.model.load import physical_cores, use_physical_cores
+
+    cores = physical_cores()
+    assert 1 <= cores <= len(os.sched_getaffinity(0))
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        torch.set_num_threads(1)
+        use_physical_cores()
+        assert torch.get_num_threads() == 1  # a parallel test's or a Ray actor's own setting stays
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        monkeypatch.delenv("TORCH_NUM_THREADS", raising=False)
+        use_physical_cores()
+        assert torch.get_num_threads() == cores
+    finally:
+        torch.set_num_threads(before)

@@ -47,6 +47,8 @@ def finetune(loaded: LoadedModel, task: Task, cfg: FinetuneConfig, out: Path, *,
     bf16 = cfg.uses_bf16(loaded.device)
     grid = cfg.grid(bool(task.dev))
     use_training_attention(loaded.model, loaded.device)
+    if cfg.method == "lora" and bf16:
+        frozen_in_bf16(loaded.model)
     pristine = loaded.model  # each trial starts from the base: a copy of it, the last trial the base itself
     trials, best, started = [], None, time.perf_counter()
     for i, lr in enumerate(grid):
@@ -110,6 +112,15 @@ def trainable_model(loaded: LoadedModel, cfg: FinetuneConfig) -> torch.nn.Module
     return loaded.model.requires_grad_(True)
 
 
+def frozen_in_bf16(model: torch.nn.Module) -> None:
+    """Under bf16 autocast, LoRA's frozen base weights are kept in bf16 (the adapters train in fp32,
+    peft's default): half the memory, and no fp32 -> bf16 copy of every weight in every forward pass.
+    Only linear layers and embeddings: norms and rotary frequencies stay in fp32."""
+    for module in model.modules():
+        if isinstance(module, (torch.nn.Linear, torch.nn.Embedding)):
+            module.weight.data = module.weight.data.to(torch.bfloat16)
+
+
 def loss(logits, batch, n_global: int, world_size: int):
     """Fine-tuning's loss: cross-entropy on the target tokens."""
     return ce_loss(logits, batch["targets"], n_global, world_size)
@@ -139,7 +150,8 @@ def run_hash(cfg: FinetuneConfig, task: Task) -> str:
     """sha256 of what changes the trajectory: the config and the train/dev examples."""
     rows = {s: [[e.id, e.input, e.target, e.group] for e in task.split(s)] for s in ("train", "dev")}
     payload = {"config": asdict(cfg), **rows}  # where a row was read is not part of it
-    payload["config"].pop("checkpoint_every")
+    for key in ("checkpoint_every", "checkpoint_seconds"):  # when checkpoints are written: not the trajectory
+        payload["config"].pop(key)
     payload["config"].pop("merge")
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -148,5 +160,6 @@ def loop_config(cfg: FinetuneConfig, has_dev: bool) -> LoopConfig:
     return LoopConfig(epochs=cfg.epochs, lr=cfg.peak_lr, batch_size=cfg.batch_size, grad_accum=cfg.grad_accum,
                       warmup_ratio=cfg.warmup_ratio, schedule=cfg.schedule, weight_decay=cfg.weight_decay,
                       max_grad_norm=cfg.max_grad_norm, seed=cfg.seed, eval_every=cfg.eval_every,
-                      patience=cfg.patience if has_dev else 0, checkpoint_every=cfg.checkpoint_every)
+                      patience=cfg.patience if has_dev else 0, checkpoint_every=cfg.checkpoint_every,
+                      checkpoint_seconds=cfg.checkpoint_seconds)
 

@@ -32,7 +32,8 @@ class LoopConfig:
     seed: int
     eval_every: int  # optimizer steps between dev evaluations; 0 = once per epoch
     patience: int  # stop after this many evaluations without improvement; 0 = never
-    checkpoint_every: int  # optimizer steps between checkpoints; 0 = none
+    checkpoint_every: int  # optimizer steps between checkpoints; 0 = not by steps
+    checkpoint_seconds: float = 0.0  # seconds of training between checkpoints; 0 = not by time
 
 
 class TargetLogits(torch.nn.Module):
@@ -61,7 +62,7 @@ def train(net: torch.nn.Module, rows: list[Row], loss_fn, cfg: LoopConfig, *, ac
     torch.manual_seed(cfg.seed)
     net.train()
     params = [p for p in net.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = adamw(params, cfg)
     steps_per_epoch = epoch_steps(cfg, len(rows))
     total_steps = steps_per_epoch * cfg.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total_steps))
@@ -71,7 +72,7 @@ def train(net: torch.nn.Module, rows: list[Row], loss_fn, cfg: LoopConfig, *, ac
     if resume and checkpoint_dir and (ckpt := latest_checkpoint(checkpoint_dir)):
         state, best = load_checkpoint(ckpt, net, optimizer, scheduler, expect=run_id or {})
     lengths = [len(r.ids) for r in rows]
-    start = time.perf_counter()
+    start = last_checkpoint = time.perf_counter()
     while state["step"] < total_steps and not state["stopped"]:
         epoch, in_epoch = divmod(state["step"], steps_per_epoch)
         batches = epoch_batches(len(rows), lengths, cfg.batch_size, cfg.seed, epoch)
@@ -93,12 +94,21 @@ def train(net: torch.nn.Module, rows: list[Row], loss_fn, cfg: LoopConfig, *, ac
         state["history"].append(record)
         if progress:
             progress(state["step"], total_steps, record, elapsed)
-        if checkpoint_dir and cfg.checkpoint_every and _due(state["step"], cfg.checkpoint_every, total_steps):
+        if checkpoint_dir and _checkpoint_due(cfg, state["step"], total_steps, last_checkpoint, accelerator):
             if accelerator.is_main_process:
                 save_checkpoint(checkpoint_dir, state["step"], net, optimizer, scheduler,
                                 {**state, **(run_id or {})}, best)
             accelerator.wait_for_everyone()
+            last_checkpoint = time.perf_counter()
     return {**state, "best": best, "total_steps": total_steps}
+
+
+def adamw(params: list[torch.nn.Parameter], cfg: LoopConfig) -> torch.optim.AdamW:
+    """AdamW over `params`, fused into one kernel per step where torch has one for their device (CPU
+    and CUDA): a LoRA model has ~400 small tensors, and a loop over them costs more than the update."""
+    device = params[0].device.type if params else "cpu"
+    fused = device in ("cpu", "cuda")
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None)
 
 
 def train_step(model, micro: list[list[Row]], loss_fn, accelerator, pad_id: int, collate_rows=collate
@@ -107,18 +117,20 @@ def train_step(model, micro: list[list[Row]], loss_fn, accelerator, pad_id: int,
     world_size-th row of each. Returns the global mean loss and the global target/all token counts."""
     world, rank = accelerator.num_processes, accelerator.process_index
     n_global = sum(r.n_target for batch in micro for r in batch)
-    total = torch.zeros(3)
+    loss_sum, counts = torch.zeros((), device=accelerator.device), torch.zeros(2)
     for j, batch in enumerate(micro):
         mine = batch[rank::world]
         weight = 1.0 if mine else 0.0  # a process with no row still joins the gradient exchange
-        batch_t = {k: v.to(accelerator.device) for k, v in collate_rows(mine or batch[:1], pad_id).items()}
+        rows_in = collate_rows(mine or batch[:1], pad_id)
+        counts += torch.tensor([len(rows_in["targets"]), float(rows_in["attention_mask"].sum())]) * weight
+        batch_t = {k: v.to(accelerator.device) for k, v in rows_in.items()}
         sync = nullcontext() if j == len(micro) - 1 else accelerator.no_sync(model)
         with sync, accelerator.autocast():
             loss = loss_fn(model(batch_t), batch_t, n_global, world) * weight
             accelerator.backward(loss)
-        total += torch.tensor([loss.item(), len(batch_t["targets"]) * weight,
-                               batch_t["attention_mask"].sum().item() * weight])
-    total = accelerator.reduce(total.to(accelerator.device), reduction="sum").cpu()
+        loss_sum += loss.detach().float()  # on the device: no host sync per micro-batch
+    total = torch.cat([loss_sum[None], counts.to(accelerator.device)])
+    total = accelerator.reduce(total, reduction="sum").cpu()  # the step's one sync
     return total[0].item() / world, int(total[1]), int(total[2])
 
 
@@ -144,6 +156,22 @@ def lr_lambda(cfg: LoopConfig, total_steps: int):
 
 def _due(step: int, every: int, total: int) -> bool:
     return step % every == 0 or step == total
+
+
+def _checkpoint_due(cfg: LoopConfig, step: int, total: int, since: float, accelerator) -> bool:
+    """Whether a checkpoint is written after `step`: every `checkpoint_every` steps (and the last), or
+    once `checkpoint_seconds` have passed since the last one. The clock is the main process's, so
+    every process agrees."""
+    if cfg.checkpoint_every and _due(step, cfg.checkpoint_every, total):
+        return True
+    if not cfg.checkpoint_seconds:
+        return False
+    due = torch.tensor([float(time.perf_counter() - since >= cfg.checkpoint_seconds)])
+    if accelerator.num_processes > 1:
+        from accelerate.utils import broadcast
+
+        due = broadcast(due.to(accelerator.device), from_process=0).cpu()
+    return bool(due.item())
 
 
 def _evaluate(state: dict, record: dict, evaluate, net, cfg: LoopConfig) -> None:

@@ -5,6 +5,7 @@ the store (SQLite has one writer), in chunks of `commit_every` rows as results s
 job killed at any moment loses at most the chunk in flight and, run again, computes only the rest."""
 
 import json
+import os
 from contextlib import contextmanager
 
 import numpy as np
@@ -21,7 +22,8 @@ class _PredictBatches:
     """One actor: the setting's model, loaded once, mapped over numpy batches {"input": (B,)}."""
 
     def __init__(self, setting: dict, pool: list[list[str]] | None, batch_size: int):
-        torch.set_num_threads(1)  # one thread per actor: `actors` actors share the machine's cores
+        os.environ["OMP_NUM_THREADS"] = "1"  # one thread per actor (`load_model` keeps to it): `actors`
+        torch.set_num_threads(1)  # actors share the machine's cores
         self.predict = predictor_for_setting(setting, pool, batch_size)
 
     def __call__(self, batch: dict) -> dict:

@@ -53,6 +53,34 @@ def cpu_supports_bf16() -> bool:
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
+def physical_cores() -> int:
+    """Physical cores this process may run on: the CPUs of its affinity mask, counted once per core
+    (a hyper-threaded sibling adds no matmul throughput, only contention)."""
+    allowed = os.sched_getaffinity(0)
+    cores, cpu, physical = set(), None, "0"
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return len(allowed)
+    for line in lines:
+        key, _, value = line.partition(":")
+        key, value = key.strip(), value.strip()
+        if key == "processor":
+            cpu = int(value)
+        elif key == "physical id":
+            physical = value
+        elif key == "core id" and cpu in allowed:
+            cores.add((physical, value))
+    return len(cores) or len(allowed)
+
+
+def use_physical_cores() -> None:
+    """torch's CPU threads: one per physical core, unless OMP_NUM_THREADS or TORCH_NUM_THREADS says
+    otherwise (a parallel test or a Ray actor sets its own)."""
+    if not any(os.environ.get(v) for v in ("OMP_NUM_THREADS", "TORCH_NUM_THREADS")):
+        torch.set_num_threads(physical_cores())
+
+
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     """`auto` is bf16 on CUDA and on CPUs with native bf16, fp32 elsewhere; `bf16`/`fp32` force one."""
     check_dtype(name)
@@ -103,6 +131,8 @@ def load_model(model: str | Path | None = None, dtype: str = "auto", device: str
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     dev = resolve_device(device)
+    if dev.type == "cpu":
+        use_physical_cores()
     torch_dtype = resolve_dtype(dtype, dev)
     path = default_model_dir() if model is None else resolve_model_dir(model)
     if (path / ADAPTER_CONFIG).is_file():
