@@ -1,8 +1,8 @@
 """Label-set distillation: the student learns the teacher's distribution over the label set.
 
 The scores are the ones both models predict with: each label's summed log-likelihood after the
-prompt (`predict/score.py`), here with gradients: the prompt runs once, its KV cache is repeated
-per label, and only the labels' tokens run on top. A row is a prompt, the teacher's label scores for
+prompt (`predict/score.py`), here with gradients: the prompt runs once, and the labels' tokens run
+on top of its KV cache, packed into one row. A row is a prompt, the teacher's label scores for
 it (cached on disk, so training needs no teacher pass for them) and the hard label (the gold one for
 a train input, the teacher's top label for a pool input). With a hidden-state term, the teacher runs
 the prompt live to give the hidden states of the layers the student kept."""
@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import torch
 
 from tuneforge.adapt.rows import Row
-from tuneforge.predict.padding import left_pad, right_pad
+from tuneforge.predict.padding import left_pad
+from tuneforge.predict.score import PackedLabels, label_scores
 from tuneforge.prompts.formats import PromptFormat, encode_continuation, encode_prompt, render_continuation
 from tuneforge.prompts.formats import render_prompt
 
@@ -42,15 +43,13 @@ def label_continuations(fmt: PromptFormat, tokenizer, labels: list[str]) -> list
 
 
 class LabelScores(torch.nn.Module):
-    """The student's (B, K) label scores with gradients, and with `layers` the hidden states after
-    each of its layers (B, P, H) for the hidden-state term."""
+    """The student's (B, K) label scores with gradients (`label_scores`, as the predictor scores), and
+    with `hidden` the hidden states after each of its layers (B, P, H) for the hidden-state term."""
 
     def __init__(self, model: torch.nn.Module, continuations: list[list[int]], pad_id: int, hidden: bool):
         super().__init__()
         self.model, self.hidden, self.pad_id = model, hidden, pad_id
-        conts, cont_mask = right_pad(continuations, pad_id)  # (K, L)
-        self.register_buffer("conts", conts, persistent=False)
-        self.register_buffer("cont_mask", cont_mask, persistent=False)
+        self.labels = PackedLabels.of(continuations)
 
     def collate(self, rows: list[LabelRow], pad_id: int) -> dict[str, torch.Tensor]:
         ids, mask = left_pad([list(r.ids) for r in rows], pad_id)  # (B, P)
@@ -58,21 +57,9 @@ class LabelScores(torch.nn.Module):
                 "teacher": torch.tensor([r.teacher for r in rows]), "targets": torch.tensor([r.gold for r in rows])}
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict:
-        ids, mask, conts, cont_mask = batch["input_ids"], batch["attention_mask"], self.conts, self.cont_mask
-        B, K, L = ids.shape[0], conts.shape[0], conts.shape[1]
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=batch["positions"], use_cache=L > 1,
-                         logits_to_keep=1, output_hidden_states=self.hidden)
-        scores = torch.log_softmax(out.logits[:, -1].float(), dim=-1)[:, conts[:, 0]]  # (B, K)
-        if L > 1:
-            cache = out.cache
-            cache.batch_repeat_interleave(K)  # (B·K, ...): each prompt's cache once per label
-            step_mask = torch.cat([mask.repeat_interleave(K, dim=0), cont_mask[:, :-1].repeat(B, 1)], dim=1)
-            step_pos = mask.sum(-1).repeat_interleave(K)[:, None] + torch.arange(L - 1, device=ids.device)
-            logits = self.model(input_ids=conts[:, :-1].repeat(B, 1), attention_mask=step_mask,
-                                position_ids=step_pos, cache=cache).logits  # (B·K, L-1, V)
-            logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, conts[:, 1:].repeat(B, 1)[..., None])[..., 0]
-            scores = scores + (logp * cont_mask[:, 1:].repeat(B, 1)).sum(-1).view(B, K)
-        return {"scores": scores, "hidden": out.hidden_states[1:] if self.hidden else None}
+        scores, hidden = label_scores(self.model, batch["input_ids"], batch["attention_mask"], batch["positions"],
+                                      self.labels, hidden=self.hidden)
+        return {"scores": scores, "hidden": hidden}
 
 
 def teacher_hidden(teacher: torch.nn.Module, batch: dict[str, torch.Tensor], layers: list[int]) -> list[torch.Tensor]:

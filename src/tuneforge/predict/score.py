@@ -91,35 +91,47 @@ def _prefix_cache(model, prefix: list[int]):
 
 def _score_batch(model, prefix, prompts, labels: "PackedLabels", pad_id) -> torch.Tensor:
     """(B, K) scores of B prompts, each the tokens after `prefix` (a KV cache of p tokens, or None)."""
-    device = model.device
     ids, mask = left_pad(prompts, pad_id)  # (B, P)
-    ids, mask = ids.to(device), mask.to(device)
-    B = ids.shape[0]
+    ids, mask = ids.to(model.device), mask.to(model.device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding: real tokens start at position 0
     cache = None
     if prefix is not None:  # [prefix][pads][suffix]: the suffix's positions go on where the prefix ends
+        B = ids.shape[0]
         cache = copy.deepcopy(prefix)  # forward passes grow a cache in place; the prefix's serves every batch
         cache.batch_repeat_interleave(B)
         p = cache.get_seq_length()
         positions, mask = positions + p, torch.cat([mask.new_ones(B, p), mask], dim=1)  # (B, P), (B, p+P)
+    return label_scores(model, ids, mask, positions, labels, cache=cache)[0].cpu()
+
+
+def label_scores(model, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, labels: "PackedLabels", *,
+                 cache=None, hidden: bool = False) -> tuple[torch.Tensor, tuple | None]:
+    """(B, K) summed log-probability of each candidate after each of B left-padded prompts `ids`
+    (B, P) at `positions` (B, P), on `cache` (a prefix's, or None; `mask` (B, C) covers it too),
+    with gradients where they are enabled (distillation trains on these scores); with `hidden`, also
+    the hidden states after each layer at the prompts' positions, (B, P, H) each."""
+    device = ids.device
     out = model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True,
-                logits_to_keep=1)
+                logits_to_keep=1, output_hidden_states=hidden)
     first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # (B, V): scores each candidate's 1st token
     total = first[:, labels.first.to(device)]  # (B, K)
+    states = out.hidden_states[1:] if hidden else None
     T = len(labels.feed)
     if not T:
-        return total.cpu()
+        return total, states
     # Every candidate's later tokens in one packed row per prompt, on the prompt's cache: each token
     # sees the whole prompt and its own candidate's earlier tokens (a 4D additive mask), so no
     # candidate is padded and the cache is not copied per candidate.
-    C = mask.shape[1]
+    B, C = mask.shape
     allowed = torch.cat([mask.bool()[:, None, :].expand(B, T, C), labels.local.to(device).expand(B, T, T)], dim=-1)
-    bias = torch.zeros(allowed.shape, dtype=model.dtype, device=device).masked_fill(~allowed, torch.finfo(model.dtype).min)
+    autocast = torch.is_autocast_enabled(device.type)  # the mask in the dtype attention computes in
+    dtype = torch.get_autocast_dtype(device.type) if autocast else next(model.parameters()).dtype
+    bias = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, torch.finfo(dtype).min)
     step_pos = mask.sum(-1)[:, None] + labels.offset.to(device)  # (B, T)
     logits = model(input_ids=labels.feed.to(device).repeat(B, 1), attention_mask=bias[:, None], position_ids=step_pos,
                    cache=out.cache).logits  # (B, T, V)
     logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, labels.target.to(device).repeat(B, 1)[..., None])[..., 0]
-    return total.index_add(1, labels.candidate.to(device), logp).cpu()  # (B, K)
+    return total.index_add(1, labels.candidate.to(device), logp), states  # (B, K)
 
 
 @dataclass(frozen=True)
