@@ -120,3 +120,22 @@ def test_two_processes_under_accelerate_launch_match_one(tiny_model_dir, tmp_pat
     for h1, h2 in zip(r1["history"], r2["history"]):
         assert h2["loss"] == pytest.approx(h1["loss"], abs=1e-5)
         assert h2["target_tokens"] == h1["target_tokens"]
+
+
+def test_lora_trained_on_a_bf16_base_merges_into_the_base_as_stored(tiny_model_dir, tmp_path):
+    """Under bf16 autocast the run keeps its frozen base in bf16; the merged model is still the saved
+    adapter merged into the base as read from disk (fp32 here), as peft merges it for a user."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "run"
+    done = _run(_cmd(tiny_model_dir, out, "--epochs", "2", "--autocast", "on", "--merge", "--lr", "1e-2"))
+    assert done.returncode == 0, done.stderr
+    merged = load_file(out / "merged" / "model.safetensors")
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    expected = PeftModel.from_pretrained(base, out / "adapter").merge_and_unload().state_dict()
+    assert {t.dtype for t in merged.values()} == {torch.float32}
+    assert any(not torch.equal(merged[k], base_w) for k, base_w in
+               load_file(tiny_model_dir / "model.safetensors").items() if k in merged)  # the adapter moved it
+    for name, tensor in merged.items():
+        torch.testing.assert_close(tensor, expected[name], atol=0, rtol=0)

@@ -23,8 +23,8 @@ from tuneforge.adapt.recipe import accelerator_for, test_pass, use_training_atte
 from tuneforge.adapt.rows import build_rows
 from tuneforge.data.limits import check_input_lengths
 from tuneforge.data.splits import Task
-from tuneforge.model.load import LoadedModel
-from tuneforge.model.lora import add_lora, merge
+from tuneforge.model.load import LoadedModel, load_model
+from tuneforge.model.lora import add_lora
 from tuneforge.model.params import count_parameters
 from tuneforge.predict.predictor import Predictor
 from tuneforge.prompts.formats import PromptFormat, prompt_record
@@ -83,7 +83,8 @@ def finetune(loaded: LoadedModel, task: Task, cfg: FinetuneConfig, out: Path, *,
     for trial in trials:
         trial.pop("history", None)
     return save_run(out, results, accelerator,
-                    lambda: save_artifacts(trainee.model, loaded.tokenizer, cfg, out, results, base_counts))
+                    lambda: save_artifacts(trainee.model, loaded.tokenizer, cfg, out, results, base_counts,
+                                           base_dtype=loaded.dtype))
 
 
 def _within_budget(cfg: FinetuneConfig, loop: LoopConfig, n_rows: int, trials: list[dict], seconds: float) -> bool:
@@ -126,9 +127,12 @@ def loss(logits, batch, n_global: int, world_size: int):
     return ce_loss(logits, batch["targets"], n_global, world_size)
 
 
-def save_artifacts(model, tokenizer, cfg: FinetuneConfig, out: Path, results: dict, base: dict) -> dict:
-    """Full: a model directory. LoRA: an adapter directory (+ the merged model on request).
-    Each gets a `tuneforge.json` with its provenance; returns the parameter accounting for the results."""
+def save_artifacts(model, tokenizer, cfg: FinetuneConfig, out: Path, results: dict, base: dict, *,
+                   base_dtype: torch.dtype = torch.float32) -> dict:
+    """Full: a model directory. LoRA: an adapter directory (+ the merged model on request: the saved
+    adapter merged into the base model as read from disk, in `base_dtype`, as peft would merge it for a
+    user; the base the run trained on may have been kept in bf16). Each gets a `tuneforge.json` with
+    its provenance; returns the parameter accounting for the results."""
     trainable = count_parameters(model)["trainable"]
     params = {"base": base["total"], "trainable": trainable, "trainable_pct_of_base": 100 * trainable / base["total"]}
     provenance = {k: results[k] for k in ("route", "method", "config", "base_model", "prompt_format", "prompt", "task")}
@@ -140,7 +144,7 @@ def save_artifacts(model, tokenizer, cfg: FinetuneConfig, out: Path, results: di
         return {"parameters": params}
     save_artifact(out / "adapter", model, tokenizer, {**provenance, "parameters": params})
     if cfg.merge:
-        merged = merge(model)  # after the adapter is saved: merging folds the adapters away
+        merged = load_model(out / "adapter", dtype=str(base_dtype).removeprefix("torch."), device=str(model.device)).model
         params["after_merge"] = count_parameters(merged)["total"]
         save_artifact(out / "merged", merged, tokenizer, {**provenance, "parameters": params})
     return {"parameters": params}

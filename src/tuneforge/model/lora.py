@@ -1,4 +1,5 @@
-"""The one place peft is called: add LoRA adapters, reach the base model, merge, save."""
+"""Where peft adds LoRA adapters and where the base model under them is reached (a saved adapter is
+merged on load: `model/load.py`)."""
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
@@ -26,7 +27,3 @@ def base_model(model: torch.nn.Module) -> torch.nn.Module:
     """The transformers model under a peft wrapper (the model itself when there is none)."""
     return model.get_base_model() if isinstance(model, PeftModel) else model
 
-
-def merge(model: PeftModel) -> torch.nn.Module:
-    """A plain transformers model with the adapters folded into the weights (same parameter count)."""
-    return model.merge_and_unload()
