@@ -1,12 +1,11 @@
 import pytest
 import torch
 
-from tuneforge.predict.padding import left_pad, length_batches, right_pad
+from tuneforge.predict.padding import left_pad, length_batches
 
 
 @pytest.mark.parametrize("pad, ids, mask", [
     (left_pad, [[9, 9, 1, 2, 3], [9, 9, 9, 9, 4], [5, 6, 7, 8, 9]], [[0, 0, 1, 1, 1], [0, 0, 0, 0, 1], [1] * 5]),
-    (right_pad, [[1, 2, 3, 9, 9], [4, 9, 9, 9, 9], [5, 6, 7, 8, 9]], [[1, 1, 1, 0, 0], [1, 0, 0, 0, 0], [1] * 5]),
 ])
 def test_padding_puts_the_pad_id_on_its_side_and_masks_it(pad, ids, mask):
     got_ids, got_mask = pad([[1, 2, 3], [4], [5, 6, 7, 8, 9]], pad_id=9)

@@ -106,8 +106,7 @@ def train(net: torch.nn.Module, rows: list[Row], loss_fn, cfg: LoopConfig, *, ac
 def adamw(params: list[torch.nn.Parameter], cfg: LoopConfig) -> torch.optim.AdamW:
     """AdamW over `params`, fused into one kernel per step where torch has one for their device (CPU
     and CUDA): a LoRA model has ~400 small tensors, and a loop over them costs more than the update."""
-    device = params[0].device.type if params else "cpu"
-    fused = device in ("cpu", "cuda")
+    fused = (params[0].device.type if params else "cpu") in ("cpu", "cuda")
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None)
 
 

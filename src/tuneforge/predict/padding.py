@@ -19,10 +19,3 @@ def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
     mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs])
     return ids, mask
 
-
-def right_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Ids and mask (N, W), padded on the right so every row starts at column 0."""
-    width = max(len(s) for s in seqs)
-    ids = torch.tensor([s + [pad_id] * (width - len(s)) for s in seqs])
-    mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs])
-    return ids, mask

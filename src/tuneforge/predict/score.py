@@ -1,9 +1,10 @@
 """Label ranking: the log-likelihood of each candidate continuation after each prompt, batched.
 
-Each prompt is run once (left-padded, KV cache kept); its cache is then repeated once per candidate
-and only the candidates' tokens are run on top of it. So a prompt of P tokens and K candidates of
-L tokens cost P + K·L token positions, not K·(P + L) as in a loop over candidates. Only the logits
-that score a candidate token are computed.
+Each prompt is run once (left-padded, KV cache kept); the candidates' later tokens then run on top
+of it packed into one row (a 4D mask keeps each candidate to the prompt and its own tokens). So a
+prompt of P tokens and K candidates of lengths l_k cost P + Σ(l_k - 1) token positions, not
+K·(P + L) as in a loop over candidates, and no candidate is padded. Only the logits that score a
+candidate token are computed.
 
 Prompts that share a long token prefix (the instruction and the same demonstrations, as random,
 balanced and first-k picks give every item) share its cache too: the prefix is run once, batch 1,
