@@ -106,6 +106,17 @@ def test_bad_input_exits_2_with_one_line(case, tmp_path, request):
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_topic_file_with_an_empty_line_exits_2_naming_the_line(tmp_path):
+    topics = tmp_path / "topics.txt"
+    topics.write_text("vaccine\n\ncar\n")
+    proc = run_cli(["synonyms", "--topics", topics, "--store", tmp_path / "s.db"], cwd=tmp_path,
+                   home=tmp_path / "home", timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and f"{topics}:2: empty line" in lines[0] and "Traceback" not in proc.stderr, proc.stderr
+    assert not (tmp_path / "s.db").exists() and not (tmp_path / "home").exists()
+
+
 def test_happy_path_writes_results(tmp_path, tiny_model_dir):
     train = write_jsonl(tmp_path / "train.jsonl", FRUIT_TRAIN)
     test = write_jsonl(tmp_path / "test.jsonl", FRUIT_TEST)
@@ -157,6 +168,11 @@ DEMO = "demo.yaml"  # resolved in the test: the built-in experiment
     (["run", DEMO, "--full.budget_steps=0"], "full: budget_steps must be positive, got 0"),
     (["run", DEMO, "--prompting.scorings=[sum, mean]"], "prompting: unknown scoring 'mean'"),
     (["run", DEMO, "--task.dev_fraction=1"], "task: dev_fraction must be in [0, 1), got 1"),
+    (["synonyms", "--topics", "t.txt", "--store", "s.db", "--samples", "0"], "samples must be at least 1, got 0"),
+    (["synonyms", "--topics", "t.txt", "--store", "s.db", "--thresholds", "0.1,1.5"],
+     "thresholds must each be between 0 and 1, got [0.1, 1.5]"),
+    (["run", DEMO, "--synonyms.samples=0"], "synonyms: samples must be at least 1, got 0"),
+    (["run", DEMO, "--synonyms.thresholds=[-0.1]"], "synonyms: thresholds must each be between 0 and 1"),
 ])
 def test_bad_grid_and_search_settings_exit_2_with_one_line_before_any_model(tmp_path, args, expected):
     from tuneforge.experiment.config import __file__ as config_file

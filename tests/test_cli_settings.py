@@ -13,12 +13,13 @@ from tuneforge.adapt.distill import DistillConfig
 from tuneforge.adapt.finetune import FinetuneConfig
 from tuneforge.audit.run import AuditConfig
 from tuneforge.batch.job import BatchConfig
+from tuneforge.settings import SynonymsConfig
 from tuneforge.evaluate.prompting import PromptingConfig
 from tuneforge.flags import field_docs, from_args
 
 # What each command's flags must default to, written out here rather than read from the parser.
 DEFAULTS = {"prompt": PromptingConfig(), "finetune": FinetuneConfig(), "distill": DistillConfig(),
-            "audit": AuditConfig(), "batch": BatchConfig(), "synonyms": BatchConfig(shots=3), "predict": BatchConfig()}
+            "audit": AuditConfig(), "batch": BatchConfig(), "synonyms": SynonymsConfig(), "predict": BatchConfig()}
 REQUIRED = {"distill": ["--teacher", "t"], "batch": ["--store", "s.db"], "predict": ["--model", "m", "--inputs", "-"],
             "synonyms": ["--store", "s.db", "--topics", "t.txt"]}  # what a command cannot parse without
 RENAMED = {"formats": "--format", "picks": "--pick", "calibrations": "--calibration", "scorings": "--scoring"}

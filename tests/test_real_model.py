@@ -174,7 +174,7 @@ def test_open_task_generates_synonyms_on_the_real_model(tmp_path):
     results = tuneforge.prompt("synonyms", config=tuneforge.PromptingConfig(shots=(3,), picks=("similar",),
                                                                            max_new_tokens=24))
     preds = results["conditions"][0]["predictions"]
-    assert results["metric"] == "exact_match" and len(preds) == results["task"]["sizes"]["test"]
+    assert results["metric"] == "list_f1" and len(preds) == results["task"]["sizes"]["test"]
     assert sum("," in p for p in preds) >= len(preds) // 2, f"few-shot answers should be lists: {preds}"
 
 
@@ -245,26 +245,68 @@ def _assert_store_serves_the_recommended_routes_test_predictions(out, results) -
 
 
 def test_synonym_lists_generated_offline_match_live_queries(tmp_path):
-    """Every built-in topic's synonym list is generated offline by the default model (3-shot, a topic
-    is never its own demonstration) into a store; live text is matched against the stored lists.
-    The query is built from a synonym the model actually wrote, read back from the store."""
-    from tuneforge.store.synonyms import SynonymMatcher, normalize_synonyms
+    """Every built-in topic's synonym list is written offline by the default model (5-shot, a topic is
+    never its own demonstration; greedy + 3 sampled lists here for CI's time, verified, the filter
+    chosen on dev) into a store; `tuneforge serve` then answers the built-in live queries through
+    /v1/match over HTTP. Their topic precision and recall there must be what the job reported, and
+    the lists must find topics the topic names alone do not."""
+    import httpx
+
+    from tuneforge.batch.synonyms import builtin_queries_path, read_queries, score_queries
     from tuneforge.data.tasks import builtin_path, read_examples
     from tuneforge.store.sqlite import PredictionStore
+    from tuneforge.store.synonyms import SynonymMatcher
 
     topics = tmp_path / "topics.txt"
-    topics.write_text("\n".join(ex.input for ex in read_examples(builtin_path("synonyms"))) + "\n")
+    names = [ex.input for ex in read_examples(builtin_path("synonyms"))]
+    topics.write_text("\n".join(names) + "\n")
     db = tmp_path / "synonyms.db"
-    proc = _run(["synonyms", "--topics", str(topics), "--store", str(db)], timeout=900)
+    proc = _run(["synonyms", "--topics", str(topics), "--store", str(db), "--samples", "3"], timeout=900)
     assert proc.returncode == 0, proc.stderr
+    print(proc.stdout)
     store = PredictionStore(db)
-    lists = {r["input"]: normalize_synonyms(r["output"] or "", r["input"]) for r in store.rows()}
-    print("vaccine ->", lists["vaccine"], "| covid jab ->", SynonymMatcher(lists).topics("where can I get my covid jab"))
-    assert len(lists) == 122 and sum(bool(v) for v in lists.values()) > 100
-    matcher = SynonymMatcher(lists)
-    produced = lists["vaccine"][0]
-    matches = matcher.match(f"where can I get my covid {produced.upper()} today?")
-    assert any(m["topic"] == "vaccine" and m["synonym"] == produced for m in matches)
+    [(sid, setting)] = store.settings().items()
+    stored = {r["input"]: r for r in store.rows(sid)}
+    store.close()
+    assert len(stored) == 122 and sum(bool(r["output"]) for r in stored.values()) > 60
+    assert setting["recipe"]["samples"] == 3 and setting["recipe"]["chosen_on"] == "dev (12 topics), list F1"
+    print("vaccine ->", stored["vaccine"]["output"], "| car ->", stored["car"]["output"])
+
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "tuneforge.cli", "serve", "--store", str(db), "--port", str(port)],
+                              env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and server.poll() is None, "the server did not start"
+                time.sleep(0.2)
+        queries = read_queries(builtin_queries_path())
+        live = score_queries(lambda text: httpx.post(f"{base}/v1/match", json={"text": text}).json(), queries, names)
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
+    first = live["rows"][0]
+    print(f"live queries over HTTP: topic precision {live['precision']:.3f} recall {live['recall']:.3f}; "
+          f"{first['query']!r} -> {first['terms'] or 'no topic'}")
+    assert f"live queries ({len(queries)}): topic precision {live['precision']:.3f} · recall {live['recall']:.3f}" \
+        in proc.stdout, "the job's report is what the server answers"
+    names_only = score_queries(lambda text: {"topics": SynonymMatcher({n: [] for n in names}).topics(text),
+                                             "matches": []}, queries, names)
+    assert live["recall"] > names_only["recall"], (live["recall"], names_only["recall"])
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def test_distilled_student_against_its_teacher(lora_run, tmp_path):

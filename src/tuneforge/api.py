@@ -14,6 +14,7 @@ from tuneforge.data.tasks import Fields, builtin_info, builtin_tasks, builtin_pa
 from tuneforge.evaluate.prompting import PromptingConfig, check_feasible, compare_prompting
 from tuneforge.model.load import load_model
 from tuneforge.model.params import count_parameters
+from tuneforge.settings import SynonymsConfig
 
 if TYPE_CHECKING:
     from tuneforge.audit.run import AuditConfig
@@ -33,6 +34,7 @@ def prompt(
     instruction: str | None = None,
     input_field: str | None = None,
     target_field: str | None = None,
+    targets: str | None = None,
     out: str | Path | None = None,
 ) -> dict:
     """Compare zero-, one- and few-shot prompting of `model` (default: the embedded model) on `task`.
@@ -41,7 +43,7 @@ def prompt(
     if out is not None:
         check_writable(out, folder=False)
     data = load_task(task, train=train, dev=dev, test=test, seed=split_seed, instruction=instruction,
-                     fields=Fields(input_field, target_field))
+                     fields=Fields(input_field, target_field), targets=targets)
     warn_about_task(data)
     check_feasible(data, config)
     loaded = load_model(model, dtype=dtype)
@@ -66,13 +68,14 @@ def finetune(
     instruction: str | None = None,
     input_field: str | None = None,
     target_field: str | None = None,
+    targets: str | None = None,
     progress=None,
 ) -> dict:
     """Fine-tune `model` (default: the embedded model) on `task` with LoRA or every weight; artifacts
     and results.json go to `out`. `resume` continues a killed run from its last checkpoint."""
     check_writable(out, folder=True)
     data = load_task(task, train=train, dev=dev, test=test, seed=split_seed, instruction=instruction,
-                     fields=Fields(input_field, target_field))
+                     fields=Fields(input_field, target_field), targets=targets)
     warn_about_task(data)
     loaded = load_model(model, dtype="fp32")  # fp32 master weights; bf16 comes from autocast
     return run_finetune(loaded, data, config, Path(out), resume=resume, progress=progress)
@@ -95,6 +98,7 @@ def distill(
     instruction: str | None = None,
     input_field: str | None = None,
     target_field: str | None = None,
+    targets: str | None = None,
     progress=None,
 ) -> dict:
     """Distil the fine-tuned `teacher` (a model directory) into a smaller student on `task`."""
@@ -103,7 +107,7 @@ def distill(
 
     check_writable(out, folder=True)
     data = load_task(task, train=train, dev=dev, test=test, seed=split_seed, instruction=instruction,
-                     fields=Fields(input_field, target_field))
+                     fields=Fields(input_field, target_field), targets=targets)
     warn_about_task(data)
     texts = read_unlabeled(unlabeled) if unlabeled else None
     teacher_model = load_model(teacher, dtype="fp32")
@@ -121,14 +125,12 @@ def batch(
     dtype: str = "auto",
     config: BatchConfig = BatchConfig(),
     from_misses: bool = False,
-    synonym_lists: bool = False,
     engine: str = "local",
     actors: int = 2,
     progress=None,
 ) -> dict:
     """Fill the prediction store at `store` with `model`'s predictions for the inputs in `inputs`
     (or for the misses the server queued), in `task`'s prompt format and label set. Idempotent.
-    With `synonym_lists`, each output is normalised into a synonym list (the raw line kept in meta).
     `engine="ray"` runs the same job on Ray Data (`actors` model replicas), writing the same store."""
     from tuneforge.batch.inputs import read_inputs
     from tuneforge.batch.job import demo_pool, local_predictor, run_batch, store_setting
@@ -145,25 +147,68 @@ def batch(
     loaded = load_model(model, dtype=dtype)
     db = PredictionStore(store)
     try:
-        setting, sid = store_setting(db, loaded, data, config, synonym_lists=synonym_lists)
+        setting, sid = store_setting(db, loaded, data, config)
         if from_misses:
             texts = list(dict.fromkeys(texts + db.misses(sid)))
         if engine == "ray":
             from tuneforge.batch.ray_engine import run_batch_ray
 
-            if synonym_lists:
-                raise TuneforgeError("--engine ray: synonym lists run on the local engine for now")
             summary = run_batch_ray(setting, db, sid, texts, pool=demo_pool(data), actors=actors,
                                     batch_size=config.batch_size,
                                     commit_every=config.commit_every, failed=failed, progress=progress)
         else:
-            predict = local_predictor(loaded, setting, config, demo_pool(data), synonym_lists=synonym_lists)
+            predict = local_predictor(loaded, setting, config, demo_pool(data))
             summary = run_batch(predict, db, sid, texts, commit_every=config.commit_every, failed=failed,
                                 progress=progress)
         name = db.names()[sid]["name"]
     finally:
         db.close()
     return {**summary, "setting": sid, "name": name, "store": str(store)}
+
+
+def synonyms(
+    topics: str | Path,
+    *,
+    store: str | Path,
+    task: str = "synonyms",
+    model: str | None = None,
+    dtype: str = "auto",
+    device: str | None = None,
+    config: SynonymsConfig = SynonymsConfig(),
+    queries: str | Path | None = None,
+    writer_dir: str | Path | None = None,
+    progress=None,
+    training_progress=None,
+) -> dict:
+    """Synonym lists for the topics in the file `topics`, written by `model` (default: the embedded
+    model; any local model directory, e.g. a bigger one than serves, or a list writer fine-tuned on
+    `task`) into the prediction store at `store`, by the recipe of `batch/synonyms.py`: the filter
+    chosen on `task`'s dev topics. Idempotent. Returns the job's counts, the choice and recipe, the
+    list scores of `task`'s test topics among them, and the topic precision and recall over live
+    `queries` (a JSONL file of {"query", "topics"}; default: the built-in ones, for the built-in topics).
+    With `writer: lora` (the default), the LoRA list writer is trained into `writer_dir` (default:
+    `<store>.writer` beside the store) first, or reused from there."""
+    from tuneforge.batch.synonyms import (
+        builtin_queries_path, evaluate_lists, list_writer, read_queries, read_topics, run_synonyms,
+    )
+    from tuneforge.store.sqlite import PredictionStore, check_store
+
+    texts = read_topics(topics)
+    live = read_queries(queries) if queries is not None else None
+    data = load_task(task)
+    check_writable(store, folder=False)
+    check_store(store)
+    writer_dir = Path(writer_dir) if writer_dir is not None else Path(f"{store}.writer")
+    loaded = list_writer(model, data, config, writer_dir, dtype=dtype, device=device, progress=training_progress)
+    db = PredictionStore(store)
+    try:
+        summary = run_synonyms(loaded, data, config, texts, db, progress=progress)
+        if live is None and task == "synonyms":
+            live = read_queries(builtin_queries_path())
+        scores = evaluate_lists(db, summary["setting"], data, live)
+    finally:
+        db.close()
+    return {**summary, **scores, "store": str(store)}
 
 
 def predict(
@@ -241,6 +286,7 @@ def audit(
     instruction: str | None = None,
     input_field: str | None = None,
     target_field: str | None = None,
+    targets: str | None = None,
     out: str | Path | None = None,
 ) -> dict:
     """Audit each of `models` (None or "default": the embedded model, prompted per shot count;
@@ -253,7 +299,7 @@ def audit(
     if out is not None:
         check_writable(out, folder=False)
     data = load_task(task, train=train, dev=dev, test=test, seed=split_seed, instruction=instruction,
-                     fields=Fields(input_field, target_field))
+                     fields=Fields(input_field, target_field), targets=targets)
     warn_about_task(data)
     specs = [None if m in (None, "default") else m for m in (models or [None])]
     results = audit_models(specs, data, config, dtype=dtype)
@@ -331,5 +377,5 @@ def tasks() -> list[dict]:
     ]
 
 
-__all__ = ["run", "report", "experiment_config", "audit", "prompt", "finetune", "distill", "DistillConfig", "batch", "BatchConfig", "model_info", "tasks", "PromptingConfig", "FinetuneConfig", "load_task",
+__all__ = ["run", "report", "experiment_config", "audit", "prompt", "finetune", "distill", "DistillConfig", "batch", "BatchConfig", "synonyms", "SynonymsConfig", "model_info", "tasks", "PromptingConfig", "FinetuneConfig", "load_task",
            "load_model"]

@@ -8,7 +8,7 @@ import sys
 
 from tuneforge.commands import (
     cmd_audit, cmd_batch, cmd_cache, cmd_demo, cmd_distill, cmd_export, cmd_finetune, cmd_model, cmd_predict,
-    cmd_prompt, cmd_report, cmd_run, cmd_serve, cmd_store, cmd_tasks,
+    cmd_prompt, cmd_report, cmd_run, cmd_serve, cmd_store, cmd_synonyms, cmd_tasks,
 )
 from tuneforge.errors import TuneforgeError
 from tuneforge.flags import add_settings
@@ -132,15 +132,25 @@ def _batch(sub) -> None:
 
 
 def _synonyms(sub) -> None:
-    from tuneforge.settings import BatchConfig
-    from tuneforge.experiment.config import SynonymsStage
+    from tuneforge.settings import SynonymsConfig
 
     p = sub.add_parser("synonyms", help="generate synonym lists for topics into a store",
-                       description="For each topic, the model writes a synonym list offline (few-shot on the "
-                                   "built-in synonyms task); `tuneforge serve` matches live text against them.")
+                       description="For each topic, the model writes synonym lists offline (its greedy list and "
+                                   "sampled ones), scores every term it wrote and keeps the likeliest, by a filter "
+                                   "chosen on the task's dev topics; `tuneforge serve` matches live text against "
+                                   "them. Prints the list scores on the task's test topics and the topic precision "
+                                   "and recall over live queries.")
     p.add_argument("--topics", required=True, help="topics file (plain lines, JSONL or CSV)")
-    _batch_args(p, BatchConfig(shots=SynonymsStage.shots), task="synonyms")  # the experiment's demonstrations
-    p.set_defaults(func=cmd_batch, from_misses=False, synonym_lists=True)
+    p.add_argument("--queries", help="live queries to score the lists with: JSONL rows {\"query\", \"topics\"} "
+                                     "(default: the built-in ones, with --task synonyms)")
+    p.add_argument("--store", required=True, help="the SQLite prediction store (created when missing)")
+    p.add_argument("--writer-dir", help="where --writer lora trains its list writer, or finds it trained "
+                                        "(default: STORE.writer beside the store)")
+    p.add_argument("--task", default="synonyms", help="task giving the instruction, the demonstrations (train) and "
+                                                       "the topics the filter is chosen on (dev) (default: %(default)s)")
+    _model_args(p)
+    add_settings(p, SynonymsConfig(), "synonym lists")
+    p.set_defaults(func=cmd_synonyms)
 
 
 def _serve(sub) -> None:
@@ -294,6 +304,9 @@ def _task_args(p) -> None:
                                          "prompt, question, sentence (Alpaca and chat `messages` rows are known too)")
     g.add_argument("--target-field", help="the field (column) holding the target, when it is not one of target, "
                                           "label, completion, answer")
+    g.add_argument("--targets", choices=("text", "list"), help="`list` when each target is a comma-separated list "
+                                                              "(scored by list precision, recall and F1; default: "
+                                                              "what the task declares, else text)")
 
 
 _DTYPE_HELP = "auto (bf16 where the CPU has it), bf16 or fp32"

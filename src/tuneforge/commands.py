@@ -23,7 +23,7 @@ def _task_data(args, default_task: str) -> dict:
         args.task = default_task
     return {"train": args.train, "dev": args.dev, "test": args.test, "split_seed": args.split_seed,
             "instruction": "" if args.no_instruction else args.instruction,
-            "input_field": args.input_field, "target_field": args.target_field}
+            "input_field": args.input_field, "target_field": args.target_field, "targets": args.targets}
 
 
 def cmd_distill(args) -> int:
@@ -83,14 +83,26 @@ def cmd_batch(args) -> int:
     from tuneforge.api import batch
     from tuneforge.console import job_progress
 
-    inputs = getattr(args, "topics", None) or args.inputs
     with job_progress() as progress:
-        summary = batch(inputs, store=args.store, task=args.task, model=args.model, dtype=args.dtype, config=config,
-                        from_misses=args.from_misses, synonym_lists=getattr(args, "synonym_lists", False),
-                        engine=args.engine, actors=args.actors, progress=progress)
+        summary = batch(args.inputs, store=args.store, task=args.task, model=args.model, dtype=args.dtype,
+                        config=config, from_misses=args.from_misses, engine=args.engine, actors=args.actors,
+                        progress=progress)
     print(f"done {summary['done']} · skipped {summary['skipped']} (already stored) · failed {summary['failed']} "
           f"· {summary['seconds']:.1f} s · model {summary['name']} (setting {summary['setting'][:12]}) "
           f"· store {summary['store']}")
+    return 0
+
+
+def cmd_synonyms(args) -> int:
+    config = from_args(args)  # a SynonymsConfig
+    from tuneforge.api import synonyms
+    from tuneforge.console import job_progress, render_synonyms, training_progress
+
+    with training_progress() as trained, job_progress() as progress:
+        summary = synonyms(args.topics, store=args.store, task=args.task, model=args.model, dtype=args.dtype,
+                           device=args.device, config=config, queries=args.queries, writer_dir=args.writer_dir,
+                           progress=progress, training_progress=trained)
+    render_synonyms(summary)
     return 0
 
 

@@ -159,6 +159,40 @@ def render_distill(results: dict, console: Console | None = None) -> None:
         console.print(f"student {trial['choice']}: layers {trial['layers']}, dev {metric} {dev}{mark}")
 
 
+def render_synonyms(summary: dict) -> None:
+    """What a synonym-list job wrote, how its filter was chosen, and how good the lists are (plain
+    lines, never wrapped)."""
+    print(f"done {summary['done']} · skipped {summary['skipped']} (already stored) · failed {summary['failed']} · "
+          f"{summary['seconds']:.1f} s · model {summary['name']} (setting {summary['setting'][:12]}) · store "
+          f"{summary['store']}")
+    for line in synonym_lines(summary):
+        print(line)
+
+
+def synonym_lines(summary: dict) -> list[str]:
+    """The recipe, the choice on dev, the test topics' list scores and the live queries' topic scores."""
+    r, choice = summary["recipe"], summary["choice"]
+    f = r["filter"]
+    shots = f"{r['shots']}-shot ({r['pick']})" if r["shots"] else "0-shot (its trained prompt)"
+    lines = [f"writer: {summary['model']['path']} · {shots} · greedy + {r['samples']} sampled lists at temperature "
+             f"{r['temperature']:g} · kept: probability >= {f['threshold']:g}, at most {f['max_terms']} terms, "
+             f"{f['words']} words" + (f" (chosen on {r['chosen_on']} {choice['dev']['list_f1']['mean']:.3f})"
+                                      if choice["dev"] else " (no dev topics: the first setting of each)")]
+    for name, scores in (("dev", choice["dev"]), ("test", summary.get("test"))):
+        if scores:
+            lines.append(f"{name} topics: " + " · ".join(
+                f"{metric.removeprefix('list_')} {scores[metric]['mean']:.3f} [{scores[metric]['ci95'][0]:.3f}, "
+                f"{scores[metric]['ci95'][1]:.3f}]" for metric in ("list_precision", "list_recall", "list_f1")))
+    live = summary.get("live")
+    if live:
+        lines.append(f"live queries ({live['queries']}): topic precision {live['precision']:.3f} · recall "
+                     f"{live['recall']:.3f}")
+        first = live["rows"][0]
+        via = ", ".join(f"{topic} via \"{term}\"" for topic, term in first["terms"]) or "no topic matched"
+        lines.append(f"\"{first['query']}\" -> {via} (expected: {', '.join(first['expected']) or 'none'})")
+    return lines
+
+
 def render_audit(results: dict, console: Console | None = None) -> None:
     """The audit side by side: a row per route with per-group scores, the gap and the flip rate;
     then the flips per direction of swap."""
@@ -227,6 +261,9 @@ def render_experiment(results: dict, console: Console | None = None) -> None:
         console.print(f"store: {st['path']} · {st['route']} as model {st.get('name') or st['setting'][:12]} · "
                       f"{st['rows']}/{st['inputs']} inputs ({st['coverage']:.0%}) · {units.size(st['size_bytes'])}")
         console.print(f"serve it: {serve_command(st['path'], st.get('name') or st['setting'])}", highlight=False)
+    if results.get("synonyms"):
+        for line in synonym_lines(results["synonyms"]):
+            console.print(f"synonym lists: {line}", markup=False, highlight=False)
     stages = ", ".join(f"{s['name']} " + ("cached" if s["cached"] else f"{s['seconds']:.0f} s")
                        for s in results["stages"])
     console.print(f"stages: {stages} · wall {results['experiment']['wall_seconds']:.0f} s")

@@ -317,3 +317,54 @@ class BatchConfig:
                                  "starting with a letter or digit)")
         if min(self.batch_size, self.commit_every, self.max_new_tokens, self.max_input_tokens) < 1 or self.shots < 0:
             raise TuneforgeError("shots must be >= 0; batch size, commit size and token limits must be >= 1")
+
+
+WRITERS = ("lora", "few-shot")
+"""What writes synonym lists: a LoRA list writer fine-tuned on the task's train topics first, or the
+model itself prompted with `shots` demonstrations."""
+WORD_FILTERS = ("any", "known")
+"""Which candidate terms a synonym list may keep: any, or those whose every word is a whole word of
+the model's tokenizer vocabulary (drops misspellings and fragments such as `carr`, `medicaree`)."""
+
+
+@dataclass(frozen=True)
+class SynonymsConfig(BatchConfig):
+    """Settings of a synonym-list job. The model over-generates (its greedy list and `samples` sampled
+    lists per topic), scores every distinct term it wrote by how likely it is to write that term first
+    after the topic in the same prompt, and keeps the likeliest terms. Which threshold, list length and
+    word filter is chosen on the task's dev topics, by list F1; the defaults are what won there."""
+
+    writer: str = "lora"
+    """`lora`: fine-tune a LoRA list writer on the task's train topics first (lr 1e-3, up to 10 epochs,
+    stopping after 2 without a better dev list F1), prompted zero-shot as it was trained; `few-shot`:
+    the model itself with `shots` demonstrations. A model tuneforge already trained is used as it is."""
+    shots: int = 5
+    pick: str = "similar"
+    max_new_tokens: int = 32
+    batch_size: int = 64
+    samples: int = 10
+    """Sampled lists per topic, besides the greedy one (each topic's draws seeded by `seed` and the topic)."""
+    temperature: float = 0.8
+    """Sampling temperature of those lists."""
+    thresholds: tuple[float, ...] = (0.001, 0.003, 0.01, 0.03, 0.1)
+    """A term is kept when the model's probability of writing it (as the list's first term, after the
+    topic) is at least this; chosen on dev among these, each in [0, 1]."""
+    max_terms: tuple[int, ...] = (2, 3, 5, 8)
+    """Most terms kept per list (the likeliest first); chosen on dev among these."""
+    words: tuple[str, ...] = WORD_FILTERS
+    """Word filters tried on dev: `any`, `known` (see WORD_FILTERS)."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.writer not in WRITERS:
+            raise TuneforgeError(f"unknown writer {self.writer!r}: choose {' or '.join(WRITERS)}")
+        if self.samples < 1:
+            raise TuneforgeError(f"samples must be at least 1, got {self.samples}")
+        if not self.temperature > 0:
+            raise TuneforgeError(f"temperature must be above 0, got {self.temperature}")
+        if not self.thresholds or any(not 0 <= t <= 1 for t in self.thresholds):
+            raise TuneforgeError(f"thresholds must each be between 0 and 1, got {list(self.thresholds)}")
+        if not self.max_terms or min(self.max_terms) < 1:
+            raise TuneforgeError(f"max_terms must each be at least 1, got {list(self.max_terms)}")
+        if not self.words or any(w not in WORD_FILTERS for w in self.words):
+            raise TuneforgeError(f"words: choose among {', '.join(WORD_FILTERS)}, got {list(self.words)}")

@@ -105,12 +105,14 @@ def test_labels_come_from_train_and_dev_only():
     assert "hesperidium" not in task.labels
 
 
-@pytest.mark.parametrize("kind, label_set, metric", [
-    ("labels", ["drupe", "pome"], "accuracy"),
-    ("generate", None, "exact_match"),  # an open task's answers are generated, not ranked
+@pytest.mark.parametrize("kind, targets, label_set, metric", [
+    ("labels", "text", ["drupe", "pome"], "accuracy"),
+    ("generate", "text", None, "exact_match"),  # an open task's answers are generated, not ranked
+    ("generate", "list", None, "list_f1"),  # ... and scored as sets of terms when its targets are lists
+    ("labels", "list", ["drupe", "pome"], "accuracy"),  # a label is one label, whatever the declaration
 ])
-def test_what_a_task_kind_means_for_prediction_and_scoring(kind, label_set, metric):
-    info = TaskInfo(name="t", kind=kind, instruction=None, source="test")
+def test_what_a_task_kind_means_for_prediction_and_scoring(kind, targets, label_set, metric):
+    info = TaskInfo(name="t", kind=kind, instruction=None, source="test", targets=targets)
     task = Task(info=info, train=[Example("a", "drupe", "1"), Example("b", "pome", "2"), Example("c", "pome", "3")],
                 dev=[], test=[Example("d", "drupe", "4")])
     assert (task.label_set, task.metric) == (label_set, metric)
@@ -287,6 +289,12 @@ def test_builtin_synonyms():
     examples = read_examples(builtin_path("synonyms"))
     assert len(examples) >= 100
     assert "vaccine" in {ex.input for ex in examples}
+    task = load_task("synonyms")  # its JSON declares list targets
+    assert (task.info.targets, task.scored_as, task.metric) == ("list", "list", "list_f1")
+    assert load_task("fruit").info.targets == "text"
+    assert load_task("synonyms", targets="text").metric == "exact_match"
+    with pytest.raises(TuneforgeError, match="unknown kind of targets 'set': choose text or list"):
+        load_task("synonyms", targets="set")
 
 
 @pytest.mark.parametrize("name, kind", [("fruit", "labels"), ("synonyms", "generate")])

@@ -5,7 +5,8 @@ import statistics
 import pytest
 
 from tuneforge.evaluate.metrics import (
-    accuracy, bootstrap_ci, confusion, exact_match, macro_f1, normalize_text, summarize,
+    accuracy, bootstrap_ci, confusion, exact_match, list_f1, list_precision, list_recall, list_scores, macro_f1,
+    normalize_text, summarize,
 )
 
 GOLD = ["a", "a", "b", "b", "c"]
@@ -198,3 +199,30 @@ def test_summarize_an_open_task_by_exact_match_alone():
     out = summarize(["Jab, shot", "flu shot"], [["jab, shot.", "vaccine"]], "generate")
     assert set(out) == {"exact_match"}
     assert out["exact_match"]["per_draw"] == [0.5] and out["exact_match"]["sd"] == 0.0
+
+
+@pytest.mark.parametrize(
+    "gold, pred, expected",
+    [
+        ("jab, shot, booster", "Shots; jab", (1.0, 2 / 3, 0.8)),  # plural, case and separators ignored
+        ("jab, shot", "jab, carr, medicaree, shot", (0.5, 1.0, 2 / 3)),
+        ("jab, shot", "", (0.0, 0.0, 0.0)),  # an empty answer is not perfectly precise
+        ("", "", (1.0, 1.0, 1.0)),
+        ("", "jab", (0.0, 1.0, 0.0)),
+        ("flu-shot, jab", "flu shot", (1.0, 0.5, 2 / 3)),
+    ],
+)
+def test_list_scores(gold, pred, expected):
+    assert list_scores(gold, pred) == pytest.approx(expected)
+
+
+def test_list_metrics_average_items_and_summarize_reports_them_with_cis():
+    gold, pred = ["jab, shot", "car, auto"], ["jab", "vehicle"]
+    assert list_precision(gold, pred) == pytest.approx(0.5)
+    assert list_recall(gold, pred) == pytest.approx(0.25)
+    assert list_f1(gold, pred) == pytest.approx((2 / 3 + 0) / 2)
+    out = summarize(gold, [pred], "list")
+    assert list(out) == ["list_f1", "list_precision", "list_recall"]
+    assert out["list_recall"]["mean"] == pytest.approx(0.25)
+    low, high = out["list_f1"]["ci95"]
+    assert 0 <= low <= out["list_f1"]["mean"] <= high <= 2 / 3

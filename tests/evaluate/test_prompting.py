@@ -143,14 +143,18 @@ def test_calibration_divides_by_the_content_free_prompt(tiny, fruit):
     assert got == expected
 
 
-def test_open_task_uses_generation_and_exact_match(tiny):
-    task = load_task("synonyms")
+@pytest.mark.parametrize("targets, metric", [("text", "exact_match"), ("list", "list_f1")])
+def test_open_task_uses_generation_and_its_metric(tiny, targets, metric):
+    """An open task is scored by exact match; one whose targets are lists (synonyms declares so) by
+    list F1, with list precision and recall beside it, on dev as on test."""
+    task = load_task("synonyms", targets=targets)
     results = compare_prompting(tiny, task, PromptingConfig(shots=(0, 1), picks=("first",), max_new_tokens=8))
-    assert results["metric"] == "exact_match"
+    assert results["metric"] == metric
     assert [(c["calibration"], c["scoring"]) for c in results["conditions"]] == [("none", "sum")] * 2, \
         "calibration and scoring apply to label ranking only"
     for c in results["conditions"]:
-        assert 0.0 <= c["dev"]["exact_match"]["mean"] <= 1.0
+        assert 0.0 <= c["dev"][metric]["mean"] <= 1.0
+        assert targets == "text" or {"list_precision", "list_recall"} <= set(c["dev"])
     chosen = next(c for c in results["conditions"] if c["chosen"])
     assert len(chosen["predictions"]) == len(task.test)
 

@@ -70,7 +70,7 @@ def train_on_dev(trainee: LoadedModel, rows: list[Row], loss, task: Task, fmt: P
     def evaluate() -> float:
         with accelerator.autocast():
             preds = predictor.predict(task.dev).outputs
-        return summarize([ex.target for ex in task.dev], [preds], task.info.kind)[task.metric]["mean"]
+        return summarize([ex.target for ex in task.dev], [preds], task.scored_as)[task.metric]["mean"]
 
     result = train(net, rows, loss, loop, accelerator=accelerator, pad_id=trainee.tokenizer.pad_token_id,
                    evaluate=evaluate if task.dev else None, checkpoint_dir=out / "checkpoints", resume=resume,
@@ -114,7 +114,7 @@ def score_on_test(predictor: Predictor, task: Task, accelerator) -> OnTest:
         start = time.perf_counter()
         preds = predictor.predict(task.test).outputs
         seconds = time.perf_counter() - start
-    metrics = summarize([ex.target for ex in task.test], [preds], task.info.kind)
+    metrics = summarize([ex.target for ex in task.test], [preds], task.scored_as)
     return OnTest(preds, metrics, 1000 * seconds / max(len(task.test), 1))
 
 

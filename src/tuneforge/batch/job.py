@@ -161,18 +161,15 @@ def setting_pool(store, setting: dict) -> list[list[str]] | None:
     return store.pool(setting["demos"]["pool"]) if setting.get("demos") else None
 
 
-def store_setting(store, loaded: LoadedModel, task: Task, cfg: BatchConfig, *, synonym_lists: bool = False,
-                  prior: list[float] | None = None, route: str | None = None) -> tuple[dict, str]:
-    """The job's setting (marked when outputs are normalised into synonym lists), its pool and its
-    name kept in `store`; returns the setting and its id. The name is the config's, else
-    `<task>-<route>`."""
+def store_setting(store, loaded: LoadedModel, task: Task, cfg: BatchConfig, *, prior: list[float] | None = None,
+                  route: str | None = None) -> tuple[dict, str]:
+    """The job's setting, its pool and its name kept in `store`; returns the setting and its id. The
+    name is the config's, else `<task>-<route>`."""
     setting = build_setting(loaded, task, cfg, prior)
-    if synonym_lists:
-        setting = {**setting, "postprocess": "synonym_lists"}
     sid = store.add_setting(setting)
     if setting["demos"]:
         store.add_pool(demo_pool(task))
-    route = route or ("synonyms" if synonym_lists else model_route(loaded))
+    route = route or model_route(loaded)
     store.name_setting(cfg.name or f"{task.info.name}-{route}", sid, route)
     return setting, sid
 
@@ -186,13 +183,9 @@ def model_route(loaded: LoadedModel) -> str:
     return provenance.get("method") if provenance.get("route") == "finetune" else "prompting"
 
 
-def local_predictor(loaded: LoadedModel, setting: dict, cfg: BatchConfig, pool: list[list[str]] | None = None, *,
-                    synonym_lists: bool = False):
-    """The local engine's predictor for `setting`, normalising outputs into synonym lists if asked."""
-    from tuneforge.batch.synonyms import synonym_predictor
-
-    predict = SettingPredictor(loaded, setting, pool, cfg.batch_size)
-    return synonym_predictor(predict) if synonym_lists else predict
+def local_predictor(loaded: LoadedModel, setting: dict, cfg: BatchConfig, pool: list[list[str]] | None = None):
+    """The local engine's predictor for `setting`."""
+    return SettingPredictor(loaded, setting, pool, cfg.batch_size)
 
 
 def run_batch(predict, store, setting_id: str, inputs: list[str], *, commit_every: int = 64,

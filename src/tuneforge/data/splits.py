@@ -66,9 +66,16 @@ class Task:
         return self.labels if self.info.kind == "labels" else None
 
     @property
+    def scored_as(self) -> str:
+        """`labels`, `generate` (one answer, by exact match) or `list` (an open task whose targets are
+        comma-separated lists, by list precision, recall and F1)."""
+        return "list" if self.info.kind == "generate" and self.info.targets == "list" else self.info.kind
+
+    @property
     def metric(self) -> str:
-        """The headline metric: `accuracy` for a label task, `exact_match` for an open one."""
-        return "accuracy" if self.info.kind == "labels" else "exact_match"
+        """The headline metric: `accuracy` for a label task, `exact_match` for an open one, `list_f1`
+        for one whose targets are lists."""
+        return {"labels": "accuracy", "generate": "exact_match", "list": "list_f1"}[self.scored_as]
 
     def sizes(self) -> dict[str, int]:
         """Examples per split: {"train": n, "dev": n, "test": n}."""
@@ -84,6 +91,7 @@ def load_task(
     seed: int = 0,
     fractions: tuple[float, float, float] = (0.6, 0.1, 0.3),
     kind: str | None = None,
+    targets: str | None = None,
     instruction: str | None = None,
     dev_fraction: float = DEV_FRACTION,
     fields: Fields = Fields(),
@@ -93,8 +101,9 @@ def load_task(
     A data file may be any format `read_task_file` reads (or, from Python, a list of dicts or a
     DataFrame); `fields` names its input and target fields where they are not a known convention.
     Train and test files without a dev file: dev is carved from train (`carve_dev`: `dev_fraction`,
-    stratified by label, seeded; 0 carves none). `kind` (`labels`/`generate`) and `instruction`
-    override what the task declares, what the file's rows share, or what is inferred.
+    stratified by label, seeded; 0 carves none). `kind` (`labels`/`generate`), `targets` (`text`,
+    or `list` where each target is a comma-separated list) and `instruction` override what the task
+    declares (a built-in task in its JSON file), what the file's rows share, or what is inferred.
     """
     if not 0 <= dev_fraction < 1:
         raise TuneforgeError(f"dev fraction must be in [0, 1), got {dev_fraction}")
@@ -129,6 +138,8 @@ def load_task(
     kind = kind or meta.get("kind") or infer_kind(splits["train"] + splits["dev"])
     if kind not in ("labels", "generate"):
         raise TuneforgeError(f"unknown task kind {kind!r}: choose labels or generate")
+    if (targets or meta.get("targets") or "text") not in ("text", "list"):
+        raise TuneforgeError(f"unknown kind of targets {targets or meta.get('targets')!r}: choose text or list")
     for name in ("train", "test"):
         if not splits[name]:
             raise TuneforgeError(f"task {meta['name']!r}: the {name} split is empty ({meta['source']})")
@@ -137,6 +148,7 @@ def load_task(
         kind=kind,
         instruction=instruction if instruction is not None else meta.get("instruction"),
         source=meta["source"],
+        targets=targets or meta.get("targets") or "text",
     )
     return Task(info=info, **splits, dev_origin=origin)
 

@@ -42,6 +42,9 @@ class TaskInfo:
     """Optional instruction line put before the prompt."""
     source: str
     """Where the examples came from (a path, or `builtin:<name>`)."""
+    targets: str = "text"
+    """`text`, or `list` when each target is a comma-separated list ("jab, shot, booster"): an open
+    task then scores its answers by list precision, recall and F1 instead of exact match."""
 
 
 def builtin_tasks() -> list[str]:

@@ -1,5 +1,5 @@
-"""Metrics: accuracy, macro-F1, exact match, bootstrap confidence intervals, confusion tables, and
-`summarize`, which reports them for one or more prediction draws.
+"""Metrics: accuracy, macro-F1, exact match, list precision/recall/F1, bootstrap confidence
+intervals, confusion tables, and `summarize`, which reports them for one or more prediction draws.
 
 Pure functions of gold and predicted strings; no model in sight.
 """
@@ -9,6 +9,8 @@ import statistics
 from collections import Counter
 
 import numpy as np
+
+from tuneforge.data.lists import split_list, term_key
 
 
 def accuracy(gold: list[str], pred: list[str]) -> float:
@@ -36,6 +38,41 @@ def normalize_text(text: str) -> str:
 def exact_match(gold: list[str], pred: list[str]) -> float:
     """Share of predictions equal to the gold text after `normalize_text`."""
     return sum(normalize_text(g) == normalize_text(p) for g, p in zip(gold, pred, strict=True)) / len(gold)
+
+
+def list_scores(gold: str, pred: str) -> tuple[float, float, float]:
+    """Precision, recall and F1 of one list-valued answer ("jab, shot") against its reference, as
+    sets of terms (`split_list`; terms equal by `term_key`: case, punctuation and plural endings
+    ignored). An empty answer has precision 0 (1 if the reference is empty too), an empty reference
+    recall 1."""
+    g, p = ({term_key(t) for t in split_list(text)} for text in (gold, pred))
+    hits = len(g & p)
+    precision = hits / len(p) if p else float(not g)
+    recall = hits / len(g) if g else 1.0
+    return precision, recall, 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+
+
+def list_precision(gold: list[str], pred: list[str]) -> float:
+    """Mean per-item precision of list-valued answers (`list_scores`)."""
+    return statistics.fmean(list_scores(g, p)[0] for g, p in zip(gold, pred, strict=True))
+
+
+def list_recall(gold: list[str], pred: list[str]) -> float:
+    """Mean per-item recall of list-valued answers (`list_scores`)."""
+    return statistics.fmean(list_scores(g, p)[1] for g, p in zip(gold, pred, strict=True))
+
+
+def list_f1(gold: list[str], pred: list[str]) -> float:
+    """Mean per-item F1 of list-valued answers (`list_scores`)."""
+    return statistics.fmean(list_scores(g, p)[2] for g, p in zip(gold, pred, strict=True))
+
+
+METRICS = {
+    "labels": {"accuracy": accuracy, "macro_f1": macro_f1},
+    "generate": {"exact_match": exact_match},
+    "list": {"list_f1": list_f1, "list_precision": list_precision, "list_recall": list_recall},
+}
+"""The metrics `summarize` reports for each way a task is scored (`Task.scored_as`), headline first."""
 
 
 def bootstrap_ci(
@@ -67,10 +104,10 @@ def confusion(gold: list[str], pred: list[str]) -> dict[str, dict[str, int]]:
 
 def summarize(gold: list[str], preds: list[list[str]], kind: str) -> dict:
     """Metrics of one or more prediction draws: per draw, mean, sd and bootstrap CI; label tasks
-    (`kind` "labels") get accuracy, macro-F1 and the first draw's confusion, open ones exact match."""
-    metrics = {"accuracy": accuracy, "macro_f1": macro_f1} if kind == "labels" else {"exact_match": exact_match}
+    (`kind` "labels") get accuracy, macro-F1 and the first draw's confusion, open ones exact match,
+    list-valued ones ("list") list F1, precision and recall."""
     out = {}
-    for name, fn in metrics.items():
+    for name, fn in METRICS[kind].items():
         per_draw = [fn(gold, p) for p in preds]
         out[name] = {
             "mean": statistics.fmean(per_draw),

@@ -109,8 +109,8 @@ def run_conditions(predictor: Predictor, task: Task, split: str, k: int, pick: s
         conditions.append({
             "format": predictor.fmt.id, "style": predictor.fmt.style, "shots": k, "pick": pick,
             "calibration": calibration, "scoring": scoring, "draws": len(seeds), "seeds": seeds,
-            "dev": summarize(gold, answers, task.info.kind) if split == "dev" else None,
-            "test": summarize(gold, answers, task.info.kind) if split == "test" else None,
+            "dev": summarize(gold, answers, task.scored_as) if split == "dev" else None,
+            "test": summarize(gold, answers, task.scored_as) if split == "test" else None,
             "chosen": False, "predictions": answers[0] if split == "test" else None, "priors": priors,
             "seconds": seconds, "ms_per_example": 1000 * seconds / (len(seeds) * len(items)),
         })
@@ -127,5 +127,5 @@ def score_on_test(predictor: Predictor, task: Task, k: int, pick: str | None, cf
         priors = c["priors"] or [None] * len(draws)
         answers = [d.ranked(c["calibration"], c["scoring"], p if p is None else torch.tensor(p))
                    for d, p in zip(draws, priors)]
-        c.update(test=summarize(gold, answers, task.info.kind), predictions=answers[0], seconds=seconds,
+        c.update(test=summarize(gold, answers, task.scored_as), predictions=answers[0], seconds=seconds,
                  ms_per_example=1000 * seconds / (len(draws) * len(task.test)))

@@ -9,7 +9,7 @@ stay flat (`distill.layers`, not `distill.settings.layers`).
 from dataclasses import dataclass, field
 
 from tuneforge.errors import TuneforgeError
-from tuneforge.settings import AuditConfig, BatchConfig, DistillConfig, FinetuneConfig, PromptingConfig
+from tuneforge.settings import AuditConfig, BatchConfig, DistillConfig, FinetuneConfig, PromptingConfig, SynonymsConfig
 
 ROUTE_STAGES = ("prompting", "lora", "full", "distill")
 
@@ -38,6 +38,10 @@ class TaskConfig:
     """The field (column) of the data files holding the input, when not a known convention."""
     target_field: str | None = None
     """The field (column) of the data files holding the target, when not a known convention."""
+    targets: str | None = None
+    """`list` when each target is a comma-separated list ("jab, shot"): answers are then scored by list
+    precision, recall and F1; `text` (one answer, exact match). Default: what the task declares
+    (a built-in task in its JSON file), else text."""
 
     def __post_init__(self):
         if not 0 <= self.dev_fraction < 1:
@@ -89,12 +93,19 @@ class BatchStage(BatchConfig):
 
 
 @dataclass(frozen=True)
-class SynonymsStage(BatchConfig):
-    """A synonym-list batch job on the base model (the offline-inference reference case)."""
+class SynonymsStage(SynonymsConfig):
+    """Synonym lists written offline into the store (the offline-inference reference case), by the
+    recipe of `tuneforge synonyms`, on the built-in `synonyms` task's train (demonstrations) and dev
+    (the filter's choice) topics."""
 
-    shots: int = 3
     topics: str | None = None
     """File of topics (default: the built-in `synonyms` task's terms)."""
+    model: str | None = None
+    """The model that writes the lists: any local model directory, e.g. a bigger one than serves, or a
+    list writer fine-tuned on the synonyms task (default: the experiment's base model)."""
+    queries: str | None = None
+    """Live queries the lists are scored on (JSONL {"query", "topics"}; default: the built-in ones,
+    with the built-in topics)."""
 
 
 @dataclass(frozen=True)

@@ -84,12 +84,13 @@ def run(config: ExperimentConfig, out: str | Path | None = None, *, echo=print, 
         spec = {**common, "kind": "batch", "settings": plan["settings"], "model": plan["model"],
                 "route": plan["route"], "route_slug": plan["slug"], "prior": plan["prior"], "inputs": plan["inputs"],
                 "scored": plan["scored"],
-                "store": str(run_dir / "store.sqlite"), "synonym_lists": False}
+                "store": str(run_dir / "store.sqlite")}
         done["batch"] = run_stage(run_dir, "batch", spec, {**prints, "route": done[plan["stage"]]["hash"]}, echo,
                                    cache)
     if config.synonyms is not None:
-        done["synonyms"] = run_stage(run_dir, "synonyms", _synonyms_spec(config, common, run_dir), prints, echo,
-                                      cache)
+        spec = _synonyms_spec(config, common, run_dir)
+        writer = {"writer": fingerprint(spec["model"])} if spec["model"] != common["model"] else {}
+        done["synonyms"] = run_stage(run_dir, "synonyms", spec, {**prints, **writer}, echo, cache)
     results = experiment_results(config, task, base, done, routes, recommendation, started)
     write_json_atomic(run_dir / "results.json", results)
     write_report(results, run_dir)
@@ -101,13 +102,15 @@ def check_inputs(config: ExperimentConfig) -> None:
     would otherwise surface only at its stage, after the training before it)."""
     from tuneforge.audit.swaps import load_swaps
     from tuneforge.batch.inputs import read_inputs, read_unlabeled
+    from tuneforge.batch.synonyms import read_queries, read_topics
     from tuneforge.model.load import check_dtype
 
     check_dtype(config.dtype)
     if config.audit is not None:
         _checked("audit.swaps", lambda: load_swaps(config.audit.swaps))
     for key, path, read in (("batch.inputs", config.batch and config.batch.inputs, read_inputs),
-                            ("synonyms.topics", config.synonyms and config.synonyms.topics, read_inputs),
+                            ("synonyms.topics", config.synonyms and config.synonyms.topics, read_topics),
+                            ("synonyms.queries", config.synonyms and config.synonyms.queries, read_queries),
                             ("distill.unlabeled", config.distill and config.distill.unlabeled, read_unlabeled)):
         if path:
             _checked(key, lambda: read(path))
@@ -134,7 +137,7 @@ def run_stage(run_dir: Path, name: str, spec: dict, prints: dict, echo, cache: P
             keep(cache, stage_dir, echo)
         return {**finished, "name": name, "cached": True}
     taken = take(cache, digest, stage_dir, run_dir, echo) if kept else None
-    if taken is not None and spec["kind"] == "batch":  # its rows go into this run's store
+    if taken is not None and spec["kind"] in ("batch", "synonyms"):  # its rows go into this run's store
         taken = restore_rows(stage_dir)
     if taken is not None:
         echo(f"stage {name}: from cache {cache / digest} ({digest[:12]})")
@@ -178,16 +181,18 @@ def _file_hash(path: str | None) -> str | None:
 
 
 def _synonyms_spec(config: ExperimentConfig, common: dict, run_dir: Path) -> dict:
-    from tuneforge.batch.inputs import read_inputs
+    from tuneforge.batch.synonyms import builtin_queries_path, read_queries, read_topics
     from tuneforge.data.tasks import builtin_path
 
     section = config.synonyms
-    topics = read_inputs(section.topics or builtin_path("synonyms"))[0]
-    settings = {k: v for k, v in to_dict(section).items() if k != "topics"}
+    topics = read_topics(section.topics or builtin_path("synonyms"))
+    queries = section.queries or (None if section.topics else builtin_queries_path())
+    settings = {k: v for k, v in to_dict(section).items() if k not in ("topics", "model", "queries")}
     settings["name"] = section.name or f"{config.name}-synonyms"
-    return {**common, "task": to_dict(TaskConfig(name="synonyms")), "kind": "batch", "settings": settings,
-            "route": "base model (synonym lists)", "route_slug": "synonyms", "inputs": topics,
-            "store": str(run_dir / "store.sqlite"), "synonym_lists": True}
+    model = str(resolve_model_dir(section.model).resolve()) if section.model else common["model"]
+    return {**common, "task": to_dict(TaskConfig(name="synonyms")), "kind": "synonyms", "settings": settings,
+            "model": model, "route": "synonym lists", "inputs": topics,
+            "queries": read_queries(queries) if queries else None, "store": str(run_dir / "store.sqlite")}
 
 
 def _die_with_parent() -> None:

@@ -104,10 +104,10 @@ def serving_pass(model_dir: Path, task, style: str, dtype: str) -> dict:
     preds = predictor.predict(task.test).outputs
     seconds = time.perf_counter() - start
     dev = predictor.predict(task.dev).outputs  # the score the recommendation weighs, in the same dtype
-    test = summarize([ex.target for ex in task.test], [preds], task.info.kind)
+    test = summarize([ex.target for ex in task.test], [preds], task.scored_as)
     record_serving_pass(model_dir, test, task.metric, str(loaded.dtype).removeprefix("torch."))
     return {"test": test, "predictions": preds,
-            "dev": summarize([ex.target for ex in task.dev], [dev], task.info.kind) if task.dev else None,
+            "dev": summarize([ex.target for ex in task.dev], [dev], task.scored_as) if task.dev else None,
             "ms_per_example": 1000 * seconds / len(task.test), "examples_per_second": len(task.test) / seconds,
             "parameters": count_parameters(loaded.model), "size_on_disk_bytes": size_on_disk(loaded.path)}
 
@@ -142,13 +142,13 @@ def batch(spec: dict, stage_dir: Path, progress: Progress) -> dict:
     from tuneforge.model.load import load_model
     from tuneforge.store.sqlite import PredictionStore
 
-    task, cfg, lists = load_task_spec(spec["task"]), from_dict(BatchConfig, spec["settings"]), spec["synonym_lists"]
+    task, cfg = load_task_spec(spec["task"]), from_dict(BatchConfig, spec["settings"])
     loaded = load_model(spec["model"], dtype=spec["dtype"])
     db = PredictionStore(spec["store"])
     try:
-        setting, sid = store_setting(db, loaded, task, cfg, synonym_lists=lists, prior=spec.get("prior"),
+        setting, sid = store_setting(db, loaded, task, cfg, prior=spec.get("prior"),
                                      route=spec.get("route_slug"))
-        predict = local_predictor(loaded, setting, cfg, demo_pool(task), synonym_lists=lists)
+        predict = local_predictor(loaded, setting, cfg, demo_pool(task))
         summary = {"done": 0, "failed": 0}
         if spec.get("scored"):  # the test split first, batched as the route's test pass batched it
             scored = spec["scored"]
@@ -167,6 +167,36 @@ def batch(spec: dict, stage_dir: Path, progress: Progress) -> dict:
             "inputs": len(spec["inputs"]),
             "rows": rows["rows"], "failed": rows["failed"], "coverage": rows["rows"] / max(len(spec["inputs"]), 1),
             "size_bytes": stats["bytes"], "summary": summary}
+
+
+def synonyms(spec: dict, stage_dir: Path, progress: Progress) -> dict:
+    """Synonym lists for the topics into the store, written by `spec["model"]` (the base model by
+    default) or, with `writer: lora`, by a list writer fine-tuned from it first (in the stage's
+    folder, so a killed stage resumes its training), the filter chosen on the synonyms task's dev topics; then how good they are: list
+    scores on its test topics, topic precision and recall over the live queries. Idempotent, as a
+    batch job."""
+    from tuneforge.batch.job import demo_pool
+    from tuneforge.batch.synonyms import SynonymsConfig, evaluate_lists, list_writer, run_synonyms
+    from tuneforge.config import from_dict
+    from tuneforge.store.sqlite import PredictionStore
+
+    task, cfg = load_task_spec(spec["task"]), from_dict(SynonymsConfig, spec["settings"])
+    loaded = list_writer(spec["model"], task, cfg, stage_dir / "writer", dtype=spec["dtype"], progress=progress.step)
+    db = PredictionStore(spec["store"])
+    try:
+        summary = run_synonyms(loaded, task, cfg, spec["inputs"], db, progress=progress.rows)
+        scores = evaluate_lists(db, summary["setting"], task, spec["queries"])
+        stats = db.stats()
+        setting = db.settings()[summary["setting"]]
+        keep_rows(stage_dir, db, setting, summary["setting"], demo_pool(task) if setting["demos"] else None)
+    finally:
+        db.close()
+    rows = stats["settings"].get(summary["setting"], {"rows": 0, "failed": 0})
+    counts = {k: summary[k] for k in ("done", "skipped", "failed", "inputs", "seconds")}
+    return {"path": spec["store"], "route": spec["route"], "setting": summary["setting"], "name": summary["name"],
+            "inputs": len(spec["inputs"]), "rows": rows["rows"], "failed": rows["failed"],
+            "coverage": rows["rows"] / max(len(spec["inputs"]), 1), "size_bytes": stats["bytes"], "summary": counts,
+            "model": summary["model"], "recipe": summary["recipe"], "choice": summary["choice"], **scores}
 
 
 def keep_rows(stage_dir: Path, db, setting: dict, sid: str, pool: list | None) -> None:
@@ -203,7 +233,8 @@ def restore_rows(stage_dir: Path) -> dict:
     return record
 
 
-STAGES = {"prompting": prompting, "finetune": finetune, "distill": distill, "audit": audit, "batch": batch}
+STAGES = {"prompting": prompting, "finetune": finetune, "distill": distill, "audit": audit, "batch": batch,
+          "synonyms": synonyms}
 
 
 def load_task_spec(t: dict):
@@ -213,7 +244,7 @@ def load_task_spec(t: dict):
 
     return load_task(t["name"], train=t["train"], dev=t["dev"], test=t["test"], seed=t["split_seed"],
                      instruction=t["instruction"], dev_fraction=t["dev_fraction"],
-                     fields=Fields(t.get("input_field"), t.get("target_field")))
+                     fields=Fields(t.get("input_field"), t.get("target_field")), targets=t.get("targets"))
 
 
 def run_stage_dir(stage_dir: Path, progress: Progress = Progress()) -> int:

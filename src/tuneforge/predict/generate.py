@@ -1,7 +1,8 @@
-"""Greedy generation for open tasks, batched, stopping at the end of the line."""
+"""Generation for open tasks, batched, stopping at the end of the line: greedy, or sampled with a
+seed per row."""
 
 import torch
-from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
 from tuneforge.predict.padding import left_pad, length_batches
@@ -20,6 +21,22 @@ class StopAtNewline(StoppingCriteria):
         for tok in set(last) - self.has_newline.keys():
             self.has_newline[tok] = "\n" in self.tokenizer.decode([tok])
         return torch.tensor([self.has_newline[t] for t in last], device=input_ids.device)
+
+
+class GumbelSample(LogitsProcessor):
+    """Turns greedy decoding into sampling at `temperature`, each row from its own seeded generator:
+    the argmax of logits / temperature plus Gumbel noise is a draw from their softmax (the Gumbel-max
+    trick). A row's draws depend on its seed alone, not on the rows batched beside it."""
+
+    def __init__(self, seeds: list[int], temperature: float, device: torch.device):
+        self.generators = [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
+        self.temperature = temperature
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        noise = torch.stack([torch.rand(scores.shape[-1], generator=g, device=scores.device, dtype=torch.float32)
+                             for g in self.generators])  # (B, V) uniform
+        gumbel = -torch.log(-torch.log(noise.clamp_min(1e-20)))
+        return scores.float() / self.temperature + gumbel
 
 
 class LineStreamer(BaseStreamer):
@@ -53,9 +70,11 @@ class LineStreamer(BaseStreamer):
 
 @torch.inference_mode()
 def generate_lines(
-    model, tokenizer, prompts: list[list[int]], *, max_new_tokens: int = 48, batch_size: int = 16, on_text=None
+    model, tokenizer, prompts: list[list[int]], *, max_new_tokens: int = 48, batch_size: int = 16, on_text=None,
+    seeds: list[int] | None = None, temperature: float = 1.0,
 ) -> list[str]:
-    """The first line the model writes after each prompt (greedy, so deterministic).
+    """The first line the model writes after each prompt: greedy, or with `seeds` (one per prompt)
+    sampled at `temperature` from the whole distribution (`GumbelSample`); deterministic either way.
 
     Prompts are bucketed by length and left-padded; generation stops at a newline or end of turn.
     With `on_text` (one prompt only), each new piece of the answer is handed to it as it is written."""
@@ -65,12 +84,14 @@ def generate_lines(
     outputs = [""] * len(prompts)
     for rows in length_batches(prompts, batch_size):
         ids, mask = left_pad([prompts[i] for i in rows], tokenizer.pad_token_id)  # (B, P)
+        sample = [GumbelSample([seeds[i] for i in rows], temperature, model.device)] if seeds is not None else []
         new = model.generate(
             input_ids=ids.to(model.device),
             attention_mask=mask.to(model.device),
             do_sample=False,
             max_new_tokens=max_new_tokens,
             stopping_criteria=StoppingCriteriaList([StopAtNewline(tokenizer)]),
+            logits_processor=LogitsProcessorList(sample),
             pad_token_id=tokenizer.pad_token_id,
             streamer=streamer,
         )[:, ids.shape[1] :]

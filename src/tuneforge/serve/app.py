@@ -25,7 +25,8 @@ from pydantic import BaseModel, Field
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 
-from tuneforge.store.synonyms import SynonymMatcher, normalize_synonyms
+from tuneforge.data.lists import split_list
+from tuneforge.store.synonyms import SynonymMatcher
 from tuneforge.serve.listen import (
     KEEP_ALIVE_SECONDS, MAX_HEAD_BYTES, REQUEST_SECONDS, DeadlineH11Protocol, bind, is_loopback, url,
 )
@@ -142,7 +143,7 @@ class Lookups:
             return self.matcher
         self._matcher_checked = now
         if (rows := self.reader.count(self.match_setting)) != self._matcher_rows:
-            synonyms = {row["input"]: normalize_synonyms(row["output"], row["input"])
+            synonyms = {row["input"]: split_list(row["output"], row["input"])
                         for row in self.reader.rows(self.match_setting) if row["error"] is None and row["output"]}
             self.matcher, self._matcher_rows = SynonymMatcher(synonyms), rows
         return self.matcher

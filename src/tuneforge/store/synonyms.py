@@ -1,70 +1,42 @@
-"""Synonyms for topic matching: clean a model's generated synonym list, then find topics in text.
+"""Synonyms for topic matching: find topics in text through their stored synonym lists.
 
-A model asked for synonyms of "vaccine" answers with a messy line ("1. Jab 2. shot."):
-`normalize_synonyms` turns it into clean phrases, and `SynonymMatcher` finds every topic's phrases
-in a query as whole words, in one pass, with an Aho–Corasick automaton over word tokens.
+A model asked for synonyms of "vaccine" answers with a messy line ("1. Jab 2. shot."): `split_list`
+(`data/lists.py`) turns it into clean terms, and `SynonymMatcher` finds every topic's terms in a
+query as whole words, in one pass, with an Aho–Corasick automaton over word tokens.
 
-A word is a run of letters and digits in any script ("café", "19"). Everything else — spaces,
-hyphens, punctuation, underscores — only separates words, in patterns and text alike, so
-"flu-shot" matches "flu shot" and "covid-19" matches "COVID 19". Matching ignores case
-(`str.casefold`). Text in decomposed unicode (e + combining accent) is not recomposed.
+Words compare as `term_key` makes them: casefolded and singular, every non-word character only a
+separator, so "flu-shots" matches "flu shot" and "covid-19" matches "COVID 19". A query word of
+five letters or more that is no pattern's word is read as the one pattern word of six letters or
+more within one edit (a letter dropped, added, changed or two swapped: "vacine", "vaccnie"), if
+exactly one is; short words are left alone, where one edit makes another word ("couch", "cough").
 """
 
-import re
-from collections import deque
+from collections import defaultdict, deque
 from collections.abc import Iterator
 
-MAX_CHARS = 60
-"""Longer generated entries are the model rambling, not a synonym."""
-MAX_WORDS = 6
-"""Entries with more whitespace-separated words than this are dropped too."""
+from tuneforge.data.lists import singular, term_key, words
 
-_WORD = re.compile(r"[^\W_]+")
-# Entry separators: , ; / | newline and bullets, plus list numbering ("1." or "2)") that starts
-# the text or follows whitespace and is followed by whitespace — so "covid 19" is left alone.
-_SPLIT = re.compile(r"[,;/|\n•]|(?:^|(?<=\s))\(?\d{1,3}[.)](?=\s|$)")
-_ASIDE = re.compile(r"\([^()]*\)")
-_EDGE = re.compile(r"^[\W_]+|[\W_]+$")
-_CONJUNCTION = re.compile(r"^(?:and|or)\s+")
+TYPO_MIN_PATTERN = 6
+"""Pattern words at least this long also match a query word one edit away."""
+TYPO_MIN_QUERY = 5
+"""Query words shorter than this are never read as typos."""
 
 
-def words(text: str) -> list[tuple[str, int, int]]:
-    """Word tokens of `text` as (casefolded word, start, end), offsets into `text` itself."""
-    return [(m.group().casefold(), m.start(), m.end()) for m in _WORD.finditer(text)]
+def _deletions(word: str) -> set[str]:
+    """The word itself and every form of it with one letter dropped."""
+    return {word} | {word[:i] + word[i + 1:] for i in range(len(word))}
 
 
-def _key(text: str) -> tuple[str, ...]:
-    """What a phrase matches on: its casefolded words, separators forgotten."""
-    return tuple(word for word, _, _ in words(text))
-
-
-def _clean_entry(piece: str) -> str:
-    """One split piece of generated text -> a lower-case phrase without edge punctuation."""
-    piece = _ASIDE.sub(" ", piece.lower())  # "shot (informal)" -> "shot"
-    piece = _EDGE.sub("", " ".join(piece.split()))
-    return _CONJUNCTION.sub("", piece)  # the last item of "jab, shot, and booster"
-
-
-def normalize_synonyms(text: str, term: str | None = None) -> list[str]:
-    """Turn a model's generated synonym line into a clean list, in first-seen order.
-
-    Splits on commas, semicolons, slashes, bars, newlines, bullets and list numbering (not on
-    spaces: "covid jab" stays one phrase); lower-cases, collapses whitespace, strips edge
-    punctuation and parenthetical asides. Drops empty entries, duplicates (entries with the same
-    words, so "flu-shot" repeats "flu shot"), entries over MAX_CHARS characters or MAX_WORDS words,
-    and `term` itself, which `SynonymMatcher` matches anyway.
-    """
-    seen = {(), _key(term or "")}
-    entries = []
-    for piece in _SPLIT.split(text):
-        entry = _clean_entry(piece)
-        key = _key(entry)
-        if key in seen or len(entry) > MAX_CHARS or len(entry.split()) > MAX_WORDS:
-            continue
-        seen.add(key)
-        entries.append(entry)
-    return entries
-
+def _one_edit(a: str, b: str) -> bool:
+    """Whether `a` and `b` differ by one letter dropped, added or changed, or two adjacent swapped."""
+    if abs(len(a) - len(b)) > 1 or a == b:
+        return False
+    if len(a) == len(b):
+        diff = [i for i, (x, y) in enumerate(zip(a, b)) if x != y]
+        return len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1
+                                   and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]])
+    short, long = sorted((a, b), key=len)
+    return any(long[:i] + long[i + 1:] == short for i in range(len(long)))
 
 class SynonymMatcher:
     """Finds topics in text through their synonyms, as whole words and phrases, in one pass.
@@ -74,7 +46,8 @@ class SynonymMatcher:
     name is a pattern for its own topic; a synonym shared by several topics reports each of them.
     """
 
-    def __init__(self, synonyms: dict[str, list[str]]):
+    def __init__(self, synonyms: dict[str, list[str]], *, typos: bool = True):
+        """`typos` False: a query word matches only as itself (singular)."""
         self._goto: list[dict[str, int]] = [{}]  # state -> word -> next state; state 0 is the root
         self._fail: list[int] = [0]  # longest proper suffix of the state's words that is a state
         self._out: list[int] = [-1]  # pattern id that ends at this state, -1 if none
@@ -83,8 +56,23 @@ class SynonymMatcher:
         self._length: list[int] = []  # pattern id -> number of words
         for topic, phrases in synonyms.items():
             for phrase in [topic, *phrases]:
-                self._add(_key(phrase), topic, phrase.strip())
+                self._add(term_key(phrase), topic, phrase.strip())
         self._link_failures()
+        self._words = {word for state in self._goto for word in state}  # every word of every pattern
+        self._near: dict[str, set[str]] = defaultdict(set)  # a long pattern word, or it less one letter -> words
+        for word in self._words if typos else ():
+            if len(word) >= TYPO_MIN_PATTERN:
+                for form in _deletions(word):
+                    self._near[form].add(word)
+
+    def _read(self, word: str) -> str:
+        """A query word as the automaton knows it: singular, and a typo read as the one pattern word
+        within one edit (see the module's note); else as it is."""
+        word = singular(word)
+        if len(word) < TYPO_MIN_QUERY or word in self._words:
+            return word
+        close = {w for form in _deletions(word) for w in self._near.get(form, ()) if _one_edit(word, w)}
+        return close.pop() if len(close) == 1 else word
 
     @property
     def state_count(self) -> int:
@@ -131,6 +119,7 @@ class SynonymMatcher:
         longest first among those ending on the same word."""
         state = 0
         for last, (word, _, _) in enumerate(tokens):
+            word = self._read(word)
             while state and word not in self._goto[state]:
                 state = self._fail[state]
             state = self._goto[state].get(word, 0)

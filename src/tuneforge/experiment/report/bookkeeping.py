@@ -53,6 +53,45 @@ def store(results: dict) -> Section:
     return Section("Prediction store", blocks)
 
 
+def synonym_lists(results: dict) -> Section:
+    """The synonym lists written offline: which model and recipe wrote them, the filter chosen on dev,
+    how good they are on the test topics, and what live queries find through them."""
+    found = results.get("synonyms")
+    if not found:
+        return Section("Synonym lists", [not_run("no synonym lists were written")])
+    recipe, choice = found.get("recipe") or {}, found.get("choice") or {}
+    kept = recipe.get("filter") or {}
+    shots = f"{recipe.get('shots')}-shot ({recipe.get('pick')})" if recipe.get("shots") else "0-shot, its trained prompt"
+    dev = (choice.get("dev") or {}).get("list_f1")
+    rows = [
+        ["Written by", nested(found, "model", "path") or units.MISSING],
+        ["Prompt", shots],
+        ["Over-generation", f"the greedy list + {recipe.get('samples')} sampled at temperature "
+                            f"{recipe.get('temperature')} (seed {recipe.get('seed')})"],
+        ["Verification", recipe.get("verify") or units.MISSING],
+        ["Kept", f"probability >= {kept.get('threshold')}, at most {kept.get('max_terms')} terms, "
+                 f"{kept.get('words')} words"],
+        ["Chosen on", f"{recipe.get('chosen_on')}: {units.score_ci(dev)}" if recipe.get("chosen_on")
+         else "not chosen (no dev topics): the first setting of each"],
+    ]
+    blocks = [Table(["", "Value"], rows, "How the lists were made")]
+    test = found.get("test")
+    if test:
+        blocks.append(Table(["Test topics", "List precision", "List recall", "List F1"],
+                            [[units.exact(test.get("topics")), units.score_ci(test.get("list_precision")),
+                              units.score_ci(test.get("list_recall")), units.score_ci(test.get("list_f1"))]],
+                            "Against the reference lists of topics that never demonstrated and never chose"))
+    live = found.get("live")
+    if live:
+        first = live["rows"][0]
+        via = ", ".join(f"{topic} through \"{term}\"" for topic, term in first["terms"]) or "no topic"
+        blocks.append(Paragraph(
+            f"Live queries ({live['queries']}, matched as /v1/match matches them): topic precision "
+            f"{units.score(live['precision'])}, recall {units.score(live['recall'])}. "
+            f"\"{first['query']}\" finds {via} (expected: {', '.join(first['expected']) or 'none'})."))
+    return Section("Synonym lists", blocks)
+
+
 def stages(results: dict) -> Section:
     """Which stages ran and which came from the cache, and the experiment's wall time."""
     timing, provenance = Paragraph(_timing(results)), Paragraph(_provenance(results))

@@ -38,6 +38,7 @@ def build_document(results: dict, rec: dict) -> Document:
         fairness.audit(results),
         bookkeeping.parameter_counts(results),
         bookkeeping.store(results),
+        bookkeeping.synonym_lists(results),
         bookkeeping.stages(results),
     ]
     return Document(f"tuneforge experiment report: {name}", overview.intro(results), sections,
