@@ -23,9 +23,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from tuneforge.batch.inputs import builtin_queries_path, read_queries
 from tuneforge.batch.synonyms import (
-    ListWriter, builtin_queries_path, evaluate_lists, list_writer, local_match, read_queries, run_synonyms, score_lists,
-    score_queries,
+    ListWriter, evaluate_lists, list_writer, local_match, run_synonyms, score_lists, score_queries,
 )
 from tuneforge.data.lists import split_list
 from tuneforge.data.splits import load_task

@@ -50,7 +50,7 @@ def test_every_command_with_settings_is_checked_here():
     with_settings = {name for name, p in commands().items() if p.get_default("settings") is not None}
     assert with_settings == set(DEFAULTS)
     walked = {cls for d in DEFAULTS.values() for cls, _, _ in settings_fields(d)}
-    assert walked == {PromptingConfig, FinetuneConfig, DistillConfig, AuditConfig, BatchConfig}
+    assert walked == {PromptingConfig, FinetuneConfig, DistillConfig, AuditConfig, BatchConfig, SynonymsConfig}
 
 
 @pytest.mark.parametrize("command", sorted(DEFAULTS))

@@ -189,8 +189,8 @@ TOPICS = ["vaccine", "car", "doctor", "happy", "house", "money"]
 def test_demo_runs_every_route_end_to_end_and_writes_the_report(tmp_path, browser):
     out = tmp_path / "demo"
     (tmp_path / "topics.txt").write_text("\n".join(TOPICS) + "\n")
-    proc = _run(["demo", "--out", str(out), *REDUCED_DEMO, f"--synonyms.topics={tmp_path / 'topics.txt'}"],
-                timeout=1500)
+    proc = _run(["demo", "--out", str(out), *REDUCED_DEMO, f"--synonyms.topics={tmp_path / 'topics.txt'}",
+                 "--synonyms.writer=few-shot", "--synonyms.samples=2"], timeout=1500)  # (the LoRA writer: below)
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     print(proc.stdout)
@@ -208,7 +208,8 @@ def test_demo_runs_every_route_end_to_end_and_writes_the_report(tmp_path, browse
     assert results["recommendation"]["route"] in by
     assert results["store"]["coverage"] == 1.0 and results["store"]["rows"] == 245
     _assert_store_serves_the_recommended_routes_test_predictions(out, results)
-    assert results["synonyms"]["rows"] == len(TOPICS)
+    assert results["synonyms"]["rows"] == len(TOPICS) and results["synonyms"]["recipe"]["writer"] == "few-shot"
+    assert results["synonyms"]["test"]["topics"] == 2  # car and house are test topics of the synonyms task
     assert {g for r in results["audit"]["routes"] for g in r["groups"]} == {"tropical", "temperate"}
     # the report opens in a browser, without console errors, and is not blank
     shot = tmp_path / "demo-report.png"
@@ -252,7 +253,8 @@ def test_synonym_lists_generated_offline_match_live_queries(tmp_path):
     the lists must find topics the topic names alone do not."""
     import httpx
 
-    from tuneforge.batch.synonyms import builtin_queries_path, read_queries, score_queries
+    from tuneforge.batch.inputs import builtin_queries_path, read_queries
+    from tuneforge.batch.synonyms import score_queries
     from tuneforge.data.tasks import builtin_path, read_examples
     from tuneforge.store.sqlite import PredictionStore
     from tuneforge.store.synonyms import SynonymMatcher
@@ -270,6 +272,7 @@ def test_synonym_lists_generated_offline_match_live_queries(tmp_path):
     store.close()
     assert len(stored) == 122 and sum(bool(r["output"]) for r in stored.values()) > 60
     assert setting["recipe"]["samples"] == 3 and setting["recipe"]["chosen_on"] == "dev (12 topics), list F1"
+    assert setting["recipe"]["writer"] == "lora" and (tmp_path / "synonyms.db.writer" / "merged").is_dir()
     print("vaccine ->", stored["vaccine"]["output"], "| car ->", stored["car"]["output"])
 
     port = _free_port()

@@ -188,9 +188,8 @@ def synonyms(
     `queries` (a JSONL file of {"query", "topics"}; default: the built-in ones, for the built-in topics).
     With `writer: lora` (the default), the LoRA list writer is trained into `writer_dir` (default:
     `<store>.writer` beside the store) first, or reused from there."""
-    from tuneforge.batch.synonyms import (
-        builtin_queries_path, evaluate_lists, list_writer, read_queries, read_topics, run_synonyms,
-    )
+    from tuneforge.batch.inputs import builtin_queries_path, read_queries, read_topics
+    from tuneforge.batch.synonyms import evaluate_lists, list_writer, run_synonyms
     from tuneforge.store.sqlite import PredictionStore, check_store
 
     texts = read_topics(topics)

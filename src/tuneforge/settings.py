@@ -335,9 +335,12 @@ class SynonymsConfig(BatchConfig):
     word filter is chosen on the task's dev topics, by list F1; the defaults are what won there."""
 
     writer: str = "lora"
-    """`lora`: fine-tune a LoRA list writer on the task's train topics first (lr 1e-3, up to 10 epochs,
-    stopping after 2 without a better dev list F1), prompted zero-shot as it was trained; `few-shot`:
-    the model itself with `shots` demonstrations. A model tuneforge already trained is used as it is."""
+    """`lora`: fine-tune a LoRA list writer on the task's train topics first (lr 1e-3, up to
+    `writer_epochs`, stopping after 2 epochs without a better dev list F1), prompted zero-shot as it
+    was trained; `few-shot`: the model itself with `shots` demonstrations. A model tuneforge already
+    trained is used as it is."""
+    writer_epochs: int = 10
+    """Most epochs the LoRA list writer trains (it stops earlier after 2 without a better dev list F1)."""
     shots: int = 5
     pick: str = "similar"
     max_new_tokens: int = 32
@@ -352,7 +355,8 @@ class SynonymsConfig(BatchConfig):
     max_terms: tuple[int, ...] = (2, 3, 5, 8)
     """Most terms kept per list (the likeliest first); chosen on dev among these."""
     words: tuple[str, ...] = WORD_FILTERS
-    """Word filters tried on dev: `any`, `known` (see WORD_FILTERS)."""
+    """Word filters tried on dev: `any` term, or only `known` ones (each word of the term a whole word of
+    the tokenizer's vocabulary, which drops fragments such as `carr`)."""
 
     def __post_init__(self):
         super().__post_init__()
@@ -360,6 +364,8 @@ class SynonymsConfig(BatchConfig):
             raise TuneforgeError(f"unknown writer {self.writer!r}: choose {' or '.join(WRITERS)}")
         if self.samples < 1:
             raise TuneforgeError(f"samples must be at least 1, got {self.samples}")
+        if self.writer_epochs < 1:
+            raise TuneforgeError(f"writer_epochs must be at least 1, got {self.writer_epochs}")
         if not self.temperature > 0:
             raise TuneforgeError(f"temperature must be above 0, got {self.temperature}")
         if not self.thresholds or any(not 0 <= t <= 1 for t in self.thresholds):

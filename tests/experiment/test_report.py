@@ -24,7 +24,7 @@ TITLE = "tuneforge experiment report: reviews-demo"
 SECTIONS = [
     "Recommendation", "Routes compared", "Score against cost", "Fine-tuning trials on dev", "Learning curves",
     "Few-shot spread across demonstration draws", "Confusion matrix of the best route", "Fairness audit",
-    "Parameter counts", "Prediction store", "Stages",
+    "Parameter counts", "Prediction store", "Synonym lists", "Stages",
 ]
 # Figures from the fixture, in the units the report must show them in (see the fixture's routes).
 KEY_FIGURES = [
@@ -207,6 +207,30 @@ def test_markdown_sections_hold_their_numbers(report):
     assert "Every claim holds." in section(markdown, "Parameter counts")
 
 
+def test_synonym_lists_say_who_wrote_them_how_and_how_good_they_are(results, tmp_path):
+    scores = {"mean": 0.365, "ci95": [0.29, 0.44]}
+    results["synonyms"] = {
+        "model": {"path": "/runs/demo/stages/synonyms/writer/merged"},
+        "recipe": {"writer": "lora", "shots": 0, "pick": None, "samples": 3, "temperature": 0.8, "seed": 0,
+                   "verify": "probability of `term,` first after the topic",
+                   "filter": {"threshold": 0.003, "max_terms": 8, "words": "known"},
+                   "chosen_on": "dev (12 topics), list F1"},
+        "choice": {"dev": {"list_f1": {"mean": 0.338, "ci95": [0.2, 0.45]}}},
+        "test": {"topics": 37, "list_precision": scores, "list_recall": {"mean": 0.412, "ci95": [0.34, 0.48]},
+                 "list_f1": {"mean": 0.371, "ci95": [0.31, 0.44]}},
+        "live": {"queries": 72, "precision": 0.704, "recall": 0.618,
+                 "rows": [{"query": "where can I get my covid jab", "expected": ["injection", "vaccine"],
+                           "terms": [["vaccine", "jab"]]}]},
+    }
+    text = section(write_report(results, tmp_path)["markdown"].read_text(), "Synonym lists")
+    for figure in ("/runs/demo/stages/synonyms/writer/merged (a LoRA list writer trained on the task's train topics)",
+                   "0-shot, its trained prompt",
+                   "the greedy list + 3 sampled at temperature 0.8", "probability >= 0.003, at most 8 terms, known words",
+                   "dev (12 topics), list F1: 0.338 (0.20–0.45)", "| 37 | 0.365 (0.29–0.44) | 0.412 (0.34–0.48) |",
+                   "topic precision 0.704, recall 0.618", '"where can I get my covid jab" finds vaccine through "jab"'):
+        assert figure in text, figure
+
+
 def test_html_embeds_one_svg_per_plot(report):
     html = report["html"]
     # cost x2, learning curves, few-shot spread, confusion heatmap, audit groups
@@ -288,9 +312,9 @@ def test_missing_optional_parts_say_not_run(results, tmp_path):
         route["history"] = None
     markdown = write_report(results, tmp_path)["markdown"].read_text()
     html = (tmp_path / "report.html").read_text()
-    for title in ("Learning curves", "Fairness audit", "Prediction store", "Stages"):
+    for title in ("Learning curves", "Fairness audit", "Prediction store", "Synonym lists", "Stages"):
         assert "Not run" in section(markdown, title), title
-    assert html.count("Not run") == 4
+    assert html.count("Not run") == 5
     assert html.count("<svg") == 4  # cost x2, few-shot spread, confusion
 
 

@@ -1,11 +1,13 @@
 """Inputs of a batch job: JSONL (`input`, or any task row shape), CSV (`input` column) or plain lines.
 
 A line that cannot be read (bad encoding, bad JSON) does not stop the job: it comes back as a failed
-row, recorded in the store with its error."""
+row, recorded in the store with its error. A synonym job's topics are stricter (`read_topics`), and
+its live queries come with the topics each should match (`read_queries`)."""
 
 import csv
 import io
 import json
+from importlib import resources
 from pathlib import Path
 
 from tuneforge.data.tasks import example_from_row
@@ -75,3 +77,43 @@ def read_unlabeled(path: str | Path) -> list[str]:
     if failed:
         raise TuneforgeError(f"{path}: {failed[0]['error']} (unlabeled inputs)")
     return inputs
+
+
+def read_topics(path: str | Path) -> list[str]:
+    """A topics file's topics (plain lines, JSONL or CSV, as batch inputs are read); an empty line or a
+    line that cannot be read is an error naming the line, not a topic skipped."""
+    path = Path(path)
+    if path.is_file() and path.suffix.lower() != ".csv":
+        lines = path.read_bytes().split(b"\n")
+        for lineno, line in enumerate(lines, start=1):
+            if not line.strip() and lineno < len(lines):  # (the file's final newline ends the last line)
+                raise TuneforgeError(f"{path}:{lineno}: empty line (every line must hold a topic)")
+    topics, failed = read_inputs(path)
+    if failed:
+        raise TuneforgeError(f"{path}: {failed[0]['error']}")
+    return topics
+
+
+def builtin_queries_path() -> Path:
+    """The built-in live queries for the built-in `synonyms` topics."""
+    return Path(str(resources.files("tuneforge.data") / "builtin" / "queries" / "synonyms.jsonl"))
+
+
+def read_queries(path: str | Path) -> list[dict]:
+    """Live queries with the topics each should match: JSONL rows {"query": str, "topics": [str]}."""
+    path = Path(path)
+    if not path.is_file():
+        raise TuneforgeError(f"{path}: no such file")
+    queries = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise TuneforgeError(f"{path}:{lineno}: not JSON ({e.msg})") from None
+        if not isinstance(row, dict) or not isinstance(row.get("query"), str) or not isinstance(row.get("topics"), list):
+            raise TuneforgeError(f"{path}:{lineno}: expected {{\"query\": text, \"topics\": [topic, ...]}}")
+        queries.append({"id": row.get("id", f"{path.stem}-{lineno}"), "query": row["query"],
+                        "topics": [str(t) for t in row["topics"]]})
+    return queries

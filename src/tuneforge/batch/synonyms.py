@@ -18,12 +18,10 @@ tuneforge artifact: prompted as it was trained, zero-shot). The store records wh
 produced the lists. `score_queries` measures what a user sees: topics found in live queries.
 """
 
-import json
 import math
 import zlib
 from collections import Counter
 from dataclasses import asdict, dataclass, replace
-from importlib import resources
 from pathlib import Path
 
 import torch
@@ -42,8 +40,9 @@ from tuneforge.prompts.shots import pick_demos
 from tuneforge.settings import SynonymsConfig
 from tuneforge.store.synonyms import SynonymMatcher
 
-WRITER_TRAINING = {"method": "lora", "lrs": (1e-3,), "epochs": 10, "patience": 2, "merge": True}
-"""How `writer: lora` fine-tunes its list writer (what bench/synonym_lists.py measured)."""
+WRITER_TRAINING = {"method": "lora", "lrs": (1e-3,), "patience": 2, "merge": True}
+"""How `writer: lora` fine-tunes its list writer, for up to `writer_epochs` (what bench/synonym_lists.py
+measured)."""
 CANDIDATES_KEPT = 24
 """Most scored candidates recorded in a row's meta (the likeliest), beside the list kept."""
 
@@ -182,48 +181,6 @@ def recipe(writer: ListWriter, choice: dict) -> dict:
             "filter": choice["filter"], "chosen_on": choice["chosen_on"]}
 
 
-def read_topics(path: str | Path) -> list[str]:
-    """A topics file's topics (plain lines, JSONL or CSV, as batch inputs are read); an empty line or a
-    line that cannot be read is an error naming the line, not a topic skipped."""
-    from tuneforge.batch.inputs import read_inputs
-
-    path = Path(path)
-    if path.is_file() and path.suffix.lower() != ".csv":
-        lines = path.read_bytes().split(b"\n")
-        for lineno, line in enumerate(lines, start=1):
-            if not line.strip() and lineno < len(lines):  # (the file's final newline ends the last line)
-                raise TuneforgeError(f"{path}:{lineno}: empty line (every line must hold a topic)")
-    topics, failed = read_inputs(path)
-    if failed:
-        raise TuneforgeError(f"{path}: {failed[0]['error']}")
-    return topics
-
-
-def builtin_queries_path() -> Path:
-    """The built-in live queries for the built-in `synonyms` topics."""
-    return Path(str(resources.files("tuneforge.data") / "builtin" / "queries" / "synonyms.jsonl"))
-
-
-def read_queries(path: str | Path) -> list[dict]:
-    """Live queries with the topics each should match: JSONL rows {"query": str, "topics": [str]}."""
-    path = Path(path)
-    if not path.is_file():
-        raise TuneforgeError(f"{path}: no such file")
-    queries = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise TuneforgeError(f"{path}:{lineno}: not JSON ({e.msg})") from None
-        if not isinstance(row, dict) or not isinstance(row.get("query"), str) or not isinstance(row.get("topics"), list):
-            raise TuneforgeError(f"{path}:{lineno}: expected {{\"query\": text, \"topics\": [topic, ...]}}")
-        queries.append({"id": row.get("id", f"{path.stem}-{lineno}"), "query": row["query"],
-                        "topics": [str(t) for t in row["topics"]]})
-    return queries
-
-
 def score_queries(match, queries: list[dict], topics: list[str]) -> dict:
     """Topic precision and recall of `match` (text -> the /v1/match answer: {"topics", "matches"}) over
     live `queries`, counted over (query, topic) pairs; a query's expected topics outside `topics` (no
@@ -271,7 +228,7 @@ def list_writer(model: str | Path | None, task: Task, cfg: SynonymsConfig, folde
     path = default_model_dir() if model is None else resolve_model_dir(model)
     if cfg.writer == "few-shot" or (artifact_provenance(path) or {}).get("prompt"):
         return load_model(model, dtype=dtype, device=device)
-    config = FinetuneConfig(**WRITER_TRAINING, seed=cfg.seed)
+    config = FinetuneConfig(**WRITER_TRAINING, epochs=cfg.writer_epochs, seed=cfg.seed)
     finetune(load_model(model, dtype="fp32", device=device), task, config, Path(folder), resume=True,
              progress=progress)
     return load_model(Path(folder) / "merged", dtype=dtype, device=device)

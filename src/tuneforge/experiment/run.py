@@ -102,7 +102,7 @@ def check_inputs(config: ExperimentConfig) -> None:
     would otherwise surface only at its stage, after the training before it)."""
     from tuneforge.audit.swaps import load_swaps
     from tuneforge.batch.inputs import read_inputs, read_unlabeled
-    from tuneforge.batch.synonyms import read_queries, read_topics
+    from tuneforge.batch.inputs import read_queries, read_topics
     from tuneforge.model.load import check_dtype
 
     check_dtype(config.dtype)
@@ -114,6 +114,8 @@ def check_inputs(config: ExperimentConfig) -> None:
                             ("distill.unlabeled", config.distill and config.distill.unlabeled, read_unlabeled)):
         if path:
             _checked(key, lambda: read(path))
+    if config.synonyms is not None and config.synonyms.model:
+        _checked("synonyms.model", lambda: resolve_model_dir(config.synonyms.model))
 
 
 def _checked(key: str, check) -> None:
@@ -181,7 +183,7 @@ def _file_hash(path: str | None) -> str | None:
 
 
 def _synonyms_spec(config: ExperimentConfig, common: dict, run_dir: Path) -> dict:
-    from tuneforge.batch.synonyms import builtin_queries_path, read_queries, read_topics
+    from tuneforge.batch.inputs import builtin_queries_path, read_queries, read_topics
     from tuneforge.data.tasks import builtin_path
 
     section = config.synonyms

@@ -64,7 +64,9 @@ def synonym_lists(results: dict) -> Section:
     shots = f"{recipe.get('shots')}-shot ({recipe.get('pick')})" if recipe.get("shots") else "0-shot, its trained prompt"
     dev = (choice.get("dev") or {}).get("list_f1")
     rows = [
-        ["Written by", nested(found, "model", "path") or units.MISSING],
+        ["Written by", f"{nested(found, 'model', 'path') or units.MISSING} ("
+                       + ("a LoRA list writer trained on the task's train topics)" if recipe.get("writer") == "lora"
+                          else "the model as it is)")],
         ["Prompt", shots],
         ["Over-generation", f"the greedy list + {recipe.get('samples')} sampled at temperature "
                             f"{recipe.get('temperature')} (seed {recipe.get('seed')})"],

@@ -6,10 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from tuneforge.batch.synonyms import (
-    Candidate, ListFilter, builtin_queries_path, local_match, read_queries, read_topics, run_synonyms, score_queries,
-    stored_lists,
-)
+from tuneforge.batch.inputs import builtin_queries_path, read_queries, read_topics
+from tuneforge.batch.synonyms import Candidate, ListFilter, local_match, run_synonyms, score_queries, stored_lists
 from tuneforge.data.lists import split_list
 from tuneforge.data.splits import load_task
 from tuneforge.errors import TuneforgeError
