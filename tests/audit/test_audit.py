@@ -231,3 +231,16 @@ def test_bad_audit_input_exits_2_with_one_line(tiny_model_dir, tmp_path, args, m
     proc = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
     assert not (tmp_path / "a.json").exists()
+
+
+def test_groups_of_a_list_task_are_scored_by_list_f1():
+    """Per-item list F1 averages per group, as the task's headline metric (not exact match, ~0 for lists)."""
+    from tuneforge.audit.audit import group_scores
+
+    items = [Example("vaccine", "jab, shot", "1", "a"), Example("car", "auto, vehicle", "2", "a"),
+             Example("doctor", "physician, medic", "3", "b"), Example("happy", "glad, joyful", "4", "b")]
+    preds = ["jab", "auto, vehicle", "nurse", "glad, joyful, content"]
+    out = group_scores(items, preds, "list", permutations=10)
+    assert out["groups"]["a"]["mean"] == pytest.approx((2 / 3 + 1) / 2)
+    assert out["groups"]["b"]["mean"] == pytest.approx((0 + 0.8) / 2)
+    assert out["gap_groups"] == ["a", "b"]

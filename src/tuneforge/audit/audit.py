@@ -13,7 +13,7 @@ import numpy as np
 
 from tuneforge.audit.swaps import Swapper
 from tuneforge.data.tasks import Example
-from tuneforge.evaluate.metrics import accuracy, bootstrap_ci, exact_match, normalize_text
+from tuneforge.evaluate.metrics import METRICS, bootstrap_ci, normalize_text
 
 Predict = Callable[[list[Example]], list[str]]
 
@@ -112,7 +112,8 @@ def total_variation(a: Counter, b: Counter) -> float:
 
 
 def _metric(kind: str):
-    return accuracy if kind == "labels" else exact_match
+    """The headline metric of a task scored as `kind` (`Task.scored_as`: labels, generate or list)."""
+    return next(iter(METRICS[kind].values()))
 
 
 def _hit(gold: str, pred: str, kind: str) -> float:

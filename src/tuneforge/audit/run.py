@@ -38,7 +38,7 @@ def audit_models(models: list[str | None], task: Task, cfg: AuditConfig, *, dtyp
         check_input_lengths(task, loaded.tokenizer)
         for route in model_routes(loaded, cfg):
             predict = route_predictor(loaded, task, route, cfg)
-            figures = audit_predictor(items, predict, swapper, kind=task.info.kind,
+            figures = audit_predictor(items, predict, swapper, kind=task.scored_as,
                                       permutations=cfg.permutations, seed=cfg.seed)
             routes.append({**route, "model": str(loaded.path), **figures})
         del loaded

@@ -10,6 +10,8 @@ __all__ = ["nested", "routes", "metric", "metric_words"]
 METRIC_WORDS = {
     "accuracy": "accuracy (the share of test examples given the right label)",
     "exact_match": "exact match (the share of outputs equal to the reference, ignoring case and punctuation)",
+    "list_f1": "list F1 (per example, the F1 of the answer's terms against the reference list's, ignoring case, "
+               "punctuation and plural endings; averaged)",
 }
 
 
