@@ -146,8 +146,9 @@ def _synonyms(sub) -> None:
     p.add_argument("--store", required=True, help="the SQLite prediction store (created when missing)")
     p.add_argument("--writer-dir", help="where --writer lora trains its list writer, or finds it trained "
                                         "(default: STORE.writer beside the store)")
-    p.add_argument("--task", default="synonyms", help="task giving the instruction, the demonstrations (train) and "
-                                                       "the topics the filter is chosen on (dev) (default: %(default)s)")
+    p.add_argument("--task", default="synonyms",
+                   help="task giving the instruction, the demonstrations and writer's training (train) and the "
+                        "topics the filter is chosen on (dev) (default: %(default)s)")
     _model_args(p)
     add_settings(p, SynonymsConfig(), "synonym lists")
     p.set_defaults(func=cmd_synonyms)

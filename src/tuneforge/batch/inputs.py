@@ -112,7 +112,7 @@ def read_queries(path: str | Path) -> list[dict]:
             row = json.loads(line)
         except json.JSONDecodeError as e:
             raise TuneforgeError(f"{path}:{lineno}: not JSON ({e.msg})") from None
-        if not isinstance(row, dict) or not isinstance(row.get("query"), str) or not isinstance(row.get("topics"), list):
+        if not (isinstance(row, dict) and isinstance(row.get("query"), str) and isinstance(row.get("topics"), list)):
             raise TuneforgeError(f"{path}:{lineno}: expected {{\"query\": text, \"topics\": [topic, ...]}}")
         queries.append({"id": row.get("id", f"{path.stem}-{lineno}"), "query": row["query"],
                         "topics": [str(t) for t in row["topics"]]})

@@ -172,9 +172,9 @@ def batch(spec: dict, stage_dir: Path, progress: Progress) -> dict:
 def synonyms(spec: dict, stage_dir: Path, progress: Progress) -> dict:
     """Synonym lists for the topics into the store, written by `spec["model"]` (the base model by
     default) or, with `writer: lora`, by a list writer fine-tuned from it first (in the stage's
-    folder, so a killed stage resumes its training), the filter chosen on the synonyms task's dev topics; then how good they are: list
-    scores on its test topics, topic precision and recall over the live queries. Idempotent, as a
-    batch job."""
+    folder, so a killed stage resumes its training), the filter chosen on the synonyms task's dev
+    topics; then how good they are: list scores on its test topics, topic precision and recall over
+    the live queries. Idempotent, as a batch job."""
     from tuneforge.batch.job import demo_pool
     from tuneforge.batch.synonyms import SynonymsConfig, evaluate_lists, list_writer, run_synonyms
     from tuneforge.config import from_dict

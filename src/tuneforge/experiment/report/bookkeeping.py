@@ -61,7 +61,8 @@ def synonym_lists(results: dict) -> Section:
         return Section("Synonym lists", [not_run("no synonym lists were written")])
     recipe, choice = found.get("recipe") or {}, found.get("choice") or {}
     kept = recipe.get("filter") or {}
-    shots = f"{recipe.get('shots')}-shot ({recipe.get('pick')})" if recipe.get("shots") else "0-shot, its trained prompt"
+    shots = (f"{recipe.get('shots')}-shot ({recipe.get('pick')})" if recipe.get("shots")
+             else "0-shot, its trained prompt")
     dev = (choice.get("dev") or {}).get("list_f1")
     rows = [
         ["Written by", f"{nested(found, 'model', 'path') or units.MISSING} ("
