@@ -246,11 +246,11 @@ def _assert_store_serves_the_recommended_routes_test_predictions(out, results) -
 
 
 def test_synonym_lists_generated_offline_match_live_queries(tmp_path):
-    """Every built-in topic's synonym list is written offline by the default model (5-shot, a topic is
-    never its own demonstration; greedy + 3 sampled lists here for CI's time, verified, the filter
-    chosen on dev) into a store; `tuneforge serve` then answers the built-in live queries through
-    /v1/match over HTTP. Their topic precision and recall there must be what the job reported, and
-    the lists must find topics the topic names alone do not."""
+    """Every built-in topic's synonym list is written offline by the default recipe: a LoRA list writer
+    trained on the train topics (at most 3 epochs here, for CI's time), its greedy list + 2 sampled
+    ones, every term verified, the filter chosen on dev; into a store. `tuneforge serve` then answers
+    the built-in live queries through /v1/match over HTTP. Their topic precision and recall there
+    must be what the job reported, and the lists must find topics the topic names alone do not."""
     import httpx
 
     from tuneforge.batch.inputs import builtin_queries_path, read_queries
@@ -263,7 +263,8 @@ def test_synonym_lists_generated_offline_match_live_queries(tmp_path):
     names = [ex.input for ex in read_examples(builtin_path("synonyms"))]
     topics.write_text("\n".join(names) + "\n")
     db = tmp_path / "synonyms.db"
-    proc = _run(["synonyms", "--topics", str(topics), "--store", str(db), "--samples", "3"], timeout=900)
+    proc = _run(["synonyms", "--topics", str(topics), "--store", str(db), "--samples", "2", "--writer-epochs", "3"],
+                timeout=900)
     assert proc.returncode == 0, proc.stderr
     print(proc.stdout)
     store = PredictionStore(db)
@@ -271,7 +272,7 @@ def test_synonym_lists_generated_offline_match_live_queries(tmp_path):
     stored = {r["input"]: r for r in store.rows(sid)}
     store.close()
     assert len(stored) == 122 and sum(bool(r["output"]) for r in stored.values()) > 60
-    assert setting["recipe"]["samples"] == 3 and setting["recipe"]["chosen_on"] == "dev (12 topics), list F1"
+    assert setting["recipe"]["samples"] == 2 and setting["recipe"]["chosen_on"] == "dev (12 topics), list F1"
     assert setting["recipe"]["writer"] == "lora" and (tmp_path / "synonyms.db.writer" / "merged").is_dir()
     print("vaccine ->", stored["vaccine"]["output"], "| car ->", stored["car"]["output"])
 

@@ -25,7 +25,7 @@ lora: {{epochs: 1, batch_size: 8, lrs: [0.001, 0.003]}}
 distill: {{layers: 1, training: {{epochs: 1}}}}
 audit: {{shots: [0], permutations: 50}}
 batch: {{route: lora}}
-synonyms: {{topics: {topics}, max_new_tokens: 6, samples: 1}}
+synonyms: {{topics: {topics}, max_new_tokens: 6, samples: 1, writer: few-shot}}
 """
 
 

@@ -22,7 +22,7 @@ lora: {{epochs: 1, batch_size: 8, lrs: [0.001]}}
 distill: null
 audit: {{shots: [0], permutations: 20}}
 batch: {{route: lora}}
-synonyms: {{topics: {topics}, shots: 1, max_new_tokens: 4, samples: 1}}
+synonyms: {{topics: {topics}, shots: 1, max_new_tokens: 4, samples: 1, writer: few-shot}}
 """
 
 

@@ -85,6 +85,18 @@ def test_matcher_is_rebuilt_when_the_synonyms_setting_grows(serve, store_path):
         time.sleep(0.2)
 
 
+def test_a_topic_whose_list_came_out_empty_is_found_by_its_name(tmp_path):
+    """The synonym job stores an empty list when no term passed its filter; the topic still exists."""
+    path = fill_store(tmp_path / "store.db")
+    store = PredictionStore(path)
+    store.put_many(SYNONYMS_ID, [{"input": "pharmacy", "output": ""}])
+    store.close()
+    with running(create_app(path)) as url:
+        body = httpx.post(f"{url}/v1/match", json={"text": "flu jab at the pharmacy"}).json()
+    assert body["topics"] == ["influenza", "vaccine", "pharmacy"]
+    assert [m["synonym"] for m in body["matches"]] == ["flu", "jab", "pharmacy"]
+
+
 def test_match_without_a_synonyms_setting_is_404(tmp_path):
     with running(create_app(fill_store(tmp_path / "fruit.db", synonyms=False))) as url:
         response = httpx.post(f"{url}/v1/match", json={"text": "covid jab"})

@@ -143,8 +143,9 @@ class Lookups:
             return self.matcher
         self._matcher_checked = now
         if (rows := self.reader.count(self.match_setting)) != self._matcher_rows:
-            synonyms = {row["input"]: split_list(row["output"], row["input"])
-                        for row in self.reader.rows(self.match_setting) if row["error"] is None and row["output"]}
+            # a topic whose list came out empty is still found by its own name
+            synonyms = {row["input"]: split_list(row["output"] or "", row["input"])
+                        for row in self.reader.rows(self.match_setting) if row["error"] is None}
             self.matcher, self._matcher_rows = SynonymMatcher(synonyms), rows
         return self.matcher
 
