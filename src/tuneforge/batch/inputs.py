@@ -14,8 +14,9 @@ from tuneforge.data.tasks import example_from_row
 from tuneforge.errors import TuneforgeError
 
 
-def read_inputs(path: str | Path, *, unique: bool = True) -> tuple[list[str], list[dict]]:
-    """(inputs in file order, without duplicates when `unique`; failed rows {"input", "error"})."""
+def read_inputs(path: str | Path, *, unique: bool = True, blank_lines: bool = True) -> tuple[list[str], list[dict]]:
+    """(inputs in file order, without duplicates when `unique`; failed rows {"input", "error"}). A
+    blank line is skipped, or with `blank_lines` False (not CSV) an error naming it."""
     path = Path(path)
     if not path.is_file():
         raise TuneforgeError(f"{path}: no such file")
@@ -34,6 +35,8 @@ def read_inputs(path: str | Path, *, unique: bool = True) -> tuple[list[str], li
     else:
         for lineno, line in lines:
             if not line.strip():
+                if not blank_lines and lineno < len(raw):  # (the file's final newline ends the last line)
+                    raise TuneforgeError(f"{path}:{lineno}: empty line (every line must hold an input)")
                 continue
             if suffix in (".jsonl", ".json"):
                 text = _from_json(path, lineno, line, failed)
@@ -82,13 +85,7 @@ def read_unlabeled(path: str | Path) -> list[str]:
 def read_topics(path: str | Path) -> list[str]:
     """A topics file's topics (plain lines, JSONL or CSV, as batch inputs are read); an empty line or a
     line that cannot be read is an error naming the line, not a topic skipped."""
-    path = Path(path)
-    if path.is_file() and path.suffix.lower() != ".csv":
-        lines = path.read_bytes().split(b"\n")
-        for lineno, line in enumerate(lines, start=1):
-            if not line.strip() and lineno < len(lines):  # (the file's final newline ends the last line)
-                raise TuneforgeError(f"{path}:{lineno}: empty line (every line must hold a topic)")
-    topics, failed = read_inputs(path)
+    topics, failed = read_inputs(path, blank_lines=False)
     if failed:
         raise TuneforgeError(f"{path}: {failed[0]['error']}")
     return topics

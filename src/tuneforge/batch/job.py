@@ -166,12 +166,17 @@ def store_setting(store, loaded: LoadedModel, task: Task, cfg: BatchConfig, *, p
     """The job's setting, its pool and its name kept in `store`; returns the setting and its id. The
     name is the config's, else `<task>-<route>`."""
     setting = build_setting(loaded, task, cfg, prior)
+    return setting, keep_setting(store, setting, task, cfg.name, route or model_route(loaded))
+
+
+def keep_setting(store, setting: dict, task: Task, name: str | None, route: str) -> str:
+    """`setting`, the train split it picks demonstrations from (if any) and its name (`name`, else
+    `<task>-<route>`) kept in `store`; returns the setting's id."""
     sid = store.add_setting(setting)
     if setting["demos"]:
         store.add_pool(demo_pool(task))
-    route = route or model_route(loaded)
-    store.name_setting(cfg.name or f"{task.info.name}-{route}", sid, route)
-    return setting, sid
+    store.name_setting(name or f"{task.info.name}-{route}", sid, route)
+    return sid
 
 
 def model_route(loaded: LoadedModel) -> str:

@@ -29,7 +29,6 @@ import torch
 from tuneforge.data.lists import split_list, term_key, words
 from tuneforge.data.splits import Task
 from tuneforge.data.tasks import Example
-from tuneforge.errors import TuneforgeError
 from tuneforge.evaluate.metrics import METRICS, summarize
 from tuneforge.model.load import LoadedModel, artifact_provenance
 from tuneforge.predict.generate import generate_lines
@@ -96,9 +95,6 @@ class ListWriter:
             fmt, self.shots = PromptFormat(prompt["format"], prompt["instruction"]), 0
         else:
             fmt, self.shots = PromptFormat(cfg.format, task.info.instruction), cfg.shots
-        if self.shots > len(task.train):
-            raise TuneforgeError(f"shots {self.shots}: the train split of {task.info.name!r} has {len(task.train)} "
-                                 "topics")
         self.loaded, self.task, self.cfg, self.fmt = loaded, task, cfg, fmt
         self.predictor = Predictor(loaded, fmt, None, batch_size=cfg.batch_size, max_new_tokens=cfg.max_new_tokens)
         self.vocabulary = vocabulary_words(loaded.tokenizer)
@@ -121,13 +117,13 @@ class ListWriter:
         found = []
         for i, (topic, prompt, line) in enumerate(zip(topics, prompts, greedy)):
             lines = [line, *sampled[i * n : (i + 1) * n]]
-            votes, spelling = Counter(), {}
+            votes, spelling = Counter(), {}  # by term key: its count, its first spelling
             for text in lines:
                 for term in split_list(text, topic):
-                    votes[term_key(term)] += 1
-                    spelling.setdefault(term_key(term), term)
-            terms = list(spelling.values())
-            found.append(self._scored(prompt, terms, [votes[term_key(t)] for t in terms]))
+                    key = term_key(term)
+                    votes[key] += 1
+                    spelling.setdefault(key, term)
+            found.append(self._scored(prompt, list(spelling.values()), [votes[key] for key in spelling]))
         return greedy, found
 
     @torch.inference_mode()
@@ -153,14 +149,12 @@ class ListWriter:
             return {"filter": asdict(grid[0]), "chosen_on": None, "dev": None, "tried": []}
         _, found = self.candidates([ex.input for ex in dev])
         gold = [ex.target for ex in dev]
-        tried = []
-        for f in grid:
-            answers = [", ".join(f.keep(c)) for c in found]
-            tried.append({**asdict(f), **{name: fn(gold, answers) for name, fn in METRICS["list"].items()}})
+        answers = [[", ".join(f.keep(c)) for c in found] for f in grid]
+        tried = [{**asdict(f), **{name: fn(gold, a) for name, fn in METRICS["list"].items()}}
+                 for f, a in zip(grid, answers)]
         best = max(range(len(grid)), key=lambda i: tried[i]["list_f1"])  # max keeps the first of equals
-        answers = [", ".join(grid[best].keep(c)) for c in found]
         return {"filter": asdict(grid[best]), "chosen_on": f"dev ({len(dev)} topics), list F1",
-                "dev": summarize(gold, [answers], "list"), "tried": tried}
+                "dev": summarize(gold, [answers[best]], "list"), "tried": tried}
 
     def rows(self, topics: list[str], keep: ListFilter) -> list[dict]:
         """Store rows: each topic's kept list, its greedy line and scored candidates in meta."""
@@ -200,13 +194,7 @@ def score_queries(match, queries: list[dict], topics: list[str]) -> dict:
 
 def local_match(lists: dict[str, list[str]]):
     """/v1/match's answer, computed here over `lists` (topic -> terms) by the server's own matcher."""
-    matcher = SynonymMatcher(lists)
-
-    def match(text: str) -> dict:
-        matches = matcher.match(text)
-        return {"topics": list(dict.fromkeys(m["topic"] for m in matches)), "matches": matches}
-
-    return match
+    return SynonymMatcher(lists).find
 
 
 def score_lists(task: Task, lists: dict[str, str]) -> dict | None:
@@ -239,23 +227,16 @@ def run_synonyms(loaded: LoadedModel, task: Task, cfg: SynonymsConfig, topics: l
     """The synonym-list job: choose the filter on dev, then write every topic's list into `store`
     (through the one writer loop: a re-run or a resumed kill computes only what the store lacks).
     Returns the writer loop's counts with the setting, its name, the choice and the recipe."""
-    from tuneforge.batch.job import build_setting, demo_pool, write_predictions
+    from tuneforge.batch.job import build_setting, keep_setting, run_batch
 
     writer = ListWriter(loaded, task, cfg)
     choice = writer.choose()
     keep = ListFilter(**choice["filter"])
     setting = {**build_setting(loaded, task, replace(cfg, shots=writer.shots)), "format": writer.fmt.style,
                "instruction": writer.fmt.instruction, "postprocess": "synonym_lists", "recipe": recipe(writer, choice)}
-    sid = store.add_setting(setting)
-    if setting["demos"]:
-        store.add_pool(demo_pool(task))
-    store.name_setting(cfg.name or f"{task.info.name}-synonyms", sid, "synonyms")
-
-    def chunks(todo: list[str]):
-        for begin in range(0, len(todo), cfg.commit_every):
-            yield writer.rows(todo[begin : begin + cfg.commit_every], keep)
-
-    counts = write_predictions(chunks, store, sid, topics, progress=progress)
+    sid = keep_setting(store, setting, task, cfg.name, "synonyms")
+    counts = run_batch(lambda todo: writer.rows(todo, keep), store, sid, topics, commit_every=cfg.commit_every,
+                       progress=progress)
     return {**counts, "setting": sid, "name": store.names()[sid]["name"], "choice": choice,
             "recipe": setting["recipe"], "model": {"path": str(loaded.path), "fingerprint": loaded.fingerprint}}
 

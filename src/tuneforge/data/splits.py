@@ -138,8 +138,9 @@ def load_task(
     kind = kind or meta.get("kind") or infer_kind(splits["train"] + splits["dev"])
     if kind not in ("labels", "generate"):
         raise TuneforgeError(f"unknown task kind {kind!r}: choose labels or generate")
-    if (targets or meta.get("targets") or "text") not in ("text", "list"):
-        raise TuneforgeError(f"unknown kind of targets {targets or meta.get('targets')!r}: choose text or list")
+    targets = targets or meta.get("targets") or "text"
+    if targets not in ("text", "list"):
+        raise TuneforgeError(f"unknown kind of targets {targets!r}: choose text or list")
     for name in ("train", "test"):
         if not splits[name]:
             raise TuneforgeError(f"task {meta['name']!r}: the {name} split is empty ({meta['source']})")
@@ -148,7 +149,7 @@ def load_task(
         kind=kind,
         instruction=instruction if instruction is not None else meta.get("instruction"),
         source=meta["source"],
-        targets=targets or meta.get("targets") or "text",
+        targets=targets,
     )
     return Task(info=info, **splits, dev_origin=origin)
 

@@ -348,8 +348,7 @@ def lookup_router(lookups: Lookups, max_batch: int) -> APIRouter:
         if matcher is None:
             return error_response(404, "the store has no synonyms setting (a `generate` job) to match against",
                                   "not_found")
-        matches = matcher.match(body.text)
-        return {"topics": list(dict.fromkeys(m["topic"] for m in matches)), "matches": matches}
+        return matcher.find(body.text)
 
     @router.get("/healthz")
     async def healthz():

@@ -155,4 +155,9 @@ class SynonymMatcher:
 
     def topics(self, text: str) -> list[str]:
         """Distinct topics found in `text`, in order of first occurrence."""
-        return list(dict.fromkeys(hit["topic"] for hit in self.match(text)))
+        return self.find(text)["topics"]
+
+    def find(self, text: str) -> dict:
+        """What /v1/match answers: {"topics": distinct topics in order, "matches": `match(text)`}."""
+        matches = self.match(text)
+        return {"topics": list(dict.fromkeys(hit["topic"] for hit in matches)), "matches": matches}
