@@ -11,6 +11,7 @@ from tuneforge.batch.job import BatchConfig
 from tuneforge.errors import TuneforgeError
 from tuneforge.data.splits import load_task, warn_about_task
 from tuneforge.data.tasks import Fields, builtin_info, builtin_tasks, builtin_path, read_examples
+from tuneforge.experiment.config import experiment_config
 from tuneforge.evaluate.prompting import PromptingConfig, check_feasible, compare_prompting
 from tuneforge.model.load import load_model
 from tuneforge.model.params import count_parameters
@@ -318,20 +319,6 @@ def run(config="demo", *, overrides=(), out: str | Path | None = None, echo=prin
     from tuneforge.experiment.run import run as run_experiment
 
     return run_experiment(experiment_config(config, overrides), out, echo=echo, cache=cache)
-
-
-def experiment_config(config="demo", overrides=()) -> "ExperimentConfig":
-    """An `ExperimentConfig` from a config object, a YAML file or "demo", with dotted overrides."""
-    from importlib import resources
-
-    from tuneforge.config import from_dict, load_config, to_dict, apply_overrides
-    from tuneforge.experiment.config import ExperimentConfig
-
-    if isinstance(config, ExperimentConfig):
-        return from_dict(ExperimentConfig, apply_overrides(to_dict(config), overrides)) if overrides else config
-    if config == "demo":
-        config = Path(str(resources.files("tuneforge.experiment") / "demo.yaml"))
-    return load_config(ExperimentConfig, config, overrides)
 
 
 def report(run_dir: str | Path, margin: float | None = None) -> dict:

@@ -33,11 +33,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args) or 0
     except TuneforgeError as e:
-        print(f"tuneforge: error: {e}", file=sys.stderr)
+        print(f"tuneforge: error: {one_line(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("tuneforge: interrupted", file=sys.stderr)
         return 130
+
+
+MAX_MESSAGE = 1000
+"""Longest error line printed: a message quoting a huge value stays readable."""
+
+
+def one_line(message: str) -> str:
+    """`message` on one line (a line break inside is shown as a space), cut at `MAX_MESSAGE` characters."""
+    text = " ".join(message.splitlines())
+    return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE] + f"... ({len(text):,} characters)"
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -178,11 +178,14 @@ def cmd_demo(args) -> int:
 
 
 def _run_experiment(config, args) -> int:
+    from tuneforge.experiment.config import experiment_config
+
+    config = experiment_config(config, args.overrides)  # a bad file is refused in a second, before torch loads
     from tuneforge.api import run
     from tuneforge.console import render_experiment
 
     cache = False if args.no_cache else (args.cache or True)
-    results = run(config, overrides=args.overrides, out=args.out, cache=cache)
+    results = run(config, out=args.out, cache=cache)
     render_experiment(results)
     out = Path(args.out or Path("runs") / results["experiment"]["name"])
     print(f"report: {out / 'report.html'}\nresults: {out / 'results.json'}")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from tuneforge.errors import TuneforgeError
+from tuneforge.errors import SettingError, TuneforgeError
 
 NULLS = ("", "~", "null", "Null", "NULL")
 
@@ -56,9 +56,19 @@ def load_config(cls, path: str | Path, overrides: Sequence[str] = ()):
     """Read the YAML file at `path`, apply `overrides` (`a.b=value`) and build a `cls`."""
     name = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, "rb") as f:
+            raw = f.read(MAX_BYTES + 1)
     except OSError as err:
         raise TuneforgeError(f"{name}: cannot read the config file: {err.strerror}") from None
+    if len(raw) > MAX_BYTES:
+        raise TuneforgeError(f"{name}: over {MAX_BYTES // 1000:,} kB; a settings file holds a few kB (is it the "
+                             "right file?)")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[:err.start].count(b"\n") + 1
+        raise TuneforgeError(f"{name}:{line}: not UTF-8 text (byte {err.start}: {raw[err.start]:#04x}); save the "
+                             "file as UTF-8") from None
     data, lines = _read_yaml(text, name)
     data = apply_overrides(data, overrides)
     try:
@@ -69,22 +79,109 @@ def load_config(cls, path: str | Path, overrides: Sequence[str] = ()):
 
 def _read_yaml(text: str, name: str) -> tuple[dict, dict[tuple[str, ...], int]]:
     """The file's data (an empty file is refused) and the line of each dotted key."""
+    data, node = load_yaml(text, name)
+    if data is None:
+        raise TuneforgeError(f"{name}: the file is empty (no settings); copy the demo's experiment "
+                             "(tuneforge/experiment/demo.yaml) as a start")
+    if not isinstance(data, dict):
+        raise TuneforgeError(f"{name}: expected a mapping of settings at the top, got {_show(data)}")
+    return data, _key_lines(node, (), name)
+
+
+MAX_BYTES = 1_000_000
+"""Largest settings file read (the demo's experiment is 2 kB)."""
+MAX_DEPTH = 32
+"""Deepest nesting of lists and mappings a settings text may have (an experiment file needs 3)."""
+MAX_VALUES = 10_000
+"""Most values a settings text may hold once its aliases are expanded (an experiment file holds a few
+hundred): a few lines of nested aliases ("billion laughs") would otherwise expand to gigabytes."""
+
+
+def load_yaml(text: str, name: str):
+    """(data, node tree) of one YAML document, read safely (`_safe_load`); a mistake is one line naming
+    `name` and the line."""
     try:
-        data = yaml.load(text, Loader=_CoreLoader)
-        lines = _key_lines(yaml.compose(text, Loader=_CoreLoader), (), name)
+        return _safe_load(text, name)
     except yaml.MarkedYAMLError as err:
         mark, context = err.problem_mark or err.context_mark, err.context_mark
         line = f":{mark.line + 1}" if mark else ""
         since = f" ({err.context} from line {context.line + 1})" if err.context and context and err.problem else ""
         raise TuneforgeError(f"{name}{line}: invalid YAML: {err.problem or err.context}{since}") from None
     except yaml.YAMLError as err:
-        raise TuneforgeError(f"{name}: invalid YAML: {err}") from None
-    if data is None:
-        raise TuneforgeError(f"{name}: the file is empty (no settings); copy the demo's experiment "
-                             "(tuneforge/experiment/demo.yaml) as a start")
-    if not isinstance(data, dict):
-        raise TuneforgeError(f"{name}: expected a mapping of settings at the top, got {_show(data)}")
-    return data, lines
+        raise TuneforgeError(f"{name}: invalid YAML: {_cut(str(err))}") from None
+
+
+def _safe_load(text: str, name: str):
+    """(data, node tree) of one YAML document. Nesting deeper than `MAX_DEPTH`, aliases expanding past
+    `MAX_VALUES` values and a value containing itself are refused (a `TuneforgeError`) before anything
+    is built from them; bad YAML raises yaml's own error."""
+    _check_depth(text, name)  # the composer recurses per level: check the depth on the flat events first
+    loader = _CoreLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, None
+        _check_expansion(node, name)
+        return loader.construct_document(node), node
+    finally:
+        loader.dispose()
+
+
+def _check_depth(text: str, name: str) -> None:
+    depth = 0
+    for event in yaml.parse(text, Loader=_CoreLoader):
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise TuneforgeError(f"{name}:{event.start_mark.line + 1}: lists and mappings nested more than "
+                                     f"{MAX_DEPTH} levels deep; settings need a few")
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+
+
+def _check_expansion(root: yaml.Node, name: str) -> None:
+    """Refuse a node tree whose aliases expand past `MAX_VALUES` values or make a value contain itself.
+    Shared nodes (aliases) are counted once per use, each computed once: linear in the file's size."""
+    sizes, open_ = {}, set()  # id -> expanded size; ids entered and not finished (the current ancestors)
+    stack = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        children = _children(node)
+        if finished:
+            open_.discard(id(node))
+            sizes[id(node)] = 1 + sum(sizes[id(child)] for child in children)
+            if sizes[id(node)] > MAX_VALUES:
+                raise TuneforgeError(f"{name}:{node.start_mark.line + 1}: this holds more than {MAX_VALUES:,} "
+                                     "values with its aliases expanded; settings need a few hundred (write them "
+                                     "out without nested aliases)")
+        elif id(node) in open_:
+            raise TuneforgeError(f"{name}:{node.start_mark.line + 1}: an alias here refers to a value that "
+                                 "contains it (a recursive structure); settings cannot hold one")
+        elif id(node) not in sizes:
+            open_.add(id(node))
+            stack.append((node, True))
+            stack.extend((child, False) for child in children)
+
+
+def _children(node: yaml.Node) -> list:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return list(node.value) if isinstance(node, yaml.SequenceNode) else []
+
+
+MAX_DIGITS = 30
+"""Longest integer a settings text may spell (seeds and counts need far fewer digits)."""
+
+
+def _construct_int(loader, node):
+    if len(node.value.lstrip("+-")) > MAX_DIGITS:
+        raise yaml.constructor.ConstructorError(None, None, f"an integer of {len(node.value):,} digits "
+                                                f"({node.value[:12]}...): no setting takes more than {MAX_DIGITS}",
+                                                node.start_mark)
+    return yaml.SafeLoader.construct_yaml_int(loader, node)
+
+
+_CoreLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 
 def _key_lines(node, prefix: tuple[str, ...], name: str) -> dict[tuple[str, ...], int]:
@@ -150,9 +247,10 @@ def _set(data: dict, keys: tuple[str, ...], value, text: str) -> dict:
 
 
 def _parse_value(text: str):
-    """YAML meaning of an override's value; text that YAML would mangle (`a: b`, `[x`, `#x`) stays text."""
+    """YAML meaning of an override's value; text that YAML would mangle (`a: b`, `[x`, `#x`) stays text.
+    A value YAML reads but no setting could hold (aliases expanding past the limits) is refused."""
     try:
-        value = yaml.load(text, Loader=_CoreLoader)
+        value, _ = _safe_load(text, f"the value {_cut(repr(text))}")
     except yaml.YAMLError:
         return text
     if (isinstance(value, dict) and "{" not in text) or (value is None and text.strip() not in NULLS):
@@ -219,6 +317,8 @@ def _build(cls, data, path: tuple[str, ...], base):
             raise _Invalid(path, f"missing required key '{_dotted((*path, name))}'")
     try:
         return cls(**kwargs)
+    except SettingError as err:  # names its field: located at the field's own line or override
+        raise _Invalid((*path, err.key), f"{_dotted(path)}.{err}" if path else str(err)) from None
     except TuneforgeError as err:
         raise _Invalid(path, f"{_dotted(path)}: {err}" if path else str(err)) from None
 
@@ -311,13 +411,28 @@ _SINGULAR = {int: "an integer", float: "a number", str: "a string", bool: "true 
 _PLURAL = {int: "integers", float: "numbers", str: "strings", bool: "booleans"}
 
 
+SHOWN = 80
+"""Longest quote of a value in a message (a list shows its first items, then how many there are)."""
+
+
 def _show(value) -> str:
-    """A value as the user wrote it: YAML spellings for booleans and null, quotes around text."""
+    """A value as the user wrote it: YAML spellings for booleans and null, quotes around text; cut to
+    about `SHOWN` characters, so a message about a huge value stays one readable line."""
     if isinstance(value, bool) or value is None:
         return {True: "true", False: "false", None: "null"}[value]
     if isinstance(value, list):
-        return "[" + ", ".join(_show(v) for v in value) + "]"
-    return repr(value)
+        more = f", ... ({len(value):,} items)" if len(value) > 5 else ""
+        return _cut("[" + ", ".join(_show(v) for v in value[:5]) + more + "]")
+    if isinstance(value, dict):
+        return _cut("{" + ", ".join(f"{_show(k)}: {_show(v)}" for k, v in list(value.items())[:5]) +
+                    (f", ... ({len(value):,} keys)" if len(value) > 5 else "") + "}")
+    if isinstance(value, str) and len(value) > SHOWN:
+        return repr(value[:SHOWN]) + f"... ({len(value):,} characters)"
+    return _cut(repr(value))
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= 2 * SHOWN else text[:2 * SHOWN] + "..."
 
 
 def _dotted(path: tuple[str, ...]) -> str:

@@ -5,11 +5,13 @@ into the help). They import nothing heavy, so a command refuses a bad setting be
 Each route's module re-exports its own (`from tuneforge.adapt.finetune import FinetuneConfig` works).
 """
 
+import math
 import re
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from tuneforge.data.limits import MAX_INPUT_TOKENS
-from tuneforge.errors import TuneforgeError
+from tuneforge.errors import SettingError, TuneforgeError
 from tuneforge.prompts.formats import PromptFormat
 from tuneforge.prompts.shots import PICKERS
 
@@ -26,11 +28,34 @@ KD_MODES = ("auto", "labels", "logits", "sequence", "none")
 LAYER_CHOICES = ("influence", "even")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 """A served setting's readable name (its model id)."""
+SEEDS = (0, 2**32 - 1)
+"""Seeds every generator takes (numpy's are 32-bit)."""
+BATCH, TOKENS, SHOTS = (1, 4096), (1, 131_072), (0, 256)
+
+
+def check_ranges(config) -> None:
+    """Refuse any number of `config` (each item of a list) that is not finite or lies outside the
+    [low, high] its class's `RANGES` gives its field; None keeps its field's own meaning. A setting that
+    could only fail later (a learning rate of inf, a seed of -1, 100,000 shots) stops here, in one line."""
+    for name, (low, high) in type(config).RANGES.items():
+        value = getattr(config, name)
+        for v in value if isinstance(value, tuple) else (value,):
+            if v is not None and not (math.isfinite(v) and low <= v <= high):
+                each = " each" if isinstance(value, tuple) else ""
+                raise SettingError(name, f"{name} must{each} be between {_number(low)} and {_number(high)}, "
+                                         f"got {_number(v)}")
+
+
+def _number(x) -> str:
+    return f"{x:,}" if isinstance(x, int) else f"{x:g}"
 
 
 @dataclass(frozen=True)
 class PromptingConfig:
     """Settings of a prompting comparison."""
+
+    RANGES: ClassVar[dict] = {"shots": SHOTS, "draws": (1, 100), "seed": SEEDS, "batch_size": BATCH,
+                              "max_new_tokens": TOKENS, "max_input_tokens": TOKENS}
 
     shots: tuple[int, ...] = (0, 1, 5)
     """Numbers of demonstrations to compare."""
@@ -78,11 +103,19 @@ class PromptingConfig:
             for value in given:
                 if value not in known:
                     raise TuneforgeError(f"unknown {name} {value!r}: choose {', '.join(known)}")
+        check_ranges(self)
 
 
 @dataclass(frozen=True)
 class FinetuneConfig:
     """Settings of a fine-tuning run."""
+
+    RANGES: ClassVar[dict] = {
+        "epochs": (1, 1000), "lr": (1e-8, 1.0), "lrs": (1e-8, 1.0), "budget_steps": (1, 10**9),
+        "budget_seconds": (0, 10**8), "batch_size": BATCH, "grad_accum": (1, 1024), "warmup_ratio": (0, 1),
+        "weight_decay": (0, 1), "max_grad_norm": (1e-6, 1e6), "lora_r": (1, 4096), "lora_alpha": (0, 1e4),
+        "lora_dropout": (0, 1), "max_length": (2, TOKENS[1]), "eval_every": (0, 10**9), "patience": (0, 1000),
+        "checkpoint_every": (0, 10**9), "checkpoint_seconds": (0, 10**7), "seed": SEEDS}
 
     method: str = "lora"
     """`lora` (adapters through peft; the base stays frozen) or `full` (every weight trains)."""
@@ -165,6 +198,7 @@ class FinetuneConfig:
         for ok, message in checks:
             if not ok:
                 raise TuneforgeError(message)
+        check_ranges(self)
 
     def uses_bf16(self, device) -> bool:
         """Whether training runs under bf16 autocast on `device` (a torch.device)."""
@@ -189,6 +223,10 @@ class FinetuneConfig:
 @dataclass(frozen=True)
 class DistillConfig:
     """Settings of a distillation run."""
+
+    RANGES: ClassVar[dict] = {"layers": (1, 1024), "params_ratio": (0, 1), "keep": (0, 1023),
+                              "pool_size": (1, 10**7), "weights": (0, 1000), "alpha": (0, 1),
+                              "temperature": (0, 100)}
 
     layers: int | None = None
     """Teacher layers the pruned student keeps; None: from `params_ratio`."""
@@ -236,11 +274,15 @@ class DistillConfig:
                                  f"negative, soft or hard above 0")
         if self.training.method != "full":
             raise TuneforgeError("the student trains every weight (method full)")
+        check_ranges(self)
 
 
 @dataclass(frozen=True)
 class AuditConfig:
     """Settings of a bias audit."""
+
+    RANGES: ClassVar[dict] = {"shots": SHOTS, "permutations": (1, 10**6), "seed": SEEDS, "batch_size": BATCH,
+                              "max_gap": (0, 1), "max_flip_rate": (0, 1)}
 
     swaps: str = "gender"
     """Swap list: a built-in name (`gender`) or a JSON / CSV / TSV file of term pairs."""
@@ -274,11 +316,15 @@ class AuditConfig:
             value = getattr(self, name)
             if value is not None and not 0 <= value <= 1:
                 raise TuneforgeError(f"--{name.replace('_', '-')} must be between 0 and 1, got {value}")
+        check_ranges(self)
 
 
 @dataclass(frozen=True)
 class BatchConfig:
     """Settings of a batch job."""
+
+    RANGES: ClassVar[dict] = {"shots": SHOTS, "seed": SEEDS, "max_new_tokens": TOKENS,
+                              "max_input_tokens": TOKENS, "batch_size": BATCH, "commit_every": (1, 10**6)}
 
     shots: int = 0
     """Demonstrations in each prompt, from the task's train split."""
@@ -317,6 +363,7 @@ class BatchConfig:
                                  "starting with a letter or digit)")
         if min(self.batch_size, self.commit_every, self.max_new_tokens, self.max_input_tokens) < 1 or self.shots < 0:
             raise TuneforgeError("shots must be >= 0; batch size, commit size and token limits must be >= 1")
+        check_ranges(self)
 
 
 WRITERS = ("lora", "few-shot")
@@ -333,6 +380,9 @@ class SynonymsConfig(BatchConfig):
     lists per topic), scores every distinct term it wrote by how likely it is to write that term first
     after the topic in the same prompt, and keeps the likeliest terms. Which threshold, list length and
     word filter is chosen on the task's dev topics, by list F1; the defaults are what won there."""
+
+    RANGES: ClassVar[dict] = {**BatchConfig.RANGES, "writer_epochs": (1, 1000), "samples": (1, 1000),
+                              "temperature": (0, 100), "thresholds": (0, 1), "max_terms": (1, 10_000)}
 
     writer: str = "lora"
     """`lora`: fine-tune a LoRA list writer on the task's train topics first (lr 1e-3, up to

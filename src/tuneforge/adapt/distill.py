@@ -31,6 +31,7 @@ from tuneforge.data.limits import check_input_lengths
 from tuneforge.data.splits import Task
 from tuneforge.data.tasks import Example
 from tuneforge.errors import TuneforgeError
+from tuneforge.model.layout import check_student_layers
 from tuneforge.model.load import LoadedModel
 from tuneforge.model.params import count_parameters, size_on_disk
 from tuneforge.predict.predictor import Predictor
@@ -51,8 +52,8 @@ def distill(teacher: LoadedModel, task: Task, cfg: DistillConfig, out: Path, *, 
     model); the teacher's outputs are kept in `cache_dir` (default `out/teacher-outputs`)."""
     out, kd = Path(out), resolve_kd(cfg.kd, task)
     check_student(teacher, student, cfg, kd)
-    if student is None and cfg.keep is not None:
-        check_layer_indices(list(cfg.keep), len(teacher.model.get_decoder().layers))
+    if student is None:  # before the pool and the teacher's outputs, not after them
+        check_student_layers(len(teacher.model.get_decoder().layers), cfg.layers, cfg.keep)
     run_id = {"run_hash": run_hash(cfg.training, task) + "|" + _hash([kd, asdict(cfg)]),
               "base_fingerprint": teacher.fingerprint, "student": student.fingerprint if student else None,
               "unlabeled": _hash(unlabeled)}

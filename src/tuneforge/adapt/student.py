@@ -9,6 +9,7 @@ import copy
 import torch
 
 from tuneforge.errors import TuneforgeError
+from tuneforge.model.layout import check_student_layers
 from tuneforge.model.params import count_parameters
 
 
@@ -56,11 +57,7 @@ def block_influence(model: torch.nn.Module, prompts: list[list[int]], pad_id: in
 
 def check_layer_indices(indices: list[int], n_layers: int) -> list[int]:
     """A user's list of layers to keep, checked: distinct, in range, fewer than the teacher's."""
-    bad = [i for i in indices if not 0 <= i < n_layers]
-    if bad:
-        raise TuneforgeError(f"--keep: layer {bad[0]} is out of range: the teacher's layers are 0 to {n_layers - 1}")
-    if len(set(indices)) != len(indices) or not 1 <= len(indices) < n_layers:
-        raise TuneforgeError(f"--keep: give 1 to {n_layers - 1} distinct layers of the teacher's {n_layers}")
+    check_student_layers(n_layers, keep=tuple(indices))
     return sorted(indices)
 
 

@@ -4,12 +4,14 @@ A line that cannot be read (bad encoding, bad JSON) does not stop the job: it co
 row, recorded in the store with its error. A synonym job's topics are stricter (`read_topics`), and
 its live queries come with the topics each should match (`read_queries`)."""
 
+import codecs
 import csv
 import io
 import json
 from importlib import resources
 from pathlib import Path
 
+from tuneforge.data.files import MAX_NESTING, check_header, lines_of, text_of
 from tuneforge.data.tasks import example_from_row
 from tuneforge.errors import TuneforgeError
 
@@ -20,7 +22,7 @@ def read_inputs(path: str | Path, *, unique: bool = True, blank_lines: bool = Tr
     path = Path(path)
     if not path.is_file():
         raise TuneforgeError(f"{path}: no such file")
-    raw = path.read_bytes().split(b"\n")
+    raw = path.read_bytes().removeprefix(codecs.BOM_UTF8).split(b"\n")
     inputs, failed = [], []
     lines = []
     for lineno, chunk in enumerate(raw, start=1):
@@ -61,6 +63,9 @@ def _from_json(path: Path, lineno: int, line: str, failed: list[dict]) -> str | 
         if "prompt" in row and "completion" not in row:
             row = {**row, "completion": "-"}
         return example_from_row(row, f"{path}:{lineno}", "-").input
+    except RecursionError:
+        failed.append({"input": f"{path.name}:{lineno} (unreadable)", "error": f"line {lineno}: {MAX_NESTING}"})
+        return None
     except (ValueError, TuneforgeError) as e:
         failed.append({"input": f"{path.name}:{lineno} (unreadable)", "error": f"line {lineno}: {e}"})
         return None
@@ -70,6 +75,7 @@ def _from_csv(path: Path, lines: list[tuple[int, str]], failed: list[dict]) -> l
     reader = csv.DictReader(io.StringIO("\n".join(line for _, line in lines)))
     if reader.fieldnames is None or "input" not in reader.fieldnames:
         raise TuneforgeError(f"{path}:1: the header has no 'input' column")
+    check_header(path, reader.fieldnames)
     return [row["input"].strip() for row in reader if row.get("input", "").strip()]
 
 
@@ -102,13 +108,15 @@ def read_queries(path: str | Path) -> list[dict]:
     if not path.is_file():
         raise TuneforgeError(f"{path}: no such file")
     queries = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for lineno, line in enumerate(lines_of(text_of(path)), start=1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError as e:
             raise TuneforgeError(f"{path}:{lineno}: not JSON ({e.msg})") from None
+        except RecursionError:
+            raise TuneforgeError(f"{path}:{lineno}: {MAX_NESTING}") from None
         if not (isinstance(row, dict) and isinstance(row.get("query"), str) and isinstance(row.get("topics"), list)):
             raise TuneforgeError(f"{path}:{lineno}: expected {{\"query\": text, \"topics\": [topic, ...]}}")
         queries.append({"id": row.get("id", f"{path.stem}-{lineno}"), "query": row["query"],

@@ -7,6 +7,7 @@ JSON array when its first character is `[`, else one object per line.
 """
 
 import csv
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,14 +36,27 @@ def read_rows(path: Path) -> Iterator[tuple[str, str, dict]]:
 
 
 def text_of(path: Path) -> str:
+    """The file's text; UTF-8, with or without the byte-order mark Excel and Notepad write."""
+    raw = path.read_bytes()
     try:
-        return path.read_text(encoding="utf-8")
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise TuneforgeError(f"{path}: not UTF-8 text (byte {e.start})") from None
+        line = raw[:e.start].count(b"\n") + 1
+        raise TuneforgeError(f"{path}:{line}: not UTF-8 text (byte {e.start}: {raw[e.start]:#04x}); save the file "
+                             "as UTF-8") from None
+
+
+def lines_of(text: str) -> list[str]:
+    """A text file's lines: split at line feeds only (CR LF too), not at the other characters
+    `str.splitlines` breaks at (form feed, U+2028, ...), which JSON strings may hold as they are."""
+    return [line.removesuffix("\r") for line in text.split("\n")]
+
+
+MAX_NESTING = "nested too deeply to read (thousands of levels); a row holds text fields"
 
 
 def _jsonl_rows(path: Path, text: str):
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    for lineno, line in enumerate(lines_of(text), start=1):
         if not line.strip():
             continue
         try:
@@ -50,6 +64,8 @@ def _jsonl_rows(path: Path, text: str):
         except json.JSONDecodeError as e:
             hint = _whole_file_hint(text)
             raise TuneforgeError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno}){hint}") from None
+        except RecursionError:
+            raise TuneforgeError(f"{path}:{lineno}: {MAX_NESTING}") from None
         if not isinstance(row, dict):
             raise TuneforgeError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
         yield f"{path}:{lineno}", f"{path.stem}-{lineno}", row
@@ -59,7 +75,7 @@ def _whole_file_hint(text: str) -> str:
     """Why a JSONL line failed when the file is one JSON document spread over lines."""
     try:
         whole = json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return ""
     if isinstance(whole, dict):
         return (f"; the file is one JSON object with keys {field_names(whole)}: give an array of rows "
@@ -72,6 +88,8 @@ def _array_rows(path: Path, text: str):
         rows = json.loads(text)
     except json.JSONDecodeError as e:
         raise TuneforgeError(f"{path}:{e.lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
+    except RecursionError:
+        raise TuneforgeError(f"{path}: {MAX_NESTING}") from None
     for i, row in enumerate(rows, start=1):
         if not isinstance(row, dict):
             raise TuneforgeError(f"{path}: row {i}: expected a JSON object, got {type(row).__name__}")
@@ -79,12 +97,31 @@ def _array_rows(path: Path, text: str):
 
 
 def _table_rows(path: Path, delimiter: str):
-    reader = csv.DictReader(text_of(path).splitlines(), delimiter=delimiter)
-    # Line 1 is the header, so data rows start at line 2.
-    for lineno, row in enumerate(reader, start=2):
-        if None in row:
-            raise TuneforgeError(f"{path}:{lineno}: more cells than header columns ({field_names(reader.fieldnames)})")
-        yield f"{path}:{lineno}", f"{path.stem}-{lineno}", {k: v for k, v in row.items() if v not in (None, "")}
+    """Rows of a CSV/TSV file as the csv module reads them: a quoted cell may hold line breaks (each
+    row's line is the line it starts on), and a header naming a column twice is refused."""
+    reader = csv.reader(io.StringIO(text_of(path), newline=""), delimiter=delimiter)
+    header = next(reader, None)
+    if header is None:
+        return
+    check_header(path, header)
+    start = reader.line_num + 1
+    for cells in reader:
+        lineno, start = start, reader.line_num + 1
+        if not cells:
+            continue
+        if len(cells) > len(header):
+            raise TuneforgeError(f"{path}:{lineno}: more cells than header columns ({field_names(header)})")
+        row = dict(zip(header, cells))
+        yield f"{path}:{lineno}", f"{path.stem}-{lineno}", {k: v for k, v in row.items() if v != ""}
+
+
+def check_header(path: Path, header: list[str]) -> None:
+    """Refuse a table header that names a column twice (a reader would keep only one of them)."""
+    seen = set()
+    for name in header:
+        if name in seen:
+            raise TuneforgeError(f"{path}:1: the header names the column {name!r} twice; rename one")
+        seen.add(name)
 
 
 def _parquet_rows(path: Path):

@@ -5,6 +5,7 @@ train and dev.
 """
 
 import logging
+import math
 import random
 from collections import defaultdict
 from dataclasses import dataclass
@@ -138,6 +139,8 @@ def load_task(
     kind = kind or meta.get("kind") or infer_kind(splits["train"] + splits["dev"])
     if kind not in ("labels", "generate"):
         raise TuneforgeError(f"unknown task kind {kind!r}: choose labels or generate")
+    if kind == "labels":
+        check_number_labels(splits["train"] + splits["dev"] + splits["test"])
     targets = targets or meta.get("targets") or "text"
     if targets not in ("text", "list"):
         raise TuneforgeError(f"unknown kind of targets {targets!r}: choose text or list")
@@ -173,6 +176,22 @@ def infer_kind(examples: list[Example]) -> str:
     """`labels` when targets come from a small set that repeats, else `generate`."""
     distinct = {ex.target for ex in examples}
     return "labels" if len(distinct) <= MAX_LABELS and len(distinct) <= len(examples) / 2 else "generate"
+
+
+def check_number_labels(examples: list[Example]) -> None:
+    """Refuse one number spelled as two labels (`1` and `1.0` in a CSV): they would be scored as
+    different labels. (JSON numbers are read in their shortest spelling already: 1.0 is `1`.)"""
+    seen = {}
+    for ex in examples:
+        try:
+            number = float(ex.target)
+        except ValueError:
+            continue
+        first = seen.setdefault(number, ex)
+        if first.target != ex.target and math.isfinite(number):
+            raise TuneforgeError(f"{ex.where or f'example {ex.id!r}'}: label {ex.target!r} is the number of label "
+                                 f"{first.target!r} ({first.where or f'example {first.id!r}'}): write each label "
+                                 "one way")
 
 
 def split_examples(

@@ -189,13 +189,16 @@ def input_key(text: str) -> str:
     return text.strip().lower()
 
 
-def _text_field(row: dict, name: str, where: str, fields: Fields = Fields()) -> str:
+def _text_field(row: dict, name: str, where: str, fields: Fields = Fields(), *, joiner: str | None = None) -> str:
+    """The text of field `name`. A list is read as the OpenAI API writes text: a list of messages
+    (conversational prompt/completion) or of content parts (`{"type": "text", "text": ...}`); a list
+    of plain strings is a list target's terms where `joiner` is given, else refused."""
     if name not in row:
         hint = _hint(name, fields)
         raise TuneforgeError(f"{where}: field {name!r} is missing (the row has {field_names(row)}){hint}")
     value = row[name]
-    if isinstance(value, list):  # conversational prompt/completion: a list of messages
-        value = "\n".join(m.get("content", "") if isinstance(m, dict) else "" for m in value)
+    if isinstance(value, list):
+        value = _text_of_list(value, name, where, joiner)
     if not isinstance(value, str):
         raise TuneforgeError(f"{where}: field {name!r} must be a string, got {type(value).__name__}")
     if not value.strip():
@@ -203,12 +206,41 @@ def _text_field(row: dict, name: str, where: str, fields: Fields = Fields()) -> 
     return value
 
 
+def _text_of_list(items: list, name: str, where: str, joiner: str | None) -> str:
+    if joiner is not None and items and all(isinstance(v, str) for v in items):
+        return joiner.join(v.strip() for v in items)
+    texts = []
+    for i, item in enumerate(items):
+        part = item.get("text") if isinstance(item, dict) and item.get("type") == "text" else None
+        content = item.get("content") if isinstance(item, dict) and "type" not in item else None
+        if isinstance(content, list):  # a message whose content is itself a list of parts
+            content = _text_of_list(content, f"{name}[{i}].content", where, None)
+        text = part if isinstance(part, str) else content
+        if not isinstance(text, str):
+            raise TuneforgeError(f"{where}: field {name!r} is a list, and item {i} is not a text part "
+                                 f'({{"type": "text", "text": ...}}) nor a message with text content; got '
+                                 f"{_kind(item)}")
+        texts.append(text)
+    if not texts:
+        raise TuneforgeError(f"{where}: field {name!r} is an empty list")
+    return "\n".join(texts)
+
+
+def _kind(value) -> str:
+    if isinstance(value, dict):
+        return f"an object with keys {field_names(value)}"[:120]
+    return type(value).__name__
+
+
 def _target_field(row: dict, name: str, where: str, fields: Fields = Fields()) -> str:
-    """A target is text; an integer or a number (a class id, a score) is read as its text."""
+    """A target is text; a number (a class id, a score) is read as its shortest text, so 1 and 1.0 are
+    one label, `1`; a list of strings is a list target's terms ("jab, shot")."""
     value = row.get(name)
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        value = int(value)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
-    return _text_field(row, name, where, fields)
+    return _text_field(row, name, where, fields, joiner=", ")
 
 
 def _hint(name: str, fields: Fields) -> str:

@@ -7,9 +7,15 @@ stay flat (`distill.layers`, not `distill.settings.layers`).
 """
 
 from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import ClassVar
 
+from tuneforge.config import apply_overrides, from_dict, load_config, to_dict
 from tuneforge.errors import TuneforgeError
-from tuneforge.settings import AuditConfig, BatchConfig, DistillConfig, FinetuneConfig, PromptingConfig, SynonymsConfig
+from tuneforge.settings import (
+    SEEDS, AuditConfig, BatchConfig, DistillConfig, FinetuneConfig, PromptingConfig, SynonymsConfig, check_ranges,
+)
 
 ROUTE_STAGES = ("prompting", "lora", "full", "distill")
 
@@ -17,6 +23,8 @@ ROUTE_STAGES = ("prompting", "lora", "full", "distill")
 @dataclass(frozen=True)
 class TaskConfig:
     """The task data."""
+
+    RANGES: ClassVar[dict] = {"split_seed": SEEDS, "dev_fraction": (0, 1)}
 
     name: str | None = "fruit"
     """A built-in task (`tuneforge tasks`) or a data file (JSONL, JSON array, CSV, TSV, Parquet, a
@@ -46,6 +54,7 @@ class TaskConfig:
     def __post_init__(self):
         if not 0 <= self.dev_fraction < 1:
             raise TuneforgeError(f"dev_fraction must be in [0, 1), got {self.dev_fraction}")
+        check_ranges(self)
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,8 @@ class FullStage(FinetuneConfig):
 @dataclass(frozen=True)
 class DistillStage(DistillConfig):
     """Distillation, plus where its teacher and extra inputs come from."""
+
+    RANGES: ClassVar[dict] = {**DistillConfig.RANGES, "sizes": (1, 1024)}
 
     teacher: str = "lora"
     """The stage whose model teaches: `lora` or `full`."""
@@ -112,12 +123,15 @@ class SynonymsStage(SynonymsConfig):
 class ReportConfig:
     """How the report chooses."""
 
+    RANGES: ClassVar[dict] = {"margin": (0, 1)}
+
     margin: float = 0.05
     """The recommendation: the cheapest route whose score is within this of the best."""
 
     def __post_init__(self):
         if not 0 <= self.margin <= 1:
             raise TuneforgeError(f"report.margin must be between 0 and 1, got {self.margin}")
+        check_ranges(self)
 
 
 @dataclass(frozen=True)
@@ -161,3 +175,12 @@ class ExperimentConfig:
             raise TuneforgeError(f"distill.teacher is {self.distill.teacher}, but that section is off (null)")
         if not any(getattr(self, s) is not None for s in ROUTE_STAGES):
             raise TuneforgeError("no route to run: prompting, lora, full and distill are all off")
+
+
+def experiment_config(config="demo", overrides=()) -> ExperimentConfig:
+    """An `ExperimentConfig` from a config object, a YAML file or "demo", with dotted overrides."""
+    if isinstance(config, ExperimentConfig):
+        return from_dict(ExperimentConfig, apply_overrides(to_dict(config), overrides)) if overrides else config
+    if config == "demo":
+        config = Path(str(resources.files("tuneforge.experiment") / "demo.yaml"))
+    return load_config(ExperimentConfig, config, overrides)

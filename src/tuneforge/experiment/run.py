@@ -31,6 +31,7 @@ from tuneforge.experiment.decide import recommend
 from tuneforge.experiment.report import write_report
 from tuneforge.experiment.routes import batch_plan, experiment_results, routes_from_stages
 from tuneforge.experiment.stages import load_task_spec, restore_rows
+from tuneforge.model.layout import check_lora_targets, check_student_layers, layer_count
 from tuneforge.model.load import default_device, default_model_dir, fingerprint, resolve_model_dir
 from tuneforge.store.keys import canonical_json
 
@@ -48,6 +49,7 @@ def run(config: ExperimentConfig, out: str | Path | None = None, *, echo=print, 
     warn_about_task(task)
     check_inputs(config)  # ... and so does any other file or name a later stage would read
     base = (default_model_dir() if config.model is None else resolve_model_dir(config.model)).resolve()
+    check_model_settings(config, base)  # ... and any layer or module name the model does not have
     common = {"task": to_dict(config.task), "dtype": config.dtype, "model": str(base)}
     # tuneforge's version too: a stage kept in the cache by an older release is not reused by a newer one;
     # and the device: a stage made on a GPU (bf16 there) is not a CPU's
@@ -116,6 +118,19 @@ def check_inputs(config: ExperimentConfig) -> None:
             _checked(key, lambda: read(path))
     if config.synonyms is not None and config.synonyms.model:
         _checked("synonyms.model", lambda: resolve_model_dir(config.synonyms.model))
+
+
+def check_model_settings(config: ExperimentConfig, base: Path) -> None:
+    """The LoRA targets and the student's layers, checked against the base model's files (every
+    teacher is the base fine-tuned: the same modules and layers) before the first stage."""
+    if config.lora is not None:
+        check_lora_targets(base, config.lora.lora_targets, "lora.lora_targets")
+    n_layers = layer_count(base)
+    if config.distill is not None and n_layers is not None:
+        flags = ("distill.layers", "distill.keep")
+        check_student_layers(n_layers, config.distill.layers, config.distill.keep, flags)
+        for size in config.distill.sizes:
+            check_student_layers(n_layers, size, flags=("distill.sizes", "distill.keep"))
 
 
 def _checked(key: str, check) -> None:
