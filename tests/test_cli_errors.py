@@ -136,6 +136,27 @@ def test_happy_path_writes_results(tmp_path, tiny_model_dir):
     assert not list(tmp_path.glob(".r.json.tmp-*"))
 
 
+def test_files_other_tools_write_are_read_as_they_are_meant(tmp_path, tiny_model_dir):
+    """Excel's CSV (a byte-order mark, a quoted cell holding a line break, CR LF) as train, and a chat
+    file with OpenAI content parts and a U+2028 inside a JSON string as test."""
+    train = tmp_path / "excel.csv"
+    train.write_bytes(("\ufeffinput,target\r\n" + "".join(f'"{ex["input"]}\nfresh",{ex["target"]}\r\n'
+                                                          for ex in FRUIT_TRAIN)).encode("utf-8"))
+    test = tmp_path / "chat.jsonl"
+    test.write_text("".join(json.dumps({"messages": [
+        {"role": "user", "content": [{"type": "text", "text": ex["input"] + "\u2028"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": ex["target"]}]}]}, ensure_ascii=False) + "\n"
+        for ex in FRUIT_TEST), encoding="utf-8")
+    out = tmp_path / "r.json"
+    proc = run_cli(["prompt", "--model", tiny_model_dir, "--train", train, "--test", test, "--shots", "1",
+                    "--pick", "first", "--dtype", "fp32", "--out", out],
+                   cwd=tmp_path, home=tmp_path / "home")
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(out.read_text(encoding="utf-8"))
+    assert results["task"]["sizes"] == {"train": 4, "dev": 2, "test": 3}
+    assert sorted(results["task"]["labels"]) == ["drupe", "pome"], "the header's BOM and the CR LF are gone"
+
+
 @pytest.mark.parametrize("args, expected", [
     (["--help"], ["prompt", "demo", "tasks", "model"]),
     (["prompt", "--help"], ["--task", "--train", "--test", "--shots", "--model", "--dtype", "--out"]),

@@ -1,5 +1,6 @@
 import json
 import re
+import typing
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -367,3 +368,98 @@ def test_parse_text_says_what_was_expected(hint, text, message):
     with pytest.raises(ValueError) as e:
         parse_text(hint, text)
     assert str(e.value) == message
+
+
+# ---- texts that are not settings at all, and numbers no setting can take ------------------------------------
+
+def _laughs(levels: int) -> str:
+    lines = ["l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, levels)]
+    return "\n".join(lines) + f"\nname: *l{levels - 1}\n"
+
+
+@pytest.mark.parametrize("text, message", [
+    (_laughs(9), ":5: this holds more than 10,000 values with its aliases expanded"),  # l4: 9^5 values
+    ("name: &a [*a]\n", ":1: an alias here refers to a value that contains it"),
+    ("name: x\nprompting: {shots: &s [1, [2, *s]]}\n", ":2: an alias here refers to a value that contains it"),
+    ("name: " + "[" * 33 + "]" * 33 + "\n", ":1: lists and mappings nested more than 32 levels deep"),
+    ("name: x\nprompting:\n  seed: " + "1" * 31 + "\n", ":3: invalid YAML: an integer of 31 digits"),
+])
+def test_yaml_that_would_eat_memory_or_recurse_is_refused_before_it_is_built(experiment, text, message):
+    path = experiment(text)
+    with pytest.raises(TuneforgeError) as err:
+        load_config(Experiment, path)
+    assert str(err.value).startswith(f"{path}{message}")
+
+
+def test_shared_aliases_within_the_limit_are_settings_as_usual(experiment):
+    text = "name: x\nfinetune: &ft {lr: 1.0e-3, epochs: 2}\ndistill: {training: *ft}\n"
+    got = load_config(Experiment, experiment(text))
+    assert got.finetune.lr == got.distill.training.lr == 1e-3 and got.distill.training.epochs == 2
+    with pytest.raises(TuneforgeError, match="unknown key 'l0'"):  # 2 x 9^2 values: within 10,000, and read
+        load_config(Experiment, experiment(_laughs(3)))
+
+
+def test_a_long_value_is_quoted_short(experiment):
+    path = experiment("name: [" + ", ".join(f"item{i}" for i in range(3000)) + "]\n")
+    with pytest.raises(TuneforgeError) as err:
+        load_config(Experiment, path)
+    assert str(err.value) == (f"{path}:1: name: expected a string, got ['item0', 'item1', 'item2', 'item3', 'item4', "
+                              "... (3,000 items)]")
+    with pytest.raises(TuneforgeError) as err:
+        from_dict(Experiment, {"name": "x" * 10_000, "prompting": {"shots": "y" * 10_000}})
+    assert len(str(err.value)) < 200 and "(10,000 characters)" in str(err.value)
+
+
+def test_a_file_not_in_utf8_names_its_line_and_a_bom_is_read_as_nothing(tmp_path):
+    path = tmp_path / "x.yaml"
+    path.write_bytes(b"name: x\nprompting:\n  formats: [caf\xe9]\n")
+    with pytest.raises(TuneforgeError, match=r"x\.yaml:3: not UTF-8 text \(byte 34: 0xe9\)"):
+        load_config(Experiment, path)
+    path.write_bytes(b"\xef\xbb\xbfname: bom\n")
+    assert load_config(Experiment, path).name == "bom"
+
+
+def test_an_override_that_is_an_alias_bomb_is_refused():
+    with pytest.raises(TuneforgeError, match="contains it"):
+        apply_overrides({}, ["name=&a [*a]"])
+
+
+def _numeric_fields():
+    """(config class, field) for every int or float setting of every config dataclass."""
+    import dataclasses
+
+    from tuneforge.experiment import config as experiment
+    from tuneforge import settings
+
+    classes = {c for m in (settings, experiment) for c in vars(m).values()
+               if isinstance(c, type) and dataclasses.is_dataclass(c) and c.__module__ == m.__name__}
+    for cls in sorted(classes, key=lambda c: c.__name__):
+        for f in dataclasses.fields(cls):
+            hint = typing.get_type_hints(cls)[f.name]
+            parts = {a for h in (hint, *typing.get_args(hint)) for a in (h, *typing.get_args(h))}
+            if parts & {int, float} and bool not in parts:
+                yield cls, f.name
+
+
+@pytest.mark.parametrize("cls, name", list(_numeric_fields()), ids=lambda v: getattr(v, "__name__", v))
+def test_every_numeric_setting_has_a_finite_range_checked_by_its_dataclass(cls, name):
+    assert name in cls.RANGES, f"{cls.__name__}.{name} has no range"
+    low, high = cls.RANGES[name]
+    listed = "tuple" in str(typing.get_type_hints(cls)[name])
+    for bad in (float("inf"), float("nan"), high * 10 + 1, low - 1):
+        value = (bad,) if listed else bad
+        with pytest.raises(TuneforgeError):  # the range, or a field's own older check in its own words
+            cls(**{name: value})
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"finetune": {"lrs": [1e-4, float("inf")]}}, "finetune.lrs must each be between 1e-08 and 1, got inf"),
+    ({"finetune": {"seed": -1}}, "finetune.seed must be between 0 and 4,294,967,295, got -1"),
+    ({"finetune": {"grad_accum": 100_000}}, "finetune.grad_accum must be between 1 and 1,024, got 100,000"),
+    ({"distill": {"temperature": float("nan")}}, "distill.temperature must be between 0 and 100, got nan"),
+])
+def test_a_setting_out_of_range_is_named_with_its_range(data, message):
+    with pytest.raises(TuneforgeError) as err:
+        from_dict(Experiment, {"name": "x", **data})
+    assert str(err.value) == message

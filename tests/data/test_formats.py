@@ -125,6 +125,110 @@ def test_integer_labels_are_read_as_text(tmp_path):
     assert [ex.target for ex in read_examples(f)] == ["1", "0"]
 
 
+def test_one_number_written_three_ways_is_one_label(tmp_path):
+    f = tmp_path / "nums.jsonl"
+    rows = [("a", 1), ("b", "1"), ("c", 1.0), ("d", 2), ("e", 2.0), ("f", 0.5), ("g", 2), ("h", 1)]
+    f.write_text("".join(json.dumps({"text": t, "label": lab}) + "\n" for t, lab in rows), encoding="utf-8")
+    assert [ex.target for ex in read_examples(f)] == ["1", "1", "1", "2", "2", "0.5", "2", "1"]
+    assert load_task(train=f, test=f, dev_fraction=0).labels == ["0.5", "1", "2"]
+
+
+def test_one_number_spelled_two_ways_in_text_is_refused_with_both_rows(tmp_path):
+    f = tmp_path / "nums.csv"
+    f.write_text("text,label\na,1\nb,2\nc,1.0\nd,2\ne,1\nf,2\n", encoding="utf-8")
+    with pytest.raises(TuneforgeError) as e:
+        load_task(train=f, test=f, dev_fraction=0)
+    assert str(e.value) == f"{f}:4: label '1.0' is the number of label '1' ({f}:2): write each label one way"
+
+
+# ---------------------------------------------------------------- what other tools write
+
+
+@pytest.mark.parametrize("name, text", [
+    ("excel.csv", "\ufefftext,label\nrefund please,billing\n"),
+    ("notepad.jsonl", "\ufeff" + json.dumps({"text": "refund please", "label": "billing"}) + "\n"),
+    ("array.json", "\ufeff" + json.dumps([{"text": "refund please", "label": "billing"}])),
+])
+def test_a_byte_order_mark_is_read_as_nothing(tmp_path, name, text):
+    f = tmp_path / name
+    f.write_text(text, encoding="utf-8")
+    assert [(ex.input, ex.target) for ex in read_examples(f)] == [("refund please", "billing")]
+
+
+def test_quoted_csv_cells_keep_their_line_breaks_and_rows_keep_their_lines(tmp_path):
+    f = tmp_path / "notes.csv"
+    f.write_text('text,label\n"peach\nfuzzy",drupe\n"pea\x0cch",drupe\r\nplum,\n"a ""b""",pome\n', encoding="utf-8")
+    with pytest.raises(TuneforgeError) as e:  # plum has no label: the message names its line, after the break
+        read_examples(f)
+    assert str(e.value).startswith(f"{f}:5: field 'label' is missing")
+    f.write_text('text,label\n"peach\nfuzzy",drupe\n"pea\x0cch",drupe\r\n"a ""b""",pome\n', encoding="utf-8")
+    examples = read_examples(f)
+    assert [(ex.input, ex.target, ex.where) for ex in examples] == [
+        ("peach\nfuzzy", "drupe", f"{f}:2"), ("pea\x0cch", "drupe", f"{f}:4"), ('a "b"', "pome", f"{f}:5")]
+
+
+def test_a_jsonl_line_may_hold_unicode_line_separators(tmp_path):
+    f = tmp_path / "sep.jsonl"
+    rows = [{"text": "one\u2028two", "label": "a"}, {"text": "three\x0cfour\x85", "label": "b"}]
+    f.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    assert [(ex.input, ex.where) for ex in read_examples(f)] == [("one\u2028two", f"{f}:1"), ("three\x0cfour", f"{f}:2")]
+
+
+def test_a_column_named_twice_is_refused(tmp_path):
+    f = tmp_path / "dup.csv"
+    f.write_text("text,label,text\nrefund please,billing,again\n", encoding="utf-8")
+    assert error_of(f) == f"{f}:1: the header names the column 'text' twice; rename one"
+
+
+def test_openai_content_parts_are_read_as_their_text(tmp_path):
+    f = tmp_path / "chat.jsonl"
+    parts = [{"type": "text", "text": "my card"}, {"type": "text", "text": "was charged twice"}]
+    f.write_text(json.dumps({"messages": [
+        {"role": "system", "content": [{"type": "text", "text": "Label it."}]},
+        {"role": "user", "content": parts}, {"role": "assistant", "content": [{"type": "text", "text": "billing"}]}]})
+        + "\n", encoding="utf-8")
+    data = read_task_file(f)
+    assert (data.examples[0].input, data.examples[0].target, data.instruction) == (
+        "my card\nwas charged twice", "billing", "Label it.")
+
+
+@pytest.mark.parametrize("row, message", [
+    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]},
+                   {"role": "assistant", "content": "bug"}]}, "field 'content' is a list, and item 0 is not a text part"),
+    ({"text": ["a", "b"], "label": "bug"}, "field 'text' is a list, and item 0 is not a text part"),
+    ({"text": [], "label": "bug"}, "field 'text' is an empty list"),
+    ({"text": {"a": 1}, "label": "bug"}, "field 'text' must be a string, got dict"),
+    ({"text": "hi", "label": [1, 2]}, "field 'label' is a list, and item 0 is not a text part"),
+])
+def test_lists_that_are_not_text_say_what_they_hold(row, message):
+    assert message in error_of([row])
+
+
+def test_a_list_of_strings_is_a_list_targets_terms(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    f = tmp_path / "lists.parquet"
+    pq.write_table(pa.table({"input": ["vaccine"], "target": [["jab", "shot"]]}), f)
+    assert read_examples(f)[0].target == "jab, shot"
+
+
+@pytest.mark.parametrize("name, text", [
+    ("deep.jsonl", '{"text": ' + "[" * 50_000 + "]" * 50_000 + ', "label": "x"}\n'),
+    ("deep.json", '[{"text": ' + "[" * 50_000 + "]" * 50_000 + ', "label": "x"}]'),
+])
+def test_json_nested_thousands_deep_is_one_line(tmp_path, name, text):
+    f = tmp_path / name
+    f.write_text(text, encoding="utf-8")
+    assert "nested too deeply to read" in error_of(f)
+
+
+def test_a_file_that_is_not_utf8_names_its_line(tmp_path):
+    f = tmp_path / "latin.csv"
+    f.write_bytes(b"text,label\nrefund,billing\ncaf\xe9,billing\n")
+    assert error_of(f).startswith(f"{f}:3: not UTF-8 text (byte 29: 0xe9)")
+
+
 # ---------------------------------------------------------------- field mapping and its errors
 
 
