@@ -1,26 +1,18 @@
-"""The Python API: what each `tuneforge` subcommand does, as functions."""
+"""The Python API: what each `tuneforge` subcommand does, as functions.
+
+What needs torch is imported inside each verb, after its task data and files are read: a bad file is
+refused in a second, not after torch has loaded."""
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from tuneforge.adapt.distill import DistillConfig
-from tuneforge.adapt.finetune import FinetuneConfig
-from tuneforge.adapt.finetune import finetune as run_finetune
 from tuneforge.atomic import check_writable, write_json_atomic
-from tuneforge.batch.job import BatchConfig
-from tuneforge.errors import TuneforgeError
 from tuneforge.data.splits import load_task, warn_about_task
-from tuneforge.data.tasks import Fields, builtin_info, builtin_tasks, builtin_path, read_examples
+from tuneforge.data.tasks import Fields, builtin_info, builtin_path, builtin_tasks, read_examples
+from tuneforge.errors import TuneforgeError
 from tuneforge.experiment.config import experiment_config
-from tuneforge.evaluate.prompting import PromptingConfig, check_feasible, compare_prompting
-from tuneforge.model.load import load_model
-from tuneforge.model.params import count_parameters
-from tuneforge.settings import SynonymsConfig
-
-if TYPE_CHECKING:
-    from tuneforge.audit.run import AuditConfig
-    from tuneforge.experiment.config import ExperimentConfig
-
+from tuneforge.settings import (
+    AuditConfig, BatchConfig, DistillConfig, FinetuneConfig, PromptingConfig, SynonymsConfig,
+)
 
 def prompt(
     task: str | None = "fruit",
@@ -46,6 +38,9 @@ def prompt(
     data = load_task(task, train=train, dev=dev, test=test, seed=split_seed, instruction=instruction,
                      fields=Fields(input_field, target_field), targets=targets)
     warn_about_task(data)
+    from tuneforge.evaluate.prompting import check_feasible, compare_prompting
+    from tuneforge.model.load import load_model
+
     check_feasible(data, config)
     loaded = load_model(model, dtype=dtype)
     results = compare_prompting(loaded, data, config)
@@ -78,6 +73,9 @@ def finetune(
     data = load_task(task, train=train, dev=dev, test=test, seed=split_seed, instruction=instruction,
                      fields=Fields(input_field, target_field), targets=targets)
     warn_about_task(data)
+    from tuneforge.adapt.finetune import finetune as run_finetune
+    from tuneforge.model.load import load_model
+
     loaded = load_model(model, dtype="fp32")  # fp32 master weights; bf16 comes from autocast
     return run_finetune(loaded, data, config, Path(out), resume=resume, progress=progress)
 
@@ -103,7 +101,6 @@ def distill(
     progress=None,
 ) -> dict:
     """Distil the fine-tuned `teacher` (a model directory) into a smaller student on `task`."""
-    from tuneforge.adapt.distill import distill as run_distill
     from tuneforge.batch.inputs import read_unlabeled
 
     check_writable(out, folder=True)
@@ -111,6 +108,9 @@ def distill(
                      fields=Fields(input_field, target_field), targets=targets)
     warn_about_task(data)
     texts = read_unlabeled(unlabeled) if unlabeled else None
+    from tuneforge.adapt.distill import distill as run_distill
+    from tuneforge.model.load import load_model
+
     teacher_model = load_model(teacher, dtype="fp32")
     student_model = load_model(student, dtype="fp32") if student else None
     return run_distill(teacher_model, data, config, Path(out), student=student_model, unlabeled=texts,
@@ -134,7 +134,6 @@ def batch(
     (or for the misses the server queued), in `task`'s prompt format and label set. Idempotent.
     `engine="ray"` runs the same job on Ray Data (`actors` model replicas), writing the same store."""
     from tuneforge.batch.inputs import read_inputs
-    from tuneforge.batch.job import demo_pool, local_predictor, run_batch, store_setting
     from tuneforge.store.sqlite import PredictionStore, check_store
 
     if inputs is None and not from_misses:
@@ -145,6 +144,9 @@ def batch(
     data = load_task(task)
     check_writable(store, folder=False)  # before the model loads; the store opens once it has
     check_store(store)
+    from tuneforge.batch.job import demo_pool, local_predictor, run_batch, store_setting
+    from tuneforge.model.load import load_model
+
     loaded = load_model(model, dtype=dtype)
     db = PredictionStore(store)
     try:
@@ -190,7 +192,6 @@ def synonyms(
     With `writer: lora` (the default), the LoRA list writer is trained into `writer_dir` (default:
     `<store>.writer` beside the store) first, or reused from there."""
     from tuneforge.batch.inputs import builtin_queries_path, read_queries, read_topics
-    from tuneforge.batch.synonyms import evaluate_lists, list_writer, run_synonyms
     from tuneforge.store.sqlite import PredictionStore, check_store
 
     texts = read_topics(topics)
@@ -199,6 +200,8 @@ def synonyms(
     check_writable(store, folder=False)
     check_store(store)
     writer_dir = Path(writer_dir) if writer_dir is not None else Path(f"{store}.writer")
+    from tuneforge.batch.synonyms import evaluate_lists, list_writer, run_synonyms
+
     loaded = list_writer(model, data, config, writer_dir, dtype=dtype, device=device, progress=training_progress)
     db = PredictionStore(store)
     try:
@@ -230,11 +233,13 @@ def predict(
     settings included: demonstrations, calibration), or any other model with `task` giving the
     prompt (0-shot unless `config` says otherwise)."""
     from tuneforge.batch.inputs import read_inputs
-    from tuneforge.batch.job import SettingPredictor, artifact_setting, build_setting, demo_pool
 
     texts, failed = (list(inputs), []) if isinstance(inputs, (list, tuple)) else read_inputs(inputs, unique=False)
     if not texts:
         return failed
+    from tuneforge.batch.job import SettingPredictor, artifact_setting, build_setting, demo_pool
+    from tuneforge.model.load import load_model
+
     if model is not None and (Path(model) / "results.json").is_file() and (Path(model) / "experiment.json").is_file():
         predictor = _experiment_predictor(Path(model), config.batch_size, device)
     else:
@@ -257,6 +262,7 @@ def _experiment_predictor(run_dir: Path, batch_size: int, device: str | None):
     import json
 
     from tuneforge.batch.job import SettingPredictor, setting_pool
+    from tuneforge.model.load import load_model
     from tuneforge.store.sqlite import PredictionStore
 
     served = json.loads((run_dir / "results.json").read_text()).get("store")
@@ -293,8 +299,6 @@ def audit(
     a fine-tuned or distilled run directory: as trained) for bias on `task`: per-group scores and
     gaps, and flip rates under counterfactual swaps. `results["passed"]` is False when a
     threshold of `config` is exceeded (`results["violations"]` says where)."""
-    from tuneforge.audit.run import AuditConfig, audit_models
-
     config = config or AuditConfig()
     if out is not None:
         check_writable(out, folder=False)
@@ -302,6 +306,8 @@ def audit(
                      fields=Fields(input_field, target_field), targets=targets)
     warn_about_task(data)
     specs = [None if m in (None, "default") else m for m in (models or [None])]
+    from tuneforge.audit.run import audit_models
+
     results = audit_models(specs, data, config, dtype=dtype)
     results["task"]["split_seed"] = split_seed
     if out is not None:
@@ -346,6 +352,9 @@ def report(run_dir: str | Path, margin: float | None = None) -> dict:
 
 def model_info(model: str | None = None, dtype: str = "auto") -> dict:
     """Where a model lives, its fingerprint, dtype and parameter counts."""
+    from tuneforge.model.load import load_model
+    from tuneforge.model.params import count_parameters
+
     loaded = load_model(model, dtype=dtype)
     return {
         "path": str(loaded.path),
@@ -363,5 +372,4 @@ def tasks() -> list[dict]:
     ]
 
 
-__all__ = ["run", "report", "experiment_config", "audit", "prompt", "finetune", "distill", "DistillConfig", "batch", "BatchConfig", "synonyms", "SynonymsConfig", "model_info", "tasks", "PromptingConfig", "FinetuneConfig", "load_task",
-           "load_model"]
+__all__ = ["run", "report", "experiment_config", "audit", "prompt", "finetune", "distill", "DistillConfig", "batch", "BatchConfig", "synonyms", "SynonymsConfig", "model_info", "tasks", "PromptingConfig", "FinetuneConfig", "load_task"]

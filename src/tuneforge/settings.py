@@ -33,11 +33,12 @@ SEEDS = (0, 2**32 - 1)
 BATCH, TOKENS, SHOTS = (1, 4096), (1, 131_072), (0, 256)
 
 
-def check_ranges(config) -> None:
+def check_ranges(config, ranges: dict | None = None) -> None:
     """Refuse any number of `config` (each item of a list) that is not finite or lies outside the
-    [low, high] its class's `RANGES` gives its field; None keeps its field's own meaning. A setting that
-    could only fail later (a learning rate of inf, a seed of -1, 100,000 shots) stops here, in one line."""
-    for name, (low, high) in type(config).RANGES.items():
+    [low, high] `ranges` (default: its class's `RANGES`) gives its field; None keeps its field's own
+    meaning. A setting that could only fail later (a learning rate of inf, a seed of -1, 100,000 shots)
+    stops here, in one line."""
+    for name, (low, high) in (type(config).RANGES if ranges is None else ranges).items():
         value = getattr(config, name)
         for v in value if isinstance(value, tuple) else (value,):
             if v is not None and not (math.isfinite(v) and low <= v <= high):
@@ -363,7 +364,7 @@ class BatchConfig:
                                  "starting with a letter or digit)")
         if min(self.batch_size, self.commit_every, self.max_new_tokens, self.max_input_tokens) < 1 or self.shots < 0:
             raise TuneforgeError("shots must be >= 0; batch size, commit size and token limits must be >= 1")
-        check_ranges(self)
+        check_ranges(self, BatchConfig.RANGES)  # a subclass checks its own after its own checks
 
 
 WRITERS = ("lora", "few-shot")
@@ -424,3 +425,4 @@ class SynonymsConfig(BatchConfig):
             raise TuneforgeError(f"max_terms must each be at least 1, got {list(self.max_terms)}")
         if not self.words or any(w not in WORD_FILTERS for w in self.words):
             raise TuneforgeError(f"words: choose among {', '.join(WORD_FILTERS)}, got {list(self.words)}")
+        check_ranges(self)

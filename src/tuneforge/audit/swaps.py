@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from tuneforge.data.files import MAX_NESTING, lines_of, text_of
 from tuneforge.errors import TuneforgeError
 
 _BEFORE, _AFTER = r"(?<![\w-])", r"(?![\w-])"
@@ -110,9 +111,11 @@ def load_swaps(spec: str) -> SwapList:
 
 def _from_json(path: Path) -> SwapList:
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        doc = json.loads(text_of(path))
+    except json.JSONDecodeError as err:
         raise TuneforgeError(f"{path}: not valid JSON ({err})") from None
+    except RecursionError:
+        raise TuneforgeError(f"{path}: {MAX_NESTING}") from None
     if not isinstance(doc, dict) or not _is_pair(doc.get("groups")):
         raise TuneforgeError(f"{path}: field 'groups' must name two groups, e.g. [\"male\", \"female\"]")
     pairs = {}
@@ -129,10 +132,7 @@ def _from_json(path: Path) -> SwapList:
 
 def _from_table(path: Path) -> SwapList:
     delimiter = "\t" if path.suffix == ".tsv" else ","
-    try:
-        rows = list(csv.reader(path.read_text(encoding="utf-8").splitlines(), delimiter=delimiter))
-    except UnicodeDecodeError:
-        raise TuneforgeError(f"{path}: not UTF-8 text") from None
+    rows = list(csv.reader(lines_of(text_of(path)), delimiter=delimiter))  # a BOM is dropped, as data files'
     if not rows or not _is_pair([c.strip() for c in rows[0]]):
         raise TuneforgeError(f"{path}:1: the header must name the two groups, e.g. 'male{delimiter}female'")
     pairs = []
@@ -141,7 +141,7 @@ def _from_table(path: Path) -> SwapList:
         if not any(cells):
             continue
         if not _is_pair(cells):
-            raise TuneforgeError(f"{path}:{line}: expected two non-empty terms, got {row!r}")
+            raise TuneforgeError(f"{path}:{line}: expected two non-empty terms, got {row[:4]!r:.120}")
         pairs.append(tuple(cells))
     if not pairs:
         raise TuneforgeError(f"{path}: no pairs of terms below the header")
