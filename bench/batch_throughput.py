@@ -13,7 +13,8 @@ import time
 
 import torch
 
-from tuneforge.batch.job import BatchConfig, SettingPredictor, build_setting
+from tuneforge.batch.job import BatchConfig
+from tuneforge.predict.setting import SettingPredictor, build_setting
 from tuneforge.data.splits import load_task
 from tuneforge.model.load import load_model
 from tuneforge.predict.generate import StopAtNewline

@@ -74,7 +74,8 @@ def wrk(url: str, seconds: int, connections: int, script: Path | None = None) ->
 
 def live_generation_ms() -> float:
     """One live miss: the default model generating a synonym list for one topic (after a warm-up)."""
-    from tuneforge.batch.job import BatchConfig, SettingPredictor, build_setting, demo_pool
+    from tuneforge.batch.job import BatchConfig
+    from tuneforge.predict.setting import SettingPredictor, build_setting, demo_pool
     from tuneforge.data.splits import load_task
     from tuneforge.model.load import load_model
 

@@ -23,7 +23,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from tuneforge.batch.inputs import builtin_queries_path, read_queries
+from tuneforge.data.inputs import builtin_queries_path, read_queries
 from tuneforge.batch.synonyms import (
     ListWriter, evaluate_lists, list_writer, local_match, run_synonyms, score_lists, score_queries,
 )

@@ -29,6 +29,26 @@ def test_a_crossing_import_breaks_them(tmp_path):
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     store = tmp_path / "src" / "tuneforge" / "store" / "keys.py"
     store.write_text(store.read_text() + "\nfrom tuneforge.serve import app  # a store that knows the server\n")
+    app = tmp_path / "src" / "tuneforge" / "serve" / "app.py"  # a live miss is predicted by predict/setting.py
+    app.write_text(app.read_text() + "\nfrom tuneforge.batch import job  # the old way to a live predictor\n")
     proc = lint(tmp_path)
     assert proc.returncode != 0 and "tuneforge.store is not allowed to import tuneforge.serve" in proc.stdout, \
         proc.stdout[-4000:]
+    assert "tuneforge.serve is not allowed to import tuneforge.batch" in proc.stdout, proc.stdout[-4000:]
+
+
+def test_only_the_provenance_module_names_a_models_record_file():
+    """`model/provenance.py` is the one reader and writer of tuneforge.json: no other module spells
+    the file's name in code (docstrings and help texts may mention it)."""
+    import ast
+
+    package = ROOT / "src" / "tuneforge"
+    spelled = []
+    for path in package.rglob("*.py"):
+        if path == package / "model" / "provenance.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.endswith("tuneforge.json"):
+                spelled.append(f"{path.relative_to(package)}:{node.lineno}")
+    assert spelled == []
+

@@ -5,6 +5,7 @@ without tuneforge, rebuilds the prompt from tuneforge.json and the chat template
 
 import io
 import json
+import os
 import subprocess
 import sys
 
@@ -180,3 +181,17 @@ def test_a_model_without_a_record_needs_a_task(tiny_model_dir):
         predict(str(tiny_model_dir), ["lemon"])
     rows = predict(str(tiny_model_dir), ["lemon"], task="fruit", dtype="fp32")
     assert rows[0]["output"] in load_task("fruit").labels
+
+
+def test_predicting_never_goes_through_the_batch_layer(lora_run, tmp_path):
+    """`tuneforge.predict` builds its predictor from predict/setting.py alone: a live prediction's
+    path is model -> predict, as the server's (whose import contract forbids tuneforge.batch)."""
+    out, _ = lora_run
+    code = ("import sys, tuneforge\n"
+            f"rows = tuneforge.predict({str(out)!r}, ['lemon'], dtype='fp32')\n"
+            "assert rows[0]['output'], rows\n"
+            "print(sorted(m for m in sys.modules if m.startswith('tuneforge.batch')))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

@@ -253,7 +253,7 @@ def test_synonym_lists_generated_offline_match_live_queries(tmp_path):
     must be what the job reported, and the lists must find topics the topic names alone do not."""
     import httpx
 
-    from tuneforge.batch.inputs import builtin_queries_path, read_queries
+    from tuneforge.data.inputs import builtin_queries_path, read_queries
     from tuneforge.batch.synonyms import score_queries
     from tuneforge.data.tasks import builtin_path, read_examples
     from tuneforge.store.sqlite import PredictionStore

@@ -101,7 +101,7 @@ def distill(
     progress=None,
 ) -> dict:
     """Distil the fine-tuned `teacher` (a model directory) into a smaller student on `task`."""
-    from tuneforge.batch.inputs import read_unlabeled
+    from tuneforge.data.inputs import read_unlabeled
 
     check_writable(out, folder=True)
     data = load_task(task, train=train, dev=dev, test=test, seed=split_seed, instruction=instruction,
@@ -133,7 +133,7 @@ def batch(
     """Fill the prediction store at `store` with `model`'s predictions for the inputs in `inputs`
     (or for the misses the server queued), in `task`'s prompt format and label set. Idempotent.
     `engine="ray"` runs the same job on Ray Data (`actors` model replicas), writing the same store."""
-    from tuneforge.batch.inputs import read_inputs
+    from tuneforge.data.inputs import read_inputs
     from tuneforge.store.sqlite import PredictionStore, check_store
 
     if inputs is None and not from_misses:
@@ -144,7 +144,8 @@ def batch(
     data = load_task(task)
     check_writable(store, folder=False)  # before the model loads; the store opens once it has
     check_store(store)
-    from tuneforge.batch.job import demo_pool, local_predictor, run_batch, store_setting
+    from tuneforge.batch.job import local_predictor, run_batch, store_setting
+    from tuneforge.predict.setting import demo_pool
     from tuneforge.model.load import load_model
 
     loaded = load_model(model, dtype=dtype)
@@ -191,7 +192,7 @@ def synonyms(
     `queries` (a JSONL file of {"query", "topics"}; default: the built-in ones, for the built-in topics).
     With `writer: lora` (the default), the LoRA list writer is trained into `writer_dir` (default:
     `<store>.writer` beside the store) first, or reused from there."""
-    from tuneforge.batch.inputs import builtin_queries_path, read_queries, read_topics
+    from tuneforge.data.inputs import builtin_queries_path, read_queries, read_topics
     from tuneforge.store.sqlite import PredictionStore, check_store
 
     texts = read_topics(topics)
@@ -232,12 +233,12 @@ def predict(
     experiment's run directory (its recommended route as the run's store serves it, prompting
     settings included: demonstrations, calibration), or any other model with `task` giving the
     prompt (0-shot unless `config` says otherwise)."""
-    from tuneforge.batch.inputs import read_inputs
+    from tuneforge.data.inputs import read_inputs
 
     texts, failed = (list(inputs), []) if isinstance(inputs, (list, tuple)) else read_inputs(inputs, unique=False)
     if not texts:
         return failed
-    from tuneforge.batch.job import SettingPredictor, artifact_setting, build_setting, demo_pool
+    from tuneforge.predict.setting import SettingPredictor, artifact_setting, build_setting, demo_pool
     from tuneforge.model.load import load_model
 
     if model is not None and (Path(model) / "results.json").is_file() and (Path(model) / "experiment.json").is_file():
@@ -261,7 +262,7 @@ def _experiment_predictor(run_dir: Path, batch_size: int, device: str | None):
     """The predictor of the setting an experiment's store serves (its recommended route)."""
     import json
 
-    from tuneforge.batch.job import SettingPredictor, setting_pool
+    from tuneforge.predict.setting import SettingPredictor, setting_pool
     from tuneforge.model.load import load_model
     from tuneforge.store.sqlite import PredictionStore
 

@@ -9,8 +9,9 @@ from dataclasses import replace
 
 import pytest
 
-from tuneforge.batch.inputs import read_inputs
-from tuneforge.batch.job import BatchConfig, SettingPredictor, build_setting, demo_pool, run_batch
+from tuneforge.data.inputs import read_inputs
+from tuneforge.batch.job import BatchConfig, run_batch
+from tuneforge.predict.setting import SettingPredictor, build_setting, demo_pool
 from tuneforge.data.splits import load_task
 from tuneforge.store.keys import prediction_key, setting_id
 from tuneforge.store.sqlite import PredictionStore
@@ -84,7 +85,8 @@ def test_unreadable_lines_become_failed_rows(tmp_path):
 
 WRITER = """
 import sys
-from tuneforge.batch.job import BatchConfig, SettingPredictor, build_setting, demo_pool, run_batch
+from tuneforge.batch.job import BatchConfig, run_batch
+from tuneforge.predict.setting import SettingPredictor, build_setting, demo_pool
 from tuneforge.data.splits import load_task
 from tuneforge.model.load import load_model
 from tuneforge.store.sqlite import PredictionStore

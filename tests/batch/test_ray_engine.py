@@ -2,7 +2,8 @@ import sys
 
 import pytest
 
-from tuneforge.batch.job import BatchConfig, SettingPredictor, build_setting, demo_pool, run_batch
+from tuneforge.batch.job import BatchConfig, run_batch
+from tuneforge.predict.setting import SettingPredictor, build_setting, demo_pool
 from tuneforge.batch.ray_engine import run_batch_ray
 from tuneforge.data.splits import load_task
 from tuneforge.errors import TuneforgeError

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from tuneforge.batch.inputs import builtin_queries_path, read_queries, read_topics
+from tuneforge.data.inputs import builtin_queries_path, read_queries, read_topics
 from tuneforge.batch.synonyms import Candidate, ListFilter, local_match, run_synonyms, score_queries, stored_lists
 from tuneforge.data.lists import split_list
 from tuneforge.data.splits import load_task

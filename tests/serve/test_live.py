@@ -5,7 +5,8 @@ import openai
 
 import pytest
 
-from tuneforge.batch.job import BatchConfig, SettingPredictor, build_setting, demo_pool
+from tuneforge.batch.job import BatchConfig
+from tuneforge.predict.setting import SettingPredictor, build_setting, demo_pool
 from tuneforge.data.splits import load_task
 from tuneforge.serve.app import create_app
 from tuneforge.store.sqlite import PredictionStore

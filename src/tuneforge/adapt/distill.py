@@ -9,7 +9,6 @@ the teacher's answers; with `none`, from the train labels alone (the baseline th
 teacher adds). Which layers the student keeps is chosen on dev among `layer_choices`, each a trial
 of the training recipe (`recipe.py`). Teacher and student are tested by the same code, side by side."""
 
-import hashlib
 import json
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -31,6 +30,8 @@ from tuneforge.data.limits import check_input_lengths
 from tuneforge.data.splits import Task
 from tuneforge.data.tasks import Example
 from tuneforge.errors import TuneforgeError
+from tuneforge.hashing import content_hash
+from tuneforge.model import provenance
 from tuneforge.model.layout import check_student_layers
 from tuneforge.model.load import LoadedModel
 from tuneforge.model.params import count_parameters, size_on_disk
@@ -206,8 +207,7 @@ def base_model_of(teacher: LoadedModel) -> LoadedModel:
     in the inference dtype (bf16 where the CPU has it: it only writes inputs)."""
     from tuneforge.model.load import load_model
 
-    record = teacher.path / "tuneforge.json"
-    base = json.loads(record.read_text()).get("base_model", {}).get("path") if record.is_file() else None
+    base = provenance.base_model_path(provenance.read(teacher.path))
     return load_model(base, dtype="auto") if base and Path(base).is_dir() else teacher
 
 
@@ -313,7 +313,7 @@ def save_student(student: LoadedModel, teacher: LoadedModel, out: Path, results:
 
 
 def _hash(value) -> str | None:
-    return None if value is None else hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+    return None if value is None else content_hash(value)
 
 
 def side_by_side(teacher: OnTest, student: OnTest, metric: str) -> dict:

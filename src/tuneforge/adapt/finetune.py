@@ -7,8 +7,6 @@ or seconds; the best trial's model is scored on test once and written as standar
 their provenance. Every trial is recorded."""
 
 import copy
-import hashlib
-import json
 import math
 import time
 from dataclasses import asdict, replace
@@ -23,6 +21,7 @@ from tuneforge.adapt.recipe import accelerator_for, test_pass, use_training_atte
 from tuneforge.adapt.rows import build_rows
 from tuneforge.data.limits import check_input_lengths
 from tuneforge.data.splits import Task
+from tuneforge.hashing import content_hash
 from tuneforge.model.load import LoadedModel, load_model
 from tuneforge.model.lora import add_lora
 from tuneforge.model.params import count_parameters
@@ -157,7 +156,7 @@ def run_hash(cfg: FinetuneConfig, task: Task) -> str:
     for key in ("checkpoint_every", "checkpoint_seconds"):  # when checkpoints are written: not the trajectory
         payload["config"].pop(key)
     payload["config"].pop("merge")
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return content_hash(payload)
 
 
 def loop_config(cfg: FinetuneConfig, has_dev: bool) -> LoopConfig:

@@ -25,6 +25,7 @@ from tuneforge.errors import TuneforgeError
 from tuneforge.evaluate.metrics import summarize
 from tuneforge.model.load import LoadedModel, fingerprint
 from tuneforge.model.lora import base_model
+from tuneforge.model.provenance import write as write_provenance
 from tuneforge.predict.predictor import Predictor
 from tuneforge.prompts.formats import PLAIN_CHAT_TEMPLATE, PromptFormat
 
@@ -163,7 +164,7 @@ def save_artifact(target: Path, model, tokenizer, provenance: dict) -> None:
             make_portable(tmp, tokenizer)
         # A fingerprint covers file names and bytes, not the folder: the temporary's is the target's.
         own = {"path": str(target.resolve()), "fingerprint": fingerprint(tmp, cache=False)}
-        (tmp / "tuneforge.json").write_text(json.dumps({"artifact": own, **provenance}, indent=2, default=str))
+        write_provenance(tmp, json.loads(json.dumps({"artifact": own, **provenance}, default=str)))
 
 
 def make_portable(folder: Path, tokenizer) -> None:

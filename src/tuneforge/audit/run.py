@@ -11,7 +11,8 @@ from tuneforge.audit.audit import audit_predictor, has_groups
 from tuneforge.audit.swaps import Swapper, compile_swaps, load_swaps
 from tuneforge.data.splits import Task
 from tuneforge.errors import TuneforgeError
-from tuneforge.model.load import LoadedModel, artifact_provenance, load_model
+from tuneforge.model import provenance
+from tuneforge.model.load import LoadedModel, load_model
 from tuneforge.predict.predictor import Predictor
 from tuneforge.prompts.formats import PromptFormat
 from tuneforge.prompts.shots import pick_demos
@@ -70,16 +71,14 @@ def skipped_sections(items: list, swapper: Swapper, split: str) -> list[str]:
 
 def model_routes(loaded: LoadedModel, cfg: AuditConfig) -> list[dict]:
     """The routes one model stands for: a base model per shot count; an adapted one as trained."""
-    prov = artifact_provenance(loaded.path) or {}
-    if prov.get("route") not in ("finetune", "distill"):
+    record = provenance.read(loaded.path)
+    route = provenance.route(record)
+    if route == "prompting":
         return [{"name": f"base {k}-shot" + (f" {cfg.pick}" if k else ""), "kind": "prompting", "shots": k,
                  "pick": cfg.pick if k else None, "format": "plain"} for k in cfg.shots]
-    if prov["route"] == "distill":
-        return [{"name": "distilled student", "kind": "distill", "shots": 0, "pick": None,
-                 "format": prov["config"]["training"]["format"]}]
-    method = prov.get("method", "full")
-    return [{"name": "LoRA fine-tune" if method == "lora" else "full fine-tune", "kind": method, "shots": 0,
-             "pick": None, "format": prov["config"]["format"]}]
+    names = {"distilled": "distilled student", "lora": "LoRA fine-tune", "full": "full fine-tune"}
+    return [{"name": names[route], "kind": "distill" if route == "distilled" else route, "shots": 0, "pick": None,
+             "format": provenance.training_format(record)}]
 
 
 def route_predictor(loaded: LoadedModel, task: Task, route: dict, cfg: AuditConfig):

@@ -11,7 +11,8 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-from tuneforge.batch.job import predictor_for_setting, write_predictions
+from tuneforge.batch.job import write_predictions
+from tuneforge.predict.setting import predictor_for_setting
 from tuneforge.errors import TuneforgeError
 from tuneforge.store.keys import canonical_json
 

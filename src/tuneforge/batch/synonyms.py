@@ -30,7 +30,8 @@ from tuneforge.data.lists import split_list, term_key, words
 from tuneforge.data.splits import Task
 from tuneforge.data.tasks import Example
 from tuneforge.evaluate.metrics import METRICS, summarize
-from tuneforge.model.load import LoadedModel, artifact_provenance
+from tuneforge.model import provenance
+from tuneforge.model.load import LoadedModel
 from tuneforge.predict.generate import generate_lines
 from tuneforge.predict.predictor import Predictor
 from tuneforge.predict.score import score_continuations
@@ -90,7 +91,7 @@ class ListWriter:
     """Writes scored candidate terms for topics with one model (see the module's note)."""
 
     def __init__(self, loaded: LoadedModel, task: Task, cfg: SynonymsConfig):
-        prompt = (artifact_provenance(loaded.path) or {}).get("prompt")
+        prompt = provenance.prompt(provenance.read(loaded.path))
         if prompt is not None:  # a list writer tuneforge trained: its own prompt, zero-shot
             fmt, self.shots = PromptFormat(prompt["format"], prompt["instruction"]), 0
         else:
@@ -168,8 +169,8 @@ class ListWriter:
 def recipe(writer: ListWriter, choice: dict) -> dict:
     """What a stored setting records of how its lists were made."""
     cfg = writer.cfg
-    trained = artifact_provenance(writer.loaded.path) or {}
-    return {"writer": "lora" if trained.get("route") == "finetune" else "few-shot",
+    trained = provenance.route(provenance.read(writer.loaded.path)) in ("lora", "full")
+    return {"writer": "lora" if trained else "few-shot",
             "shots": writer.shots, "pick": cfg.pick if writer.shots else None, "samples": cfg.samples,
             "temperature": cfg.temperature, "seed": cfg.seed, "verify": "probability of `term,` first after the topic",
             "filter": choice["filter"], "chosen_on": choice["chosen_on"]}
@@ -214,7 +215,7 @@ def list_writer(model: str | Path | None, task: Task, cfg: SynonymsConfig, folde
     from tuneforge.model.load import default_model_dir, load_model, resolve_model_dir
 
     path = default_model_dir() if model is None else resolve_model_dir(model)
-    if cfg.writer == "few-shot" or (artifact_provenance(path) or {}).get("prompt"):
+    if cfg.writer == "few-shot" or provenance.prompt(provenance.read(path)):
         return load_model(model, dtype=dtype, device=device)
     config = FinetuneConfig(**WRITER_TRAINING, epochs=cfg.writer_epochs, seed=cfg.seed)
     finetune(load_model(model, dtype="fp32", device=device), task, config, Path(folder), resume=True,
@@ -227,7 +228,8 @@ def run_synonyms(loaded: LoadedModel, task: Task, cfg: SynonymsConfig, topics: l
     """The synonym-list job: choose the filter on dev, then write every topic's list into `store`
     (through the one writer loop: a re-run or a resumed kill computes only what the store lacks).
     Returns the writer loop's counts with the setting, its name, the choice and the recipe."""
-    from tuneforge.batch.job import build_setting, keep_setting, run_batch
+    from tuneforge.batch.job import keep_setting, run_batch
+    from tuneforge.predict.setting import build_setting
 
     writer = ListWriter(loaded, task, cfg)
     choice = writer.choose()

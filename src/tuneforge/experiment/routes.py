@@ -134,7 +134,7 @@ def batch_plan(section, routes: list[dict], recommendation: dict, done: dict, ta
 
 def _batch_inputs(path: str | None, task: Task) -> list[str]:
     if path is not None:
-        from tuneforge.batch.inputs import read_inputs
+        from tuneforge.data.inputs import read_inputs
 
         return read_inputs(path)[0]
     return list(dict.fromkeys(ex.input for ex in task.train + task.dev + task.test))

@@ -25,6 +25,7 @@ from tuneforge.atomic import check_writable, write_json_atomic, write_text_atomi
 from tuneforge.config import to_dict
 from tuneforge.data.splits import Task, warn_about_task
 from tuneforge.errors import TuneforgeError
+from tuneforge.hashing import content_hash
 from tuneforge.experiment.cache import cache_root, keep, read_finished, relocate, take
 from tuneforge.experiment.config import ExperimentConfig, TaskConfig
 from tuneforge.experiment.decide import recommend
@@ -33,7 +34,6 @@ from tuneforge.experiment.routes import batch_plan, experiment_results, routes_f
 from tuneforge.experiment.stages import load_task_spec, restore_rows
 from tuneforge.model.layout import check_lora_targets, check_student_layers, layer_count
 from tuneforge.model.load import default_device, default_model_dir, fingerprint, resolve_model_dir
-from tuneforge.store.keys import canonical_json
 
 
 def run(config: ExperimentConfig, out: str | Path | None = None, *, echo=print, cache=True) -> dict:
@@ -103,8 +103,8 @@ def check_inputs(config: ExperimentConfig) -> None:
     """Every file and name the stages will read, checked before the first stage starts (a bad one
     would otherwise surface only at its stage, after the training before it)."""
     from tuneforge.audit.swaps import load_swaps
-    from tuneforge.batch.inputs import read_inputs, read_unlabeled
-    from tuneforge.batch.inputs import read_queries, read_topics
+    from tuneforge.data.inputs import read_inputs, read_unlabeled
+    from tuneforge.data.inputs import read_queries, read_topics
     from tuneforge.model.load import check_dtype
 
     check_dtype(config.dtype)
@@ -180,13 +180,13 @@ def stage_hash(spec: dict, prints: dict, run_dir: Path) -> str:
     writes, the store's path, is not an input). A path into the run folder counts from the folder,
     so that a stage has one hash in every run folder: the stage cache's key."""
     inputs = relocate({k: v for k, v in spec.items() if k != "store"}, [(str(run_dir), "<run>")])
-    return hashlib.sha256(canonical_json({"spec": inputs, "fingerprints": prints}).encode()).hexdigest()
+    return content_hash({"spec": inputs, "fingerprints": prints})
 
 
 def task_fingerprint(task: Task) -> str:
     """sha256 of the task's three splits and its description: a changed example changes it."""
     rows = {s: [[ex.id, ex.input, ex.target, ex.group] for ex in task.split(s)] for s in ("train", "dev", "test")}
-    return hashlib.sha256(canonical_json({"rows": rows, "info": task.info.__dict__}).encode()).hexdigest()
+    return content_hash({"rows": rows, "info": task.info.__dict__})
 
 
 def _file_hash(path: str | None) -> str | None:
@@ -198,7 +198,7 @@ def _file_hash(path: str | None) -> str | None:
 
 
 def _synonyms_spec(config: ExperimentConfig, common: dict, run_dir: Path) -> dict:
-    from tuneforge.batch.inputs import builtin_queries_path, read_queries, read_topics
+    from tuneforge.data.inputs import builtin_queries_path, read_queries, read_topics
     from tuneforge.data.tasks import builtin_path
 
     section = config.synonyms

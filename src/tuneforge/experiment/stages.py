@@ -65,7 +65,7 @@ def finetune(spec: dict, stage_dir: Path, progress: Progress) -> dict:
 
 def distill(spec: dict, stage_dir: Path, progress: Progress) -> dict:
     from tuneforge.adapt.distill import distill as run_distill
-    from tuneforge.batch.inputs import read_unlabeled
+    from tuneforge.data.inputs import read_unlabeled
     from tuneforge.config import from_dict
     from tuneforge.experiment.config import DistillStage
     from tuneforge.model.load import load_model
@@ -115,13 +115,13 @@ def serving_pass(model_dir: Path, task, style: str, dtype: str) -> dict:
 def record_serving_pass(model_dir: Path, test: dict, metric: str, dtype: str) -> None:
     """Beside the training run's own figure, the model's `tuneforge.json` keeps the figure the
     experiment's report shows, and says which pass produced it."""
-    from tuneforge.model.load import artifact_provenance
+    from tuneforge.model import provenance
 
-    provenance = artifact_provenance(model_dir)
-    provenance["metrics_in_report"] = {metric: test[metric], "pass": (
+    record = provenance.read(model_dir)
+    record["metrics_in_report"] = {metric: test[metric], "pass": (
         f"the test split, scored by the experiment's serving pass: the saved model loaded in {dtype}, "
         f"batches of {SERVING_BATCH}; the report shows this figure")}
-    write_json_atomic(model_dir / "tuneforge.json", provenance)
+    provenance.write(model_dir, record)
 
 
 def audit(spec: dict, stage_dir: Path, progress: Progress) -> dict:
@@ -137,7 +137,8 @@ def batch(spec: dict, stage_dir: Path, progress: Progress) -> dict:
     resumed kill, predicts only what the store lacks). The test split goes first, in the batches the
     route's test pass used, so the store holds bit for bit the predictions the experiment scored
     (in bf16, other batch compositions move near-tied labels)."""
-    from tuneforge.batch.job import BatchConfig, demo_pool, local_predictor, run_batch, store_setting
+    from tuneforge.batch.job import BatchConfig, local_predictor, run_batch, store_setting
+    from tuneforge.predict.setting import demo_pool
     from tuneforge.config import from_dict
     from tuneforge.model.load import load_model
     from tuneforge.store.sqlite import PredictionStore
@@ -175,7 +176,7 @@ def synonyms(spec: dict, stage_dir: Path, progress: Progress) -> dict:
     folder, so a killed stage resumes its training), the filter chosen on the synonyms task's dev
     topics; then how good they are: list scores on its test topics, topic precision and recall over
     the live queries. Idempotent, as a batch job."""
-    from tuneforge.batch.job import demo_pool
+    from tuneforge.predict.setting import demo_pool
     from tuneforge.batch.synonyms import SynonymsConfig, evaluate_lists, list_writer, run_synonyms
     from tuneforge.config import from_dict
     from tuneforge.store.sqlite import PredictionStore

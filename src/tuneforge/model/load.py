@@ -16,6 +16,7 @@ import torch
 
 from tuneforge.atomic import atomic_path, write_json_atomic
 from tuneforge.errors import TuneforgeError
+from tuneforge.model import provenance
 from tuneforge.model.params import WEIGHT_SUFFIXES
 
 log = logging.getLogger(__name__)
@@ -188,13 +189,6 @@ def _model_in_dir(path: Path) -> Path:
                          f"a tuneforge run keeps its model in {', '.join(RUN_MODEL_DIRS)} or adapter)")
 
 
-def artifact_provenance(path: Path) -> dict | None:
-    """The `tuneforge.json` beside a model: provenance of a fine-tuned or distilled model, or of
-    the default model's conversion (None when absent)."""
-    file = Path(path) / "tuneforge.json"
-    return json.loads(file.read_text()) if file.is_file() else None
-
-
 def resolve_model_dir(model: str | Path) -> Path:
     """A local model directory for `model`: the directory itself, or a hub snapshot downloaded once."""
     path = Path(model)
@@ -259,7 +253,7 @@ def convert_gguf(gguf_file: Path, target: Path) -> None:
         with atomic_path(target, folder=True) as tmp:
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
-            (tmp / "tuneforge.json").write_text(json.dumps({"converted_from": gguf_file.name}, indent=2))
+            provenance.write(tmp, {"converted_from": gguf_file.name})
 
 
 @contextmanager

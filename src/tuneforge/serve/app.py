@@ -110,7 +110,7 @@ class Lookups:
                                          names)
             self.spec = specs[self.setting]
             if miss_policy == "live" and predictor is None:
-                from tuneforge.batch.job import predictor_for_setting, setting_pool  # torch, only when a model answers
+                from tuneforge.predict.setting import predictor_for_setting, setting_pool  # torch, only when a model answers
 
                 predictor = predictor_for_setting(self.spec, setting_pool(self.reader, self.spec))
         except BaseException:

@@ -6,18 +6,14 @@ decoding, dtype); a key is the setting plus one input. The store never looks ins
 An input is keyed, stored and predicted in its normal form (`normalize_input`): " apple " and
 "apple" are one input. Case is kept: a task may tell "Apple" from "apple"."""
 
-import hashlib
-import json
+from tuneforge.hashing import canonical_json, content_hash
 
-
-def canonical_json(value) -> str:
-    """One spelling per value: sorted keys, no spaces, UTF-8 kept."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+__all__ = ["canonical_json", "setting_id", "normalize_input", "prediction_key"]
 
 
 def setting_id(setting: dict) -> str:
     """The id of a job's setting."""
-    return hashlib.sha256(canonical_json(setting).encode()).hexdigest()
+    return content_hash(setting)
 
 
 def normalize_input(text: str) -> str:
@@ -28,5 +24,4 @@ def normalize_input(text: str) -> str:
 
 def prediction_key(setting_hash: str, text: str) -> str:
     """The key of one input (in its normal form) under one setting."""
-    payload = {"setting": setting_hash, "input": normalize_input(text)}
-    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
+    return content_hash({"setting": setting_hash, "input": normalize_input(text)})

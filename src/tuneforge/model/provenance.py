@@ -1,0 +1,45 @@
+"""A model's `tuneforge.json`: where it came from (route, method, base model, task, config) and how
+to prompt it (format, instruction, labels). This module is its one reader and writer; a test forbids
+naming the file anywhere else, so a new key is added here, once, with the question it answers."""
+
+import json
+from pathlib import Path
+
+FILE = "tuneforge.json"
+
+
+def read(folder: str | Path) -> dict:
+    """The record beside a model ({} for a model tuneforge did not train or convert)."""
+    path = Path(folder) / FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def write(folder: str | Path, record: dict) -> None:
+    """`record` as the folder's `tuneforge.json`, written whole under a temporary name, then renamed."""
+    from tuneforge.atomic import write_json_atomic
+
+    write_json_atomic(Path(folder) / FILE, record)
+
+
+def route(record: dict) -> str:
+    """The route the model comes from: `lora`, `full`, `distilled`, or `prompting` (an unchanged model)."""
+    if record.get("route") == "distill":
+        return "distilled"
+    return record.get("method", "full") if record.get("route") == "finetune" else "prompting"
+
+
+def prompt(record: dict) -> dict | None:
+    """The prompt the model was trained and scored with (format, instruction, labels, template), if any."""
+    return record.get("prompt")
+
+
+def training_format(record: dict) -> str:
+    """The prompt format a trained model's rows had (`plain` for an unchanged model)."""
+    if record.get("route") == "distill":
+        return record["config"]["training"]["format"]
+    return record["config"]["format"] if record.get("route") == "finetune" else "plain"
+
+
+def base_model_path(record: dict) -> str | None:
+    """The model a fine-tuned model was trained from, where the record names it."""
+    return (record.get("base_model") or {}).get("path")
