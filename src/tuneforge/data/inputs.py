@@ -11,7 +11,7 @@ import json
 from importlib import resources
 from pathlib import Path
 
-from tuneforge.data.files import MAX_NESTING, check_header, lines_of, text_of
+from tuneforge.data.files import MAX_NESTING, check_header, read_rows
 from tuneforge.data.tasks import example_from_row
 from tuneforge.errors import TuneforgeError
 
@@ -104,21 +104,10 @@ def builtin_queries_path() -> Path:
 
 def read_queries(path: str | Path) -> list[dict]:
     """Live queries with the topics each should match: JSONL rows {"query": str, "topics": [str]}."""
-    path = Path(path)
-    if not path.is_file():
-        raise TuneforgeError(f"{path}: no such file")
     queries = []
-    for lineno, line in enumerate(lines_of(text_of(path)), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise TuneforgeError(f"{path}:{lineno}: not JSON ({e.msg})") from None
-        except RecursionError:
-            raise TuneforgeError(f"{path}:{lineno}: {MAX_NESTING}") from None
-        if not (isinstance(row, dict) and isinstance(row.get("query"), str) and isinstance(row.get("topics"), list)):
-            raise TuneforgeError(f"{path}:{lineno}: expected {{\"query\": text, \"topics\": [topic, ...]}}")
-        queries.append({"id": row.get("id", f"{path.stem}-{lineno}"), "query": row["query"],
-                        "topics": [str(t) for t in row["topics"]]})
+    for where, default_id, row in read_rows(Path(path)):  # JSONL (or a JSON array), read as task files are
+        if not (isinstance(row.get("query"), str) and isinstance(row.get("topics"), list)):
+            raise TuneforgeError(f"{where}: expected {{\"query\": text, \"topics\": [topic, ...]}}")
+        topics = [str(t) for t in row["topics"]]
+        queries.append({"id": row.get("id", default_id), "query": row["query"], "topics": topics})
     return queries
