@@ -15,7 +15,7 @@ from tuneforge.model import provenance
 from tuneforge.model.load import LoadedModel, load_model
 from tuneforge.predict.predictor import Predictor
 from tuneforge.prompts.formats import PromptFormat
-from tuneforge.prompts.shots import pick_demos
+from tuneforge.prompts.shots import check_shots, pick_demos
 from tuneforge.settings import AuditConfig
 from tuneforge.data.limits import check_input_lengths
 
@@ -26,9 +26,7 @@ def audit_models(models: list[str | None], task: Task, cfg: AuditConfig, *, dtyp
     items = task.split(cfg.split)
     if not items:
         raise TuneforgeError(f"task {task.info.name!r}: the {cfg.split} split is empty")
-    if max(cfg.shots) > len(task.train):
-        raise TuneforgeError(f"shots {max(cfg.shots)} needs {max(cfg.shots)} demonstrations; "
-                             f"the train split has {len(task.train)}")
+    check_shots(task, max(cfg.shots))
     if cfg.max_gap is not None and not any(ex.group for ex in items):
         raise TuneforgeError(f"--max-gap: the {cfg.split} split of {task.info.name!r} has no 'group' field to compare")
     skipped = skipped_sections(items, swapper, cfg.split)

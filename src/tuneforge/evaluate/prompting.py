@@ -17,13 +17,12 @@ import torch
 from tuneforge.data.limits import check_input_lengths
 from tuneforge.data.splits import Task, task_warnings
 from tuneforge.data.tasks import Example
-from tuneforge.errors import TuneforgeError
 from tuneforge.evaluate.metrics import summarize
 from tuneforge.model.load import LoadedModel, weights_fingerprint
 from tuneforge.model.params import count_parameters
 from tuneforge.predict.predictor import Predictor
 from tuneforge.prompts.formats import PromptFormat
-from tuneforge.prompts.shots import pick_demos
+from tuneforge.prompts.shots import check_shots, pick_demos
 from tuneforge.settings import PromptingConfig
 
 
@@ -69,9 +68,7 @@ def compare_prompting(loaded: LoadedModel, task: Task, cfg: PromptingConfig) -> 
 
 def check_feasible(task: Task, cfg: PromptingConfig) -> None:
     """Refuse settings the task cannot satisfy (cheap: call it before loading the model)."""
-    if max(cfg.shots) > len(task.train):
-        raise TuneforgeError(f"--shots {max(cfg.shots)} needs {max(cfg.shots)} demonstrations, "
-                             f"but the train split of {task.info.name!r} has {len(task.train)} examples")
+    check_shots(task, max(cfg.shots))
 
 
 def variants(task: Task, cfg: PromptingConfig) -> list[tuple[str, str]]:

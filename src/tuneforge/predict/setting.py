@@ -15,7 +15,7 @@ from tuneforge.model import provenance
 from tuneforge.model.load import LoadedModel, load_model
 from tuneforge.predict.predictor import Predictor
 from tuneforge.prompts.formats import PromptFormat
-from tuneforge.prompts.shots import pick_demos
+from tuneforge.prompts.shots import check_shots, pick_demos
 from tuneforge.settings import BatchConfig
 
 TOP_LOGPROBS = 20
@@ -31,8 +31,7 @@ def build_setting(loaded: LoadedModel, task: Task, cfg: BatchConfig, prior: list
     """Everything that changes an output, self-contained but for the demonstration pool (named by its
     fingerprint; `demo_pool`): a server can rebuild the predictor from the two. Batch calibration
     against `prior` (K,), or against the prior on the task's dev split when it is None."""
-    if cfg.shots > len(task.train):
-        raise TuneforgeError(f"--shots {cfg.shots}: the train split of {task.info.name!r} has {len(task.train)} examples")
+    check_shots(task, cfg.shots)
     calibration = {"method": cfg.calibration if task.label_set is not None else "none", "prior": None}
     if calibration["method"] == "batch":
         calibration["prior"] = prior if prior is not None else dev_prior(loaded, task, cfg)

@@ -10,6 +10,7 @@ import random
 from collections import Counter
 from itertools import chain, zip_longest
 
+from tuneforge.data.splits import Task
 from tuneforge.data.tasks import Example, input_key
 from tuneforge.errors import TuneforgeError
 
@@ -42,6 +43,14 @@ def pick_demos(pool: list[Example], query: Example, k: int, method: str = "rando
     if len(demos) < k:
         raise TuneforgeError(f"{k} shots need {k} demonstrations, but the train split has only {len(demos)}")
     return demos[::-1] if method == "similar" else demos
+
+
+def check_shots(task: Task, shots: int) -> None:
+    """Refuse `shots` demonstrations where the task's train split holds fewer examples (every route
+    that prompts with demonstrations calls this before its model loads)."""
+    if shots > len(task.train):
+        raise TuneforgeError(f"--shots {shots} needs {shots} demonstrations, but the train split of "
+                             f"{task.info.name!r} has {len(task.train)} examples")
 
 
 def balanced(pool: list[Example], query: Example, k: int, seed: int) -> list[Example]:
