@@ -178,7 +178,7 @@ CASES = [
     ("run eval_every -5", ["run", "x.yaml", "--lora.eval_every=-5"], ["lora.eval_every", "got -5"]),
     ("run grad_accum 100000", ["run", "x.yaml", "--lora.grad_accum=100000"], ["lora.grad_accum", "1,024"]),
     ("run lora_alpha .inf", ["run", "x.yaml", "--lora.lora_alpha=.inf"], ["lora.lora_alpha", "got inf"]),
-    ("run full.lr 1e-300", ["run", "x.yaml", "--full.lr=1e-300"], ["full.lr must be between 1e-08 and 1"]),
+    ("run full.lr 1e-300", ["run", "x.yaml", "--full.lr=1e-300"], ["full.lr must be between 1e-12 and 1"]),
     ("run temperature .inf", ["run", "x.yaml", "--lora.epochs=1", "--distill.temperature=.inf"],
      ["distill.temperature", "got inf"]),
     ("run weights [.inf,1,1]", ["run", "x.yaml", "--lora.epochs=1", "--distill.weights=[.inf,1,1]"],

@@ -454,7 +454,7 @@ def test_every_numeric_setting_has_a_finite_range_checked_by_its_dataclass(cls, 
 
 
 @pytest.mark.parametrize("data, message", [
-    ({"finetune": {"lrs": [1e-4, float("inf")]}}, "finetune.lrs must each be between 1e-08 and 1, got inf"),
+    ({"finetune": {"lrs": [1e-4, float("inf")]}}, "finetune.lrs must each be between 1e-12 and 1, got inf"),
     ({"finetune": {"seed": -1}}, "finetune.seed must be between 0 and 4,294,967,295, got -1"),
     ({"finetune": {"grad_accum": 100_000}}, "finetune.grad_accum must be between 1 and 1,024, got 100,000"),
     ({"distill": {"temperature": float("nan")}}, "distill.temperature must be between 0 and 100, got nan"),

@@ -112,7 +112,7 @@ class FinetuneConfig:
     """Settings of a fine-tuning run."""
 
     RANGES: ClassVar[dict] = {
-        "epochs": (1, 1000), "lr": (1e-8, 1.0), "lrs": (1e-8, 1.0), "budget_steps": (1, 10**9),
+        "epochs": (1, 1000), "lr": (1e-12, 1.0), "lrs": (1e-12, 1.0), "budget_steps": (1, 10**9),
         "budget_seconds": (0, 10**8), "batch_size": BATCH, "grad_accum": (1, 1024), "warmup_ratio": (0, 1),
         "weight_decay": (0, 1), "max_grad_norm": (1e-6, 1e6), "lora_r": (1, 4096), "lora_alpha": (0, 1e4),
         "lora_dropout": (0, 1), "max_length": (2, TOKENS[1]), "eval_every": (0, 10**9), "patience": (0, 1000),

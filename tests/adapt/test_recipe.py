@@ -173,3 +173,11 @@ def test_lora_under_bf16_keeps_the_frozen_base_in_bf16_and_trains_fp32_adapters(
     ours.sum().backward()
     grads = [p.grad for n, p in model.named_parameters() if p.requires_grad]
     assert grads and all(g is not None and g.dtype == torch.float32 for g in grads)
+
+
+def test_every_search_ranks_a_trial_without_a_dev_score_below_any_with_one():
+    from tuneforge.adapt.recipe import trial_score
+
+    trials = [{"dev_score": None}, {"dev_score": 0.0}, {"dev_score": 0.5}, {"dev_score": 0.5}, {}]
+    assert max(trials, key=trial_score) is trials[2], "the first of equal best scores"
+    assert trial_score(trials[0]) < trial_score(trials[1]) and trial_score(trials[4]) == trial_score(trials[0])

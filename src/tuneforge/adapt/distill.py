@@ -21,7 +21,7 @@ from tuneforge.adapt.loop import TargetLogits
 from tuneforge.adapt.losses import ce_loss, hidden_cosine, kd_loss, label_kd_loss
 from tuneforge.adapt.pool import PoolInput, build_pool, counts, load_or_build_pool
 from tuneforge.adapt.recipe import OnTest, finished_run, run_trial, save_artifact, save_run, score_on_test
-from tuneforge.adapt.recipe import accelerator_for, task_record, test_pass, use_training_attention
+from tuneforge.adapt.recipe import accelerator_for, task_record, test_pass, trial_score, use_training_attention
 from tuneforge.adapt.rows import Row, build_rows
 from tuneforge.adapt.student import block_influence, check_layer_indices, check_vocabularies, influential_layers
 from tuneforge.adapt.student import kept_layers, layers_for_ratio, prune_layers
@@ -114,7 +114,7 @@ def train_students(teacher: LoadedModel, student: LoadedModel | None, task: Task
                           bf16=cfg.training.uses_bf16(trainee.device), out=out / "trials" / name,
                           trial_id={**run_id, "trial": name}, resume=resume, progress=progress, net=net)
         trials.append({"choice": name, "layers": layers, **trial})
-        if best is None or (trial["dev_score"] or 0) > (best[0]["dev_score"] or 0):
+        if best is None or trial_score(trial) > trial_score(best[0]):
             best = trials[-1], trainee  # the best so far stays in memory, the others go
     best[0]["chosen"] = True
     return trials, best[1]

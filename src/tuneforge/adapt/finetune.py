@@ -7,7 +7,6 @@ or seconds; the best trial's model is scored on test once and written as standar
 their provenance. Every trial is recorded."""
 
 import copy
-import math
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -17,6 +16,7 @@ import torch
 from tuneforge.adapt.loop import LoopConfig, epoch_steps
 from tuneforge.adapt.losses import ce_loss
 from tuneforge.adapt.recipe import finished_run, run_trial, save_artifact, save_run, score_on_test, task_record
+from tuneforge.adapt.recipe import trial_score
 from tuneforge.adapt.recipe import accelerator_for, test_pass, use_training_attention
 from tuneforge.adapt.rows import build_rows
 from tuneforge.data.limits import check_input_lengths
@@ -61,7 +61,7 @@ def finetune(loaded: LoadedModel, task: Task, cfg: FinetuneConfig, out: Path, *,
         trial = run_trial(trainee, rows, loss, task, fmt, loop, bf16=bf16, out=out / "trials" / str(i),
                           trial_id={**run_id, "trial": i, "lr": lr}, resume=resume, progress=progress)
         trials.append(trial)
-        if best is None or _score(trial) > _score(best[0]):  # the first of equal dev scores stays
+        if best is None or trial_score(trial) > trial_score(best[0]):  # the first of equal dev scores stays
             best = trial, trainee
     chosen, trainee = best
     chosen["chosen"] = True
@@ -98,10 +98,6 @@ def _skipped(lr: float) -> dict:
     """A trial the budget left out: recorded, never trained."""
     return {"lr": lr, "dev_score": None, "best_step": None, "steps": 0, "seconds": 0.0, "chosen": False,
             "stopped_early": False}
-
-
-def _score(trial: dict) -> float:
-    return -math.inf if trial["dev_score"] is None else trial["dev_score"]
 
 
 def trainable_model(loaded: LoadedModel, cfg: FinetuneConfig) -> torch.nn.Module:

@@ -8,6 +8,7 @@ results, and `save_run` puts the run on disk: its artifacts (`save_artifact`: at
 (`finished_run` reads it back on resume)."""
 
 import json
+import math
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -150,6 +151,12 @@ def save_run(out: Path, results: dict, accelerator, save_artifacts) -> dict:
             shutil.rmtree(out / scratch, ignore_errors=True)
     accelerator.wait_for_everyone()
     return results
+
+
+def trial_score(trial: dict) -> float:
+    """How every search ranks its trials: by dev score, a trial without one (skipped, or no dev split)
+    below any that has one; a search keeps the first of equal scores."""
+    return -math.inf if trial.get("dev_score") is None else trial["dev_score"]
 
 
 def save_artifact(target: Path, model, tokenizer, provenance: dict) -> None:
