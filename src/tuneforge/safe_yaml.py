@@ -43,7 +43,7 @@ hundred): a few lines of nested aliases ("billion laughs") would otherwise expan
 
 
 def load_yaml(text: str, name: str):
-    """(data, node tree) of one YAML document, read safely (`_safe_load`); a mistake is one line naming
+    """(data, node tree) of one YAML document, read safely (`safe_load`); a mistake is one line naming
     `name` and the line."""
     try:
         return safe_load(text, name)
