@@ -14,6 +14,7 @@ from tuneforge.settings import (
     AuditConfig, BatchConfig, DistillConfig, FinetuneConfig, PromptingConfig, SynonymsConfig,
 )
 
+
 def prompt(
     task: str | None = "fruit",
     *,

@@ -171,7 +171,7 @@ def save_artifact(target: Path, model, tokenizer, provenance: dict) -> None:
             make_portable(tmp, tokenizer)
         # A fingerprint covers file names and bytes, not the folder: the temporary's is the target's.
         own = {"path": str(target.resolve()), "fingerprint": fingerprint(tmp, cache=False)}
-        write_provenance(tmp, json.loads(json.dumps({"artifact": own, **provenance}, default=str)))
+        write_provenance(tmp, {"artifact": own, **provenance})
 
 
 def make_portable(folder: Path, tokenizer) -> None:

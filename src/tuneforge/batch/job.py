@@ -23,7 +23,8 @@ def store_setting(store, loaded: LoadedModel, task: Task, cfg: BatchConfig, *, p
     """The job's setting, its pool and its name kept in `store`; returns the setting and its id. The
     name is the config's, else `<task>-<route>`."""
     setting = build_setting(loaded, task, cfg, prior)
-    return setting, keep_setting(store, setting, task, cfg.name, route or model_route(loaded))
+    route = route or provenance.route(provenance.read(loaded.path))  # lora, full, distilled or prompting
+    return setting, keep_setting(store, setting, task, cfg.name, route)
 
 
 def keep_setting(store, setting: dict, task: Task, name: str | None, route: str) -> str:
@@ -34,12 +35,6 @@ def keep_setting(store, setting: dict, task: Task, name: str | None, route: str)
         store.add_pool(demo_pool(task))
     store.name_setting(name or f"{task.info.name}-{route}", sid, route)
     return sid
-
-
-def model_route(loaded: LoadedModel) -> str:
-    """The route a model folder comes from, by the provenance tuneforge wrote beside it: `lora`,
-    `full` or `distilled`; else `prompting` (an unchanged model)."""
-    return provenance.route(provenance.read(loaded.path))
 
 
 def local_predictor(loaded: LoadedModel, setting: dict, cfg: BatchConfig, pool: list[list[str]] | None = None):

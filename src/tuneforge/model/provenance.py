@@ -15,10 +15,11 @@ def read(folder: str | Path) -> dict:
 
 
 def write(folder: str | Path, record: dict) -> None:
-    """`record` as the folder's `tuneforge.json`, written whole under a temporary name, then renamed."""
-    from tuneforge.atomic import write_json_atomic
+    """`record` as the folder's `tuneforge.json` (a value JSON has no type for, a path say, as its text),
+    written whole under a temporary name, then renamed."""
+    from tuneforge.atomic import write_text_atomic
 
-    write_json_atomic(Path(folder) / FILE, record)
+    write_text_atomic(Path(folder) / FILE, json.dumps(record, indent=2, default=str) + "\n")
 
 
 def route(record: dict) -> str:
