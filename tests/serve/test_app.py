@@ -252,11 +252,11 @@ def test_metrics_count_hits_misses_and_request_latency(serve):
     response = httpx.get(f"{url}/metrics")
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
     samples = dict(line.rsplit(" ", 1) for line in response.text.splitlines() if not line.startswith("#"))
-    assert samples['tuneforge_lookups_total{result="hit"}'] == "3"
-    assert samples['tuneforge_lookups_total{result="miss"}'] == "2"
-    assert samples["tuneforge_live_predictions_total"] == "0"
-    buckets = [int(v) for k, v in samples.items() if k.startswith("tuneforge_request_seconds_bucket")]
-    assert buckets == sorted(buckets) and buckets[-1] == int(samples["tuneforge_request_seconds_count"]) >= 3
+    assert samples['tuneforge_lookups_total{result="hit"}'] == "3.0"  # prometheus_client writes every value as a float
+    assert samples['tuneforge_lookups_total{result="miss"}'] == "2.0"
+    assert samples["tuneforge_live_predictions_total"] == "0.0"
+    buckets = [float(v) for k, v in samples.items() if k.startswith("tuneforge_request_seconds_bucket")]
+    assert buckets == sorted(buckets) and buckets[-1] == float(samples["tuneforge_request_seconds_count"]) >= 3
     assert 'tuneforge_request_seconds_bucket{le="0.0005"}' in samples
     assert float(samples["tuneforge_request_seconds_sum"]) > 0
 

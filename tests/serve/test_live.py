@@ -38,7 +38,7 @@ def test_a_live_miss_is_predicted_stored_and_then_served_from_the_store(tiny, tm
         chat = client.chat.completions.create(model="fruit-prompting", messages=[{"role": "user", "content": "mango"}])
         assert chat.choices[0].message.content in spec["labels"]
         metrics = httpx.get(f"{url}/metrics").text
-    assert "tuneforge_live_predictions_total 4" in metrics  # apricot, quince, fig, mango
+    assert "tuneforge_live_predictions_total 4.0" in metrics  # apricot, quince, fig, mango
     assert {"apricot", "quince", "fig", "mango"} <= {r["input"] for r in store.rows(sid)}
     assert store.misses(sid) == []
     store.close()
@@ -95,7 +95,7 @@ def test_a_client_gone_mid_stream_still_gets_its_row_stored_and_frees_the_model(
     keeps the live lock: the model finishes, the row is stored, the next live miss is answered."""
     import asyncio
 
-    from tuneforge.serve.app import Lookups
+    from tuneforge.serve.lookups import Lookups
 
     synonyms = load_task("synonyms")
     spec = build_setting(tiny, synonyms, BatchConfig(shots=1, max_new_tokens=12))

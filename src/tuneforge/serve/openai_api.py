@@ -173,26 +173,13 @@ def openai_router(lookups, max_batch: int) -> APIRouter:
 
     router = APIRouter(prefix="/v1")
 
-    def refused(body: Sampling, wants_logprobs: bool) -> JSONResponse | None:
-        """A request this server cannot answer as asked: another model, or log-probabilities of a
-        generated answer."""
-        if body.model not in lookups.model_ids:
-            return error_response(404, f"the model {body.model[:100]!r} does not exist here; this server serves "
-                                  f"{lookups.model_id!r}", "invalid_request_error", param="model",
-                                  code="model_not_found")
-        if wants_logprobs and not lookups.ranks_labels:
-            return error_response(400, f"logprobs are not supported by {lookups.model_id!r}: it generates text, "
-                                  "and the store keeps no token log-probabilities", "invalid_request_error",
-                                  param="logprobs", code="logprobs_not_supported")
-        return None
-
     @router.post("/completions")
     async def completions(body: CompletionRequest):
-        if (no := refused(body, body.logprobs is not None)) is not None:
+        if (no := _refused(lookups, body, body.logprobs is not None)) is not None:
             return no
         prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
         if body.stream:
-            return await stream(body, prompts, "text_completion", "cmpl", _text_piece, "prompt")
+            return await _stream(lookups, body, prompts, "text_completion", "cmpl", _text_piece, "prompt")
         rows = await lookups.resolve(prompts)
         if (failed := miss_or_failure(rows, "prompt")) is not None:
             return failed
@@ -206,14 +193,14 @@ def openai_router(lookups, max_batch: int) -> APIRouter:
         if body.top_logprobs is not None and not body.logprobs:
             return error_response(400, "top_logprobs needs logprobs: true", "invalid_request_error",
                                   param="top_logprobs")
-        if (no := refused(body, bool(body.logprobs))) is not None:
+        if (no := _refused(lookups, body, bool(body.logprobs))) is not None:
             return no
         text = last_user_text(body.messages)
         if text is None or len(text) > INPUT_CHARS:
             return error_response(422, f"messages needs a user message with text of at most {INPUT_CHARS} characters",
                                   "invalid_request_error", param="messages")
         if body.stream:
-            return await stream(body, [text], "chat.completion.chunk", "chatcmpl", _chat_piece, "messages")
+            return await _stream(lookups, body, [text], "chat.completion.chunk", "chatcmpl", _chat_piece, "messages")
         rows = await lookups.resolve([text])
         if (failed := miss_or_failure(rows, "messages")) is not None:
             return failed
@@ -222,58 +209,73 @@ def openai_router(lookups, max_batch: int) -> APIRouter:
         choices = [{"index": 0, "message": message, "finish_reason": "stop", "logprobs": logprobs}]
         return completion("chat.completion", "chatcmpl", lookups.model_id, choices, usage(rows))
 
-    async def stream(body, prompts: list[str], kind: str, prefix: str, piece, param: str):
-        """Server-sent events in OpenAI's chunk format, ending with `data: [DONE]`: a stored answer in
-        one chunk, a live one piece by piece as the model writes it. A miss, queued input or failed
-        row is answered as without streaming, before any event."""
-        if lookups.miss_policy == "live" and len(prompts) == 1:
-            rows = lookups.stored(prompts)
-            live = [normalize_input(prompts[0])] if rows[0] is None else []
-        else:  # misses answered (or queued, or refused) as one batch, as without streaming
-            rows, live = await lookups.resolve(prompts), []
-        if (failed := miss_or_failure([r for r in rows if r is not None], param)) is not None:
-            return failed
-        head = {"id": f"{prefix}-{uuid.uuid4().hex}", "object": kind, "created": int(time.time()),
-                "model": lookups.model_id}
-        chat = kind == "chat.completion.chunk"
-        wants_logprobs = body.logprobs is True if chat else body.logprobs is not None
-        top = (body.top_logprobs or 0) if chat else body.logprobs
-        wants_usage = bool(body.stream_options and body.stream_options.include_usage)
-
-        async def events():
-            if chat:
-                yield sse({**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
-                                                "logprobs": None, "finish_reason": None}]})
-            done = list(rows)
-            if live:
-                async for part in lookups.stream_live(live[0]):
-                    if isinstance(part, str):
-                        yield sse({**head, "choices": [piece(0, part, None, None)]})
-                    else:
-                        done = [part]
-                if done[0]["error"] is not None:  # the prompt was too long: an error event, as OpenAI sends
-                    yield sse({"error": {"message": f"the prediction failed: {done[0]['error']}",
-                                         "type": "invalid_request_error", "param": param,
-                                         "code": "prediction_failed"}})
-                    yield sse("[DONE]")
-                    return
-            for i, row in enumerate(done):
-                logprobs = _logprobs(kind, row, top) if wants_logprobs else None
-                if not live or logprobs:  # a live answer has streamed already; its logprobs follow it
-                    yield sse({**head, "choices": [piece(i, "" if live else row["output"], logprobs, None)]})
-                yield sse({**head, "choices": [piece(i, "", None, "stop")]})
-            if wants_usage:
-                yield sse({**head, "choices": [], "usage": usage(done)})
-            yield sse("[DONE]")
-
-        return StreamingResponse(events(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-
     @router.get("/models")
     async def models():
         return {"object": "list", "data": [lookups.model_card()]}
 
     return router
+
+
+def _refused(lookups, body: Sampling, wants_logprobs: bool) -> JSONResponse | None:
+    """A request this server cannot answer as asked: another model, or log-probabilities of a
+    generated answer."""
+    if body.model not in lookups.model_ids:
+        return error_response(404, f"the model {body.model[:100]!r} does not exist here; this server serves "
+                              f"{lookups.model_id!r}", "invalid_request_error", param="model",
+                              code="model_not_found")
+    if wants_logprobs and not lookups.ranks_labels:
+        return error_response(400, f"logprobs are not supported by {lookups.model_id!r}: it generates text, "
+                              "and the store keeps no token log-probabilities", "invalid_request_error",
+                              param="logprobs", code="logprobs_not_supported")
+    return None
+
+
+async def _stream(lookups, body, prompts: list[str], kind: str, prefix: str, piece, param: str):
+    """Server-sent events in OpenAI's chunk format, ending with `data: [DONE]`: a stored answer in
+    one chunk, a live one piece by piece as the model writes it. A miss, queued input or failed
+    row is answered as without streaming, before any event."""
+    if lookups.miss_policy == "live" and len(prompts) == 1:
+        rows = lookups.stored(prompts)
+        live = [normalize_input(prompts[0])] if rows[0] is None else []
+    else:  # misses answered (or queued, or refused) as one batch, as without streaming
+        rows, live = await lookups.resolve(prompts), []
+    if (failed := miss_or_failure([r for r in rows if r is not None], param)) is not None:
+        return failed
+    head = {"id": f"{prefix}-{uuid.uuid4().hex}", "object": kind, "created": int(time.time()),
+            "model": lookups.model_id}
+    chat = kind == "chat.completion.chunk"
+    wants_logprobs = body.logprobs is True if chat else body.logprobs is not None
+    top = (body.top_logprobs or 0) if chat else body.logprobs
+    wants_usage = bool(body.stream_options and body.stream_options.include_usage)
+
+    async def events():
+        if chat:
+            yield sse({**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                            "logprobs": None, "finish_reason": None}]})
+        done = list(rows)
+        if live:
+            async for part in lookups.stream_live(live[0]):
+                if isinstance(part, str):
+                    yield sse({**head, "choices": [piece(0, part, None, None)]})
+                else:
+                    done = [part]
+            if done[0]["error"] is not None:  # the prompt was too long: an error event, as OpenAI sends
+                yield sse({"error": {"message": f"the prediction failed: {done[0]['error']}",
+                                     "type": "invalid_request_error", "param": param,
+                                     "code": "prediction_failed"}})
+                yield sse("[DONE]")
+                return
+        for i, row in enumerate(done):
+            logprobs = _logprobs(kind, row, top) if wants_logprobs else None
+            if not live or logprobs:  # a live answer has streamed already; its logprobs follow it
+                yield sse({**head, "choices": [piece(i, "" if live else row["output"], logprobs, None)]})
+            yield sse({**head, "choices": [piece(i, "", None, "stop")]})
+        if wants_usage:
+            yield sse({**head, "choices": [], "usage": usage(done)})
+        yield sse("[DONE]")
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 def _text_piece(index: int, text: str, logprobs, finish_reason) -> dict:
