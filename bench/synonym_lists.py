@@ -23,10 +23,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from tuneforge.data.inputs import builtin_queries_path, read_queries
+from tuneforge.adapt.list_writer import list_writer
 from tuneforge.batch.synonyms import (
-    ListWriter, evaluate_lists, list_writer, local_match, run_synonyms, score_lists, score_queries,
+    ListWriter, evaluate_lists, local_match, run_synonyms, score_lists, score_queries,
 )
+from tuneforge.data.inputs import builtin_queries_path, read_queries
 from tuneforge.data.lists import split_list
 from tuneforge.data.splits import load_task
 from tuneforge.model.load import load_model

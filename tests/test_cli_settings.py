@@ -126,3 +126,49 @@ def test_a_bad_value_exits_2_with_one_line(argv, expected, capsys, monkeypatch):
     assert len(err.strip().splitlines()) == 1, err
     for part in expected:
         assert part in err, (part, err)
+
+
+# The task data is declared once (`data/source.TaskSource`); each command that reads task data takes
+# every field of it as a flag, and the Python API verbs take it whole.
+TASK_COMMANDS = {"prompt": "fruit", "finetune": "fruit", "distill": "fruit", "audit": "bias-demo"}
+
+
+@pytest.mark.parametrize("command", sorted(TASK_COMMANDS))
+def test_every_task_data_field_is_a_flag_of_each_command_that_reads_data(command):
+    from tuneforge.data.source import TASK_FLAGS, TaskSource
+
+    actions = {a.dest: a for a in commands()[command]._actions}
+    for f in fields(TaskSource):
+        flag = TASK_FLAGS.get(f.name, "--" + f.name.replace("_", "-"))
+        assert actions[f.name].option_strings == [flag], (command, f.name)
+        assert actions[f.name].help.startswith(field_docs(TaskSource)[f.name][:40]), (command, f.name)
+    args = parse(command, "--train", "a.csv", "--test", "b.csv", "--dev-fraction", "0.3", "--split-seed", "7",
+                 "--input-field", "message", "--targets", "list")
+    assert from_args(args, "task_source") == TaskSource(name=TASK_COMMANDS[command], train="a.csv", test="b.csv",
+                                                        dev_fraction=0.3, split_seed=7, input_field="message",
+                                                        targets="list")
+
+
+def test_the_api_verbs_and_the_experiment_take_the_one_task_declaration():
+    import inspect
+
+    from tuneforge import api
+    from tuneforge.data.source import TaskSource
+    from tuneforge.experiment.config import ExperimentConfig
+
+    names = {f.name for f in fields(TaskSource)} - {"name"}
+    for verb in (api.prompt, api.finetune, api.distill, api.audit):
+        assert not names & set(inspect.signature(verb).parameters), verb.__name__
+    assert typing.get_type_hints(ExperimentConfig)["task"] is TaskSource
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["prompt", "--dev-fraction", "1"], "dev_fraction must be in [0, 1), got 1"),
+    (["finetune", "--targets", "labels"], "targets must be text or list, not 'labels'"),
+    (["audit", "--split-seed", "-1"], "split_seed must be between 0 and"),
+])
+def test_a_bad_task_data_flag_exits_2_with_one_line(argv, expected, capsys, monkeypatch):
+    monkeypatch.setattr(cli, "quiet_libraries", lambda: None)
+    status = cli.main(argv)
+    err = capsys.readouterr().err
+    assert status == 2 and len(err.strip().splitlines()) == 1 and expected in err, err

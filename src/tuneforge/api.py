@@ -6,8 +6,9 @@ refused in a second, not after torch has loaded."""
 from pathlib import Path
 
 from tuneforge.atomic import check_writable, write_json_atomic
-from tuneforge.data.splits import load_task, warn_about_task
-from tuneforge.data.tasks import Fields, builtin_info, builtin_path, builtin_tasks, read_examples
+from tuneforge.data.source import TaskSource, task_source
+from tuneforge.data.splits import load_task, warn_about_task  # load_task: in `__all__`
+from tuneforge.data.tasks import builtin_info, builtin_path, builtin_tasks, read_examples
 from tuneforge.errors import TuneforgeError
 from tuneforge.experiment.config import experiment_config
 from tuneforge.settings import (
@@ -15,65 +16,30 @@ from tuneforge.settings import (
 )
 
 
-def prompt(
-    task: str | None = "fruit",
-    *,
-    model: str | None = None,
-    dtype: str = "auto",
-    config: PromptingConfig = PromptingConfig(),
-    train: str | None = None,
-    dev: str | None = None,
-    test: str | None = None,
-    split_seed: int = 0,
-    instruction: str | None = None,
-    input_field: str | None = None,
-    target_field: str | None = None,
-    targets: str | None = None,
-    out: str | Path | None = None,
-) -> dict:
+def prompt(task: "str | TaskSource" = "fruit", *, model: str | None = None, dtype: str = "auto",
+        config: PromptingConfig = PromptingConfig(), out: str | Path | None = None) -> dict:
     """Compare zero-, one- and few-shot prompting of `model` (default: the embedded model) on `task`.
 
     Returns the results record; with `out`, also writes it there as JSON (atomically)."""
-    if out is not None:
-        check_writable(out, folder=False)
-    data = load_task(task, train=train, dev=dev, test=test, seed=split_seed, instruction=instruction,
-                     fields=Fields(input_field, target_field), targets=targets)
-    warn_about_task(data)
+    source, data = _task(task, out, folder=False)
     from tuneforge.evaluate.prompting import check_feasible, compare_prompting
     from tuneforge.model.load import load_model
 
     check_feasible(data, config)
     loaded = load_model(model, dtype=dtype)
     results = compare_prompting(loaded, data, config)
-    results["task"]["split_seed"] = split_seed
+    results["task"]["split_seed"] = source.split_seed
     if out is not None:
         write_json_atomic(out, results)
     return results
 
 
-def finetune(
-    task: str | None = "fruit",
-    *,
-    model: str | None = None,
-    config: FinetuneConfig = FinetuneConfig(),
-    out: str | Path = "runs/finetune",
-    resume: bool = False,
-    train: str | None = None,
-    dev: str | None = None,
-    test: str | None = None,
-    split_seed: int = 0,
-    instruction: str | None = None,
-    input_field: str | None = None,
-    target_field: str | None = None,
-    targets: str | None = None,
-    progress=None,
-) -> dict:
+def finetune(task: "str | TaskSource" = "fruit", *, model: str | None = None,
+        config: FinetuneConfig = FinetuneConfig(), out: str | Path = "runs/finetune", resume: bool = False,
+        progress=None) -> dict:
     """Fine-tune `model` (default: the embedded model) on `task` with LoRA or every weight; artifacts
     and results.json go to `out`. `resume` continues a killed run from its last checkpoint."""
-    check_writable(out, folder=True)
-    data = load_task(task, train=train, dev=dev, test=test, seed=split_seed, instruction=instruction,
-                     fields=Fields(input_field, target_field), targets=targets)
-    warn_about_task(data)
+    source, data = _task(task, out, folder=True)
     from tuneforge.adapt.finetune import finetune as run_finetune
     from tuneforge.model.load import load_model
 
@@ -81,33 +47,13 @@ def finetune(
     return run_finetune(loaded, data, config, Path(out), resume=resume, progress=progress)
 
 
-def distill(
-    task: str | None = "fruit",
-    *,
-    teacher: str,
-    student: str | None = None,
-    config: DistillConfig = DistillConfig(),
-    out: str | Path = "runs/distill",
-    unlabeled: str | None = None,
-    teacher_cache: str | Path | None = None,
-    resume: bool = False,
-    train: str | None = None,
-    dev: str | None = None,
-    test: str | None = None,
-    split_seed: int = 0,
-    instruction: str | None = None,
-    input_field: str | None = None,
-    target_field: str | None = None,
-    targets: str | None = None,
-    progress=None,
-) -> dict:
+def distill(task: "str | TaskSource" = "fruit", *, teacher: str, student: str | None = None,
+        config: DistillConfig = DistillConfig(), out: str | Path = "runs/distill", unlabeled: str | None = None,
+        teacher_cache: str | Path | None = None, resume: bool = False, progress=None) -> dict:
     """Distil the fine-tuned `teacher` (a model directory) into a smaller student on `task`."""
     from tuneforge.data.inputs import read_unlabeled
 
-    check_writable(out, folder=True)
-    data = load_task(task, train=train, dev=dev, test=test, seed=split_seed, instruction=instruction,
-                     fields=Fields(input_field, target_field), targets=targets)
-    warn_about_task(data)
+    source, data = _task(task, out, folder=True)
     texts = read_unlabeled(unlabeled) if unlabeled else None
     from tuneforge.adapt.distill import distill as run_distill
     from tuneforge.model.load import load_model
@@ -118,19 +64,9 @@ def distill(
                        cache_dir=Path(teacher_cache) if teacher_cache else None, resume=resume, progress=progress)
 
 
-def batch(
-    inputs: str | Path | None = None,
-    *,
-    store: str | Path,
-    task: str = "fruit",
-    model: str | None = None,
-    dtype: str = "auto",
-    config: BatchConfig = BatchConfig(),
-    from_misses: bool = False,
-    engine: str = "local",
-    actors: int = 2,
-    progress=None,
-) -> dict:
+def batch(inputs: str | Path | None = None, *, store: str | Path, task: str = "fruit", model: str | None = None,
+        dtype: str = "auto", config: BatchConfig = BatchConfig(), from_misses: bool = False, engine: str = "local",
+        actors: int = 2, progress=None) -> dict:
     """Fill the prediction store at `store` with `model`'s predictions for the inputs in `inputs`
     (or for the misses the server queued), in `task`'s prompt format and label set. Idempotent.
     `engine="ray"` runs the same job on Ray Data (`actors` model replicas), writing the same store."""
@@ -142,49 +78,26 @@ def batch(
     if engine not in ("local", "ray"):
         raise TuneforgeError(f"unknown engine {engine!r}: choose local or ray")
     texts, failed = read_inputs(inputs) if inputs is not None else ([], [])
-    data = load_task(task)
+    data = task_source(task).load()
     check_writable(store, folder=False)  # before the model loads; the store opens once it has
     check_store(store)
-    from tuneforge.batch.job import local_predictor, run_batch, store_setting
-    from tuneforge.predict.setting import demo_pool
+    from tuneforge.batch.job import fill_store
     from tuneforge.model.load import load_model
 
     loaded = load_model(model, dtype=dtype)
     db = PredictionStore(store)
     try:
-        setting, sid = store_setting(db, loaded, data, config)
-        if from_misses:
-            texts = list(dict.fromkeys(texts + db.misses(sid)))
-        if engine == "ray":
-            from tuneforge.batch.ray_engine import run_batch_ray
-
-            summary = run_batch_ray(setting, db, sid, texts, pool=demo_pool(data), actors=actors,
-                                    batch_size=config.batch_size,
-                                    commit_every=config.commit_every, failed=failed, progress=progress)
-        else:
-            predict = local_predictor(loaded, setting, config, demo_pool(data))
-            summary = run_batch(predict, db, sid, texts, commit_every=config.commit_every, failed=failed,
-                                progress=progress)
-        name = db.names()[sid]["name"]
+        summary = fill_store(db, loaded, data, config, texts, failed=failed, from_misses=from_misses, engine=engine,
+                             actors=actors, progress=progress)
     finally:
         db.close()
-    return {**summary, "setting": sid, "name": name, "store": str(store)}
+    return {**summary, "store": str(store)}
 
 
-def synonyms(
-    topics: str | Path,
-    *,
-    store: str | Path,
-    task: str = "synonyms",
-    model: str | None = None,
-    dtype: str = "auto",
-    device: str | None = None,
-    config: SynonymsConfig = SynonymsConfig(),
-    queries: str | Path | None = None,
-    writer_dir: str | Path | None = None,
-    progress=None,
-    training_progress=None,
-) -> dict:
+def synonyms(topics: str | Path, *, store: str | Path, task: str = "synonyms", model: str | None = None,
+        dtype: str = "auto", device: str | None = None, config: SynonymsConfig = SynonymsConfig(),
+        queries: str | Path | None = None, writer_dir: str | Path | None = None, progress=None,
+        training_progress=None) -> dict:
     """Synonym lists for the topics in the file `topics`, written by `model` (default: the embedded
     model; any local model directory, e.g. a bigger one than serves, or a list writer fine-tuned on
     `task`) into the prediction store at `store`, by the recipe of `batch/synonyms.py`: the filter
@@ -198,11 +111,12 @@ def synonyms(
 
     texts = read_topics(topics)
     live = read_queries(queries) if queries is not None else None
-    data = load_task(task)
+    data = task_source(task).load()
     check_writable(store, folder=False)
     check_store(store)
     writer_dir = Path(writer_dir) if writer_dir is not None else Path(f"{store}.writer")
-    from tuneforge.batch.synonyms import evaluate_lists, list_writer, run_synonyms
+    from tuneforge.adapt.list_writer import list_writer
+    from tuneforge.batch.synonyms import evaluate_lists, run_synonyms
 
     loaded = list_writer(model, data, config, writer_dir, dtype=dtype, device=device, progress=training_progress)
     db = PredictionStore(store)
@@ -216,15 +130,8 @@ def synonyms(
     return {**summary, **scores, "store": str(store)}
 
 
-def predict(
-    model: str | Path | None,
-    inputs: "list[str] | str | Path",
-    *,
-    task: str | None = None,
-    config: BatchConfig = BatchConfig(),
-    dtype: str = "auto",
-    device: str | None = None,
-) -> list[dict]:
+def predict(model: str | Path | None, inputs: "list[str] | str | Path", *, task: str | None = None,
+        config: BatchConfig = BatchConfig(), dtype: str = "auto", device: str | None = None) -> list[dict]:
     """Predictions of `model` for `inputs` (a list of texts, or a file of them: JSONL, CSV or plain
     lines), one row each: {"input", "output"} and, for a label task, "logprobs" (the labels' log-
     probabilities, best first); {"input", "error"} for an input it cannot take (e.g. too long).
@@ -243,13 +150,15 @@ def predict(
     from tuneforge.model.load import load_model
 
     if model is not None and (Path(model) / "results.json").is_file() and (Path(model) / "experiment.json").is_file():
-        predictor = _experiment_predictor(Path(model), config.batch_size, device)
+        from tuneforge.experiment.finished import served_predictor
+
+        predictor = served_predictor(Path(model), config.batch_size, device)
     else:
         loaded = load_model(model, dtype=dtype, device=device)
         if task is None:
             predictor = SettingPredictor(loaded, artifact_setting(loaded, config), None, config.batch_size)
         else:
-            data = load_task(task)
+            data = task_source(task).load()
             predictor = SettingPredictor(loaded, build_setting(loaded, data, config), demo_pool(data), config.batch_size)
     rows = failed
     for begin in range(0, len(texts), config.commit_every):
@@ -259,62 +168,33 @@ def predict(
                                                              if "logprobs" in r["meta"] else {})} for r in rows]
 
 
-def _experiment_predictor(run_dir: Path, batch_size: int, device: str | None):
-    """The predictor of the setting an experiment's store serves (its recommended route)."""
-    import json
-
-    from tuneforge.predict.setting import SettingPredictor, setting_pool
-    from tuneforge.model.load import load_model
-    from tuneforge.store.sqlite import PredictionStore
-
-    served = json.loads((run_dir / "results.json").read_text()).get("store")
-    if not served:
-        raise TuneforgeError(f"{run_dir}: this experiment has no prediction store (no batch section); predict "
-                             f"with a route's model directory (e.g. {run_dir}/stages/lora/run) instead")
-    db = PredictionStore(run_dir / Path(served["path"]).name, readonly=True)
-    try:
-        setting = db.settings()[served["setting"]]
-        pool = setting_pool(db, setting)
-    finally:
-        db.close()
-    loaded = load_model(setting["model"]["path"], dtype=setting["model"]["dtype"], device=device)
-    return SettingPredictor(loaded, setting, pool, batch_size)
-
-
-def audit(
-    task: str | None = "bias-demo",
-    *,
-    models: list[str | None] | None = None,
-    config: "AuditConfig | None" = None,
-    dtype: str = "auto",
-    train: str | None = None,
-    dev: str | None = None,
-    test: str | None = None,
-    split_seed: int = 0,
-    instruction: str | None = None,
-    input_field: str | None = None,
-    target_field: str | None = None,
-    targets: str | None = None,
-    out: str | Path | None = None,
-) -> dict:
+def audit(task: "str | TaskSource" = "bias-demo", *, models: list[str | None] | None = None,
+        config: "AuditConfig | None" = None, dtype: str = "auto", out: str | Path | None = None) -> dict:
     """Audit each of `models` (None or "default": the embedded model, prompted per shot count;
     a fine-tuned or distilled run directory: as trained) for bias on `task`: per-group scores and
     gaps, and flip rates under counterfactual swaps. `results["passed"]` is False when a
     threshold of `config` is exceeded (`results["violations"]` says where)."""
     config = config or AuditConfig()
-    if out is not None:
-        check_writable(out, folder=False)
-    data = load_task(task, train=train, dev=dev, test=test, seed=split_seed, instruction=instruction,
-                     fields=Fields(input_field, target_field), targets=targets)
-    warn_about_task(data)
+    source, data = _task(task, out, folder=False)
     specs = [None if m in (None, "default") else m for m in (models or [None])]
     from tuneforge.audit.run import audit_models
 
     results = audit_models(specs, data, config, dtype=dtype)
-    results["task"]["split_seed"] = split_seed
+    results["task"]["split_seed"] = source.split_seed
     if out is not None:
         write_json_atomic(out, results)
     return results
+
+
+def _task(task, out: "str | Path | None", *, folder: bool) -> "tuple[TaskSource, object]":
+    """Check that `out` (a file, or with `folder` a folder) can be written, then read and check the
+    task data: a bad file or path is refused before torch loads."""
+    if out is not None:
+        check_writable(out, folder=folder)
+    source = task_source(task)
+    data = source.load()
+    warn_about_task(data)
+    return source, data
 
 
 def run(config="demo", *, overrides=(), out: str | Path | None = None, echo=print,
@@ -332,24 +212,9 @@ def run(config="demo", *, overrides=(), out: str | Path | None = None, echo=prin
 def report(run_dir: str | Path, margin: float | None = None) -> dict:
     """Rewrite report.html and report.md of a finished run from its results.json alone. With
     `margin`, the recommendation is made again with it (results.json keeps the run's own)."""
-    import json
+    from tuneforge.experiment.finished import rewrite_report
 
-    from tuneforge.experiment.decide import decide
-    from tuneforge.experiment.report import write_report
-
-    run_dir = Path(run_dir)
-    try:
-        results = json.loads((run_dir / "results.json").read_text())
-    except FileNotFoundError:
-        raise TuneforgeError(f"{run_dir}: no results.json (not a finished `tuneforge run` directory)") from None
-    except json.JSONDecodeError as e:
-        raise TuneforgeError(f"{run_dir / 'results.json'}: not valid JSON ({e})") from None
-    run_margin = results.get("experiment", {}).get("config", {}).get("report", {}).get("margin", 0.05)
-    decision = decide(results, run_margin if margin is None else margin)
-    if margin is None:  # the run's own decision stands; a run from before it was all kept gets the rest
-        decision = {k: v for k, v in decision.items() if k not in results}
-    results = {**results, **decision}
-    return {k: str(v) for k, v in write_report(results, run_dir).items()}
+    return rewrite_report(Path(run_dir), margin)
 
 
 def model_info(model: str | None = None, dtype: str = "auto") -> dict:
@@ -374,4 +239,5 @@ def tasks() -> list[dict]:
     ]
 
 
-__all__ = ["run", "report", "experiment_config", "audit", "prompt", "finetune", "distill", "DistillConfig", "batch", "BatchConfig", "synonyms", "SynonymsConfig", "model_info", "tasks", "PromptingConfig", "FinetuneConfig", "load_task"]
+__all__ = ["run", "report", "experiment_config", "audit", "prompt", "finetune", "distill", "DistillConfig", "batch", "BatchConfig", "synonyms", "SynonymsConfig", "model_info", "tasks", "PromptingConfig", "FinetuneConfig", "load_task",
+           "TaskSource"]

@@ -210,7 +210,7 @@ def _audit(sub) -> None:
                                    "field) with CIs, the largest gap and its permutation p-value, and how often "
                                    "predictions flip when gendered words and names (or your own swap list) are "
                                    "swapped. --max-gap / --max-flip-rate make it a gate: exit status 1 when exceeded.")
-    _task_args(p)
+    _task_args(p, task="bias-demo")
     p.add_argument("--model", action="append", default=None,
                    help="a model to audit; repeat it to compare routes side by side. `default` (the default) is "
                         "the embedded model, prompted once per --shots; a fine-tuned or distilled run directory "
@@ -301,23 +301,12 @@ def _stage_cache_args(p) -> None:
     g.add_argument("--no-cache", action="store_true", help="neither reuse nor keep stages across run directories")
 
 
-def _task_args(p) -> None:
-    g = p.add_argument_group("task data")
-    g.add_argument("--task", default=None, help="built-in task name or a data file (JSONL, JSON array, CSV, TSV, "
-                                                "Parquet, a saved `datasets` folder); see `tuneforge tasks`")
-    g.add_argument("--train", help="train split file (with --test: use these splits instead of splitting --task)")
-    g.add_argument("--dev", help="dev split file (optional)")
-    g.add_argument("--test", help="test split file")
-    g.add_argument("--split-seed", type=int, default=0, help="seed of the train/dev/test split (default: 0)")
-    g.add_argument("--instruction", default=None, help="instruction line (default: the task's own, if any)")
-    g.add_argument("--no-instruction", action="store_true", help="no instruction line")
-    g.add_argument("--input-field", help="the field (column) holding the input, when it is not one of input, text, "
-                                         "prompt, question, sentence (Alpaca and chat `messages` rows are known too)")
-    g.add_argument("--target-field", help="the field (column) holding the target, when it is not one of target, "
-                                          "label, completion, answer")
-    g.add_argument("--targets", choices=("text", "list"), help="`list` when each target is a comma-separated list "
-                                                              "(scored by list precision, recall and F1; default: "
-                                                              "what the task declares, else text)")
+def _task_args(p, task: str = "fruit") -> None:
+    """The task data flags, one per field of `TaskSource` (its `name` is `--task`)."""
+    from tuneforge.data.source import TASK_FLAGS, TaskSource
+
+    add_settings(p, TaskSource(name=task), "task data", flags=TASK_FLAGS, key="task_source")
+    p.add_argument("--no-instruction", action="store_true", help="no instruction line")
 
 
 _DTYPE_HELP = "auto (bf16 where the CPU has it), bf16 or fp32"

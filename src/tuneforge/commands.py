@@ -4,6 +4,7 @@ Python API, print. (`cli.py` holds the parser; `flags.from_args` builds a route'
 import json
 import os
 import sys
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -17,13 +18,10 @@ def _main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
-def _task_data(args, default_task: str) -> dict:
-    """The task data flags as API keyword arguments; `default_task` when no data is given."""
-    if args.task is None and args.train is None:
-        args.task = default_task
-    return {"train": args.train, "dev": args.dev, "test": args.test, "split_seed": args.split_seed,
-            "instruction": "" if args.no_instruction else args.instruction,
-            "input_field": args.input_field, "target_field": args.target_field, "targets": args.targets}
+def _task_source(args):
+    """The task data flags as a TaskSource (`--no-instruction`: an empty instruction)."""
+    source = from_args(args, "task_source")
+    return replace(source, instruction="") if args.no_instruction else source
 
 
 def cmd_distill(args) -> int:
@@ -31,11 +29,10 @@ def cmd_distill(args) -> int:
     from tuneforge.api import distill
     from tuneforge.console import render_distill, training_progress
 
-    data = _task_data(args, "fruit")
     with training_progress(main_process=_main_process()) as progress:
-        results = distill(args.task, teacher=args.teacher, student=args.student, config=config, out=args.out,
+        results = distill(_task_source(args), teacher=args.teacher, student=args.student, config=config, out=args.out,
                           unlabeled=args.unlabeled, teacher_cache=args.teacher_cache, resume=args.resume,
-                          progress=progress, **data)
+                          progress=progress)
     render_distill(results)
     print(f"results: {os.path.join(args.out, 'results.json')}")
     return 0
@@ -46,10 +43,9 @@ def cmd_finetune(args) -> int:
     from tuneforge.api import finetune
     from tuneforge.console import render_finetune, training_progress
 
-    data = _task_data(args, "fruit")
     with training_progress(main_process=_main_process()) as progress:
-        results = finetune(args.task, model=args.model, config=config, out=args.out, resume=args.resume,
-                           progress=progress, **data)
+        results = finetune(_task_source(args), model=args.model, config=config, out=args.out, resume=args.resume,
+                           progress=progress)
     if "parameters" in results:  # the main process (the others return quietly under accelerate launch)
         render_finetune(results)
         print(f"results: {os.path.join(args.out, 'results.json')}")
@@ -147,9 +143,9 @@ def cmd_prompt(args) -> int:
     config = from_args(args)  # a PromptingConfig
     from tuneforge.api import prompt
 
-    data = _task_data(args, "fruit")
-    out = args.out or f"runs/prompt-{Path(args.task or args.train).stem}.json"
-    results = prompt(args.task, model=args.model, dtype=args.dtype, config=config, out=out, **data)
+    source = _task_source(args)
+    out = args.out or f"runs/prompt-{source.stem}.json"
+    results = prompt(source, model=args.model, dtype=args.dtype, config=config, out=out)
     _print_results(results, out)
     return 0
 
@@ -159,9 +155,9 @@ def cmd_audit(args) -> int:
     from tuneforge.api import audit
     from tuneforge.console import render_audit
 
-    data = _task_data(args, "bias-demo")
-    out = args.out or f"runs/audit-{Path(args.task or args.train).stem}.json"
-    results = audit(args.task, models=args.model, config=config, dtype=args.dtype, out=out, **data)
+    source = _task_source(args)
+    out = args.out or f"runs/audit-{source.stem}.json"
+    results = audit(source, models=args.model, config=config, dtype=args.dtype, out=out)
     render_audit(results)
     print(f"results: {out}")
     for line in results["violations"]:

@@ -17,16 +17,18 @@ from functools import cache
 from tuneforge.config import parse_text
 
 
-def add_settings(parser: argparse.ArgumentParser, defaults, title: str, flags: dict[str, str] | None = None) -> None:
+def add_settings(parser: argparse.ArgumentParser, defaults, title: str, flags: dict[str, str] | None = None, *,
+                 key: str = "settings") -> None:
     """A flag under the group `title` for every field of the dataclass instance `defaults`, which
-    gives the defaults; `flags` keeps an older flag name for a field (`{"formats": "--format"}`)."""
-    parser.set_defaults(settings=defaults)
+    gives the defaults; `flags` names a field's flag otherwise (`{"formats": "--format"}`). `key`
+    tells apart several dataclasses on one parser (`from_args(args, key)`)."""
+    parser.set_defaults(**{key: defaults})
     _add_fields(parser, parser.add_argument_group(title), defaults, flags or {})
 
 
-def from_args(args: argparse.Namespace):
-    """The settings `add_settings` declared, with the values parsed into `args`."""
-    return _build(type(args.settings), args)
+def from_args(args: argparse.Namespace, key: str = "settings"):
+    """The settings `add_settings` declared under `key`, with the values parsed into `args`."""
+    return _build(type(getattr(args, key)), args)
 
 
 def _build(cls, args: argparse.Namespace):

@@ -5,15 +5,15 @@ into the help). They import nothing heavy, so a command refuses a bad setting be
 Each route's module re-exports its own (`from tuneforge.adapt.finetune import FinetuneConfig` works).
 """
 
-import math
 import re
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 from tuneforge.data.limits import MAX_INPUT_TOKENS
-from tuneforge.errors import SettingError, TuneforgeError
+from tuneforge.errors import TuneforgeError
 from tuneforge.prompts.formats import PromptFormat
 from tuneforge.prompts.shots import PICKERS
+from tuneforge.ranges import SEEDS, check_ranges
 
 CALIBRATIONS = ("none", "content-free", "batch")
 """None; contextual calibration against `N/A`; batch calibration against the mean over the items predicted."""
@@ -28,27 +28,7 @@ KD_MODES = ("auto", "labels", "logits", "sequence", "none")
 LAYER_CHOICES = ("influence", "even")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 """A served setting's readable name (its model id)."""
-SEEDS = (0, 2**32 - 1)
-"""Seeds every generator takes (numpy's are 32-bit)."""
 BATCH, TOKENS, SHOTS = (1, 4096), (1, 131_072), (0, 256)
-
-
-def check_ranges(config, ranges: dict | None = None) -> None:
-    """Refuse any number of `config` (each item of a list) that is not finite or lies outside the
-    [low, high] `ranges` (default: its class's `RANGES`) gives its field; None keeps its field's own
-    meaning. A setting that could only fail later (a learning rate of inf, a seed of -1, 100,000 shots)
-    stops here, in one line."""
-    for name, (low, high) in (type(config).RANGES if ranges is None else ranges).items():
-        value = getattr(config, name)
-        for v in value if isinstance(value, tuple) else (value,):
-            if v is not None and not (math.isfinite(v) and low <= v <= high):
-                each = " each" if isinstance(value, tuple) else ""
-                raise SettingError(name, f"{name} must{each} be between {_number(low)} and {_number(high)}, "
-                                         f"got {_number(v)}")
-
-
-def _number(x) -> str:
-    return f"{x:,}" if isinstance(x, int) else f"{x:g}"
 
 
 @dataclass(frozen=True)

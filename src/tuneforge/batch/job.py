@@ -37,6 +37,27 @@ def keep_setting(store, setting: dict, task: Task, name: str | None, route: str)
     return sid
 
 
+def fill_store(store, loaded: LoadedModel, task: Task, cfg: BatchConfig, inputs: list[str], *,
+               failed: list[dict] | None = None, from_misses: bool = False, engine: str = "local", actors: int = 2,
+               progress=None) -> dict:
+    """The batch job: `loaded`'s predictions for `inputs` (and, `from_misses`, the misses the server
+    queued) into `store`, in `task`'s prompt format and label set, on the `local` engine or on Ray
+    Data (`actors` model replicas). Returns the writer loop's counts with the setting and its name."""
+    setting, sid = store_setting(store, loaded, task, cfg)
+    if from_misses:
+        inputs = list(dict.fromkeys(inputs + store.misses(sid)))
+    if engine == "ray":
+        from tuneforge.batch.ray_engine import run_batch_ray
+
+        summary = run_batch_ray(setting, store, sid, inputs, pool=demo_pool(task), actors=actors,
+                                batch_size=cfg.batch_size, commit_every=cfg.commit_every, failed=failed,
+                                progress=progress)
+    else:
+        summary = run_batch(local_predictor(loaded, setting, cfg, demo_pool(task)), store, sid, inputs,
+                            commit_every=cfg.commit_every, failed=failed, progress=progress)
+    return {**summary, "setting": sid, "name": store.names()[sid]["name"]}
+
+
 def local_predictor(loaded: LoadedModel, setting: dict, cfg: BatchConfig, pool: list[list[str]] | None = None):
     """The local engine's predictor for `setting`."""
     return SettingPredictor(loaded, setting, pool, cfg.batch_size)

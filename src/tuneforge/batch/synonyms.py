@@ -14,7 +14,8 @@ affordable, since each list is computed once:
 
 The writer may be any model: the base model few-shot (demonstrations from the task's train topics),
 a bigger local model than the one that serves, or a list writer fine-tuned on the train topics (a
-tuneforge artifact: prompted as it was trained, zero-shot). The store records which model and recipe
+tuneforge artifact, trained beforehand by `adapt/list_writer.py`: prompted as it was trained,
+zero-shot). The store records which model and recipe
 produced the lists. `score_queries` measures what a user sees: topics found in live queries.
 """
 
@@ -22,7 +23,6 @@ import math
 import zlib
 from collections import Counter
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 
 import torch
 
@@ -40,9 +40,6 @@ from tuneforge.prompts.shots import pick_demos
 from tuneforge.settings import SynonymsConfig
 from tuneforge.store.synonyms import SynonymMatcher
 
-WRITER_TRAINING = {"method": "lora", "lrs": (1e-3,), "patience": 2, "merge": True}
-"""How `writer: lora` fine-tunes its list writer, for up to `writer_epochs` (what bench/synonym_lists.py
-measured)."""
 CANDIDATES_KEPT = 24
 """Most scored candidates recorded in a row's meta (the likeliest), beside the list kept."""
 
@@ -204,23 +201,6 @@ def score_lists(task: Task, lists: dict[str, str]) -> dict | None:
     if not test:
         return None
     return {**summarize([ex.target for ex in test], [[lists[ex.input] for ex in test]], "list"), "topics": len(test)}
-
-
-def list_writer(model: str | Path | None, task: Task, cfg: SynonymsConfig, folder: Path, *, dtype: str = "auto",
-                device: str | None = None, progress=None) -> LoadedModel:
-    """The model that writes the lists: `model` itself for `writer: few-shot` or when tuneforge trained
-    it (it records its prompt); else a LoRA list writer fine-tuned from it on `task`'s train topics
-    into `folder` (a finished one there is reused, a killed one resumed), merged, loaded in `dtype`."""
-    from tuneforge.adapt.finetune import FinetuneConfig, finetune
-    from tuneforge.model.load import default_model_dir, load_model, resolve_model_dir
-
-    path = default_model_dir() if model is None else resolve_model_dir(model)
-    if cfg.writer == "few-shot" or provenance.prompt(provenance.read(path)):
-        return load_model(model, dtype=dtype, device=device)
-    config = FinetuneConfig(**WRITER_TRAINING, epochs=cfg.writer_epochs, seed=cfg.seed)
-    finetune(load_model(model, dtype="fp32", device=device), task, config, Path(folder), resume=True,
-             progress=progress)
-    return load_model(Path(folder) / "merged", dtype=dtype, device=device)
 
 
 def run_synonyms(loaded: LoadedModel, task: Task, cfg: SynonymsConfig, topics: list[str], store, *,

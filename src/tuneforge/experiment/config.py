@@ -12,49 +12,13 @@ from pathlib import Path
 from typing import ClassVar
 
 from tuneforge.config import apply_overrides, from_dict, load_config, to_dict
+from tuneforge.data.source import TaskSource
 from tuneforge.errors import TuneforgeError
 from tuneforge.settings import (
-    SEEDS, AuditConfig, BatchConfig, DistillConfig, FinetuneConfig, PromptingConfig, SynonymsConfig, check_ranges,
+    AuditConfig, BatchConfig, DistillConfig, FinetuneConfig, PromptingConfig, SynonymsConfig, check_ranges,
 )
 
 ROUTE_STAGES = ("prompting", "lora", "full", "distill")
-
-
-@dataclass(frozen=True)
-class TaskConfig:
-    """The task data."""
-
-    RANGES: ClassVar[dict] = {"split_seed": SEEDS, "dev_fraction": (0, 1)}
-
-    name: str | None = "fruit"
-    """A built-in task (`tuneforge tasks`) or a data file (JSONL, JSON array, CSV, TSV, Parquet, a
-    saved `datasets` folder); split by `split_seed`."""
-    train: str | None = None
-    """Train split file (with `test`: these splits instead of splitting `name`)."""
-    dev: str | None = None
-    """Dev split file (optional)."""
-    test: str | None = None
-    """Test split file."""
-    split_seed: int = 0
-    """Seed of the train/dev/test split (and of the dev split carved from a train file)."""
-    dev_fraction: float = 0.15
-    """Train and test files without dev: the share of train carved off as dev (stratified by label);
-    0 carves none, and nothing is chosen on dev."""
-    instruction: str | None = None
-    """Instruction line (default: the task's own)."""
-    input_field: str | None = None
-    """The field (column) of the data files holding the input, when not a known convention."""
-    target_field: str | None = None
-    """The field (column) of the data files holding the target, when not a known convention."""
-    targets: str | None = None
-    """`list` when each target is a comma-separated list ("jab, shot"): answers are then scored by list
-    precision, recall and F1; `text` (one answer, exact match). Default: what the task declares
-    (a built-in task in its JSON file), else text."""
-
-    def __post_init__(self):
-        if not 0 <= self.dev_fraction < 1:
-            raise TuneforgeError(f"dev_fraction must be in [0, 1), got {self.dev_fraction}")
-        check_ranges(self)
 
 
 @dataclass(frozen=True)
@@ -144,7 +108,7 @@ class ExperimentConfig:
     """Base model: a local model directory or hub id (default: the embedded SmolLM2-135M-Instruct)."""
     dtype: str = "auto"
     """Inference dtype of every route: auto (bf16 where the CPU has it), bf16 or fp32."""
-    task: TaskConfig = field(default_factory=TaskConfig)
+    task: TaskSource = field(default_factory=TaskSource)
     """The task data."""
     prompting: PromptingConfig | None = field(default_factory=PromptingConfig)
     """Zero-, one- and few-shot prompting of the unchanged base model."""

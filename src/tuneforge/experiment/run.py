@@ -27,7 +27,8 @@ from tuneforge.data.splits import Task, warn_about_task
 from tuneforge.errors import TuneforgeError
 from tuneforge.hashing import content_hash
 from tuneforge.experiment.cache import cache_root, keep, read_finished, relocate, take
-from tuneforge.experiment.config import ExperimentConfig, TaskConfig
+from tuneforge.data.source import TaskSource
+from tuneforge.experiment.config import ExperimentConfig
 from tuneforge.experiment.decide import recommend
 from tuneforge.experiment.report import write_report
 from tuneforge.experiment.routes import batch_plan, experiment_results, routes_from_stages
@@ -207,7 +208,7 @@ def _synonyms_spec(config: ExperimentConfig, common: dict, run_dir: Path) -> dic
     settings = {k: v for k, v in to_dict(section).items() if k not in ("topics", "model", "queries")}
     settings["name"] = section.name or f"{config.name}-synonyms"
     model = str(resolve_model_dir(section.model).resolve()) if section.model else common["model"]
-    return {**common, "task": to_dict(TaskConfig(name="synonyms")), "kind": "synonyms", "settings": settings,
+    return {**common, "task": to_dict(TaskSource(name="synonyms")), "kind": "synonyms", "settings": settings,
             "model": model, "route": "synonym lists", "inputs": topics,
             "queries": read_queries(queries) if queries else None, "store": str(run_dir / "store.sqlite")}
 

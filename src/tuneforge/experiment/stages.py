@@ -177,7 +177,8 @@ def synonyms(spec: dict, stage_dir: Path, progress: Progress) -> dict:
     topics; then how good they are: list scores on its test topics, topic precision and recall over
     the live queries. Idempotent, as a batch job."""
     from tuneforge.predict.setting import demo_pool
-    from tuneforge.batch.synonyms import SynonymsConfig, evaluate_lists, list_writer, run_synonyms
+    from tuneforge.adapt.list_writer import list_writer
+    from tuneforge.batch.synonyms import SynonymsConfig, evaluate_lists, run_synonyms
     from tuneforge.config import from_dict
     from tuneforge.store.sqlite import PredictionStore
 
@@ -240,12 +241,9 @@ STAGES = {"prompting": prompting, "finetune": finetune, "distill": distill, "aud
 
 def load_task_spec(t: dict):
     """The task of an experiment's `task` section (as plain data: the parent passes it to the stage)."""
-    from tuneforge.data.splits import load_task
-    from tuneforge.data.tasks import Fields
+    from tuneforge.data.source import TaskSource
 
-    return load_task(t["name"], train=t["train"], dev=t["dev"], test=t["test"], seed=t["split_seed"],
-                     instruction=t["instruction"], dev_fraction=t["dev_fraction"],
-                     fields=Fields(t.get("input_field"), t.get("target_field")), targets=t.get("targets"))
+    return TaskSource(**t).load()
 
 
 def run_stage_dir(stage_dir: Path, progress: Progress = Progress()) -> int:
