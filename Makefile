@@ -19,8 +19,12 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(VENV)/bin/tuneforge demo
 
+# Two workers, one torch thread each (tests/conftest.py), a test file per worker at a time: most
+# tests wait on Python imports and subprocesses, which a second worker overlaps.
+TEST_WORKERS ?= 2
+
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 bench: setup
 	$(PY) bench/run_all.py

@@ -5,9 +5,17 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Workers share the machine's cores: one torch thread each (and in the subprocesses they start),
+    # or two workers' thread pools contend for the same cores.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    if "torch" in sys.modules:  # a plugin loaded it first
+        sys.modules["torch"].set_num_threads(1)
 
 CHATML = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"

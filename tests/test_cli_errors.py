@@ -196,7 +196,7 @@ DEMO = "demo.yaml"  # resolved in the test: the built-in experiment
     (["run", DEMO, "--synonyms.thresholds=[-0.1]"], "synonyms: thresholds must each be between 0 and 1"),
 ])
 def test_bad_grid_and_search_settings_exit_2_with_one_line_before_any_model(tmp_path, args, expected):
-    from tuneforge.experiment.config import __file__ as config_file
+    from tuneforge.experiment.sections import __file__ as config_file
 
     demo = Path(config_file).with_name("demo.yaml")
     argv = [str(demo) if a == DEMO else a for a in args] + (["--out", tmp_path / "run"] if args[0] == "run" else [])

@@ -154,7 +154,7 @@ def test_the_api_verbs_and_the_experiment_take_the_one_task_declaration():
 
     from tuneforge import api
     from tuneforge.data.source import TaskSource
-    from tuneforge.experiment.config import ExperimentConfig
+    from tuneforge.experiment.sections import ExperimentConfig
 
     names = {f.name for f in fields(TaskSource)} - {"name"}
     for verb in (api.prompt, api.finetune, api.distill, api.audit):

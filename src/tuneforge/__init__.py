@@ -3,7 +3,8 @@ compare the routes side by side, and serve the winner from precomputed predictio
 
     import tuneforge
     results = tuneforge.prompt("fruit", config=tuneforge.PromptingConfig(shots=(0, 1, 5)))
-    tuneforge.finetune("support.csv", input_field="message", target_field="category", out="runs/support")
+    support = tuneforge.TaskSource("support.csv", input_field="message", target_field="category")
+    tuneforge.finetune(support, out="runs/support")
     tuneforge.predict("runs/support", ["my card was charged twice"])
 
 The names below load on first use (so `tuneforge --help` does not wait for torch); `dir(tuneforge)`
@@ -26,13 +27,14 @@ _API = {
     "audit": "tuneforge.api",
     "run": "tuneforge.api",
     "report": "tuneforge.api",
-    "ExperimentConfig": "tuneforge.experiment.config",
+    "ExperimentConfig": "tuneforge.experiment.sections",
     "AuditConfig": "tuneforge.audit.run",
     "DistillConfig": "tuneforge.adapt.distill",
     "BatchConfig": "tuneforge.batch.job",
     "FinetuneConfig": "tuneforge.adapt.finetune",
     "PromptingConfig": "tuneforge.evaluate.prompting",
     "load_task": "tuneforge.data.splits",
+    "TaskSource": "tuneforge.data.source",
     "read_examples": "tuneforge.data.tasks",
     "Fields": "tuneforge.data.tasks",
     "load_model": "tuneforge.model.load",

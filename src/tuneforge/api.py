@@ -10,7 +10,7 @@ from tuneforge.data.source import TaskSource, task_source
 from tuneforge.data.splits import load_task, warn_about_task  # load_task: in `__all__`
 from tuneforge.data.tasks import builtin_info, builtin_path, builtin_tasks, read_examples
 from tuneforge.errors import TuneforgeError
-from tuneforge.experiment.config import experiment_config
+from tuneforge.experiment.sections import experiment_config
 from tuneforge.settings import (
     AuditConfig, BatchConfig, DistillConfig, FinetuneConfig, PromptingConfig, SynonymsConfig,
 )

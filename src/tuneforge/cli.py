@@ -1,6 +1,8 @@
 """The `tuneforge` command: the parser and `main`. Bad input exits 2 with one line; what each
 subcommand does is in `commands.py`. A route's settings get their flags from its config dataclass
-(`flags.py`); only the flags that are not settings (data, model, where results go) are written here."""
+(`flags.py`); only the flags that are not settings (data, model, where results go) are written here.
+
+Longer than 300 lines: the help text of each subcommand and of its few non-setting flags."""
 
 import argparse
 import os

@@ -174,7 +174,7 @@ def cmd_demo(args) -> int:
 
 
 def _run_experiment(config, args) -> int:
-    from tuneforge.experiment.config import experiment_config
+    from tuneforge.experiment.sections import experiment_config
 
     config = experiment_config(config, args.overrides)  # a bad file is refused in a second, before torch loads
     from tuneforge.api import run

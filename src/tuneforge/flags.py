@@ -14,7 +14,7 @@ import typing
 from dataclasses import fields, is_dataclass
 from functools import cache
 
-from tuneforge.config import parse_text
+from tuneforge.settings_io import parse_text
 
 
 def add_settings(parser: argparse.ArgumentParser, defaults, title: str, flags: dict[str, str] | None = None, *,

@@ -3,6 +3,11 @@ sections and the Python API are made from (`flags.py` turns each field into a fl
 into the help). They import nothing heavy, so a command refuses a bad setting before torch loads.
 
 Each route's module re-exports its own (`from tuneforge.adapt.finetune import FinetuneConfig` works).
+The task data's settings are `data/source.TaskSource`; an experiment file's sections extend these in
+`experiment/sections.py`.
+
+Longer than 300 lines: every setting of every route and job, each with its docstring (its flag's
+help) and range, declared once here.
 """
 
 import re

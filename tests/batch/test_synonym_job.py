@@ -1,5 +1,5 @@
 """The synonym-list job on a tiny random model: the filter, the recipe the store records, resuming,
-topic files and live-query scoring (the real model's lists: tests/test_real_model.py)."""
+topic files and live-query scoring (the real model's lists: tests/test_real_synonyms.py)."""
 
 import json
 from dataclasses import replace

@@ -464,7 +464,7 @@ def test_task_overlap_is_counted_under_the_introduction(results, tmp_path):
 
     from tuneforge.data.splits import Task
     from tuneforge.data.tasks import Example, TaskInfo
-    from tuneforge.experiment.config import ExperimentConfig
+    from tuneforge.experiment.sections import ExperimentConfig
     from tuneforge.experiment.routes import experiment_results
 
     def rows(split, texts):

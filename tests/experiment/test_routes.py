@@ -3,7 +3,7 @@
 import pytest
 
 from tuneforge.data.splits import load_task
-from tuneforge.experiment.config import BatchStage
+from tuneforge.experiment.sections import BatchStage
 from tuneforge.errors import TuneforgeError
 from tuneforge.experiment.routes import batch_plan
 

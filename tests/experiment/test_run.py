@@ -1,5 +1,5 @@
 """`tuneforge run`: config errors, stage caching by hash, a killed run resuming, the report
-rebuilt from results alone — on a tiny random model (the real model runs in test_real_model.py)."""
+rebuilt from results alone — on a tiny random model (the real model runs in the test_real_*.py files)."""
 
 import json
 import os
@@ -291,7 +291,7 @@ def test_a_run_killed_after_training_but_before_scoring_resumes(experiment_file,
 
 def test_the_python_api_takes_a_config_object_a_file_or_demo(experiment_file):
     from tuneforge.api import experiment_config
-    from tuneforge.experiment.config import ExperimentConfig
+    from tuneforge.experiment.sections import ExperimentConfig
 
     demo = experiment_config("demo", ["lora.epochs=1", "full=null"])
     assert demo.name == "demo" and demo.lora.epochs == 1 and demo.lora.merge and demo.full is None

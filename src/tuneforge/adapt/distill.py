@@ -7,7 +7,10 @@ distribution over the label set plus the hard label and a hidden-state cosine te
 with `logits`, from the teacher's full distribution at each target position; with `sequence`, from
 the teacher's answers; with `none`, from the train labels alone (the baseline that shows what the
 teacher adds). Which layers the student keeps is chosen on dev among `layer_choices`, each a trial
-of the training recipe (`recipe.py`). Teacher and student are tested by the same code, side by side."""
+of the training recipe (`recipe.py`). Teacher and student are tested by the same code, side by side.
+
+Longer than 300 lines: the route whole, from the student's shape to the side-by-side test; its
+parts that stand alone (the pool, the label-set loss, the student's layers) have modules of their own."""
 
 import json
 from dataclasses import asdict, replace

@@ -109,33 +109,9 @@ def load_task(
     if not 0 <= dev_fraction < 1:
         raise TuneforgeError(f"dev fraction must be in [0, 1), got {dev_fraction}")
     if train is not None or test is not None:
-        if train is None or test is None:
-            raise TuneforgeError("split files: give both --train and --test (--dev is optional)")
-        train_file = read_task_file(train, fields)
-        splits = {"train": train_file.examples, "dev": read_examples(dev, fields) if dev is not None else [],
-                  "test": read_examples(test, fields)}
-        meta = {"name": _name_of(train), "source": f"{_source_of(train)}, {_source_of(dev)}, {_source_of(test)}",
-                "instruction": train_file.instruction}
-        origin = f"given as a file ({_source_of(dev)})"
-        if dev is None:
-            kind = kind or infer_kind(splits["train"])
-            splits["train"], splits["dev"], origin = carve_dev(splits["train"], dev_fraction, seed, kind == "labels")
+        splits, meta, origin, kind = _given_splits(train, dev, test, fields, kind, dev_fraction, seed)
     else:
-        if task is None:
-            raise TuneforgeError("no task: give --task (a built-in name or a data file) or --train/--test files")
-        if not isinstance(task, (str, Path)) or _is_data(Path(task)):
-            file = read_task_file(task, fields)
-            examples = file.examples
-            meta = {"name": _name_of(task), "source": _source_of(task), "instruction": file.instruction}
-        elif "/" in str(task) or Path(task).suffix.lower() in DATA_SUFFIXES:
-            raise TuneforgeError(f"{task}: no such file")
-        else:
-            examples = read_examples(builtin_path(task))
-            meta = {**builtin_info(task), "source": f"builtin:{task}"}
-        kind = kind or meta.get("kind") or infer_kind(examples)
-        splits = split_examples(examples, seed=seed, fractions=fractions, stratify=kind == "labels")
-        origin = (f"split from one file with train, dev and test: {' / '.join(f'{f:.0%}' for f in fractions)}"
-                  f"{', stratified by label' if kind == 'labels' else ''}, seed {seed}")
+        splits, meta, origin, kind = _split_task(task, fields, kind, seed, fractions)
     kind = kind or meta.get("kind") or infer_kind(splits["train"] + splits["dev"])
     if kind not in ("labels", "generate"):
         raise TuneforgeError(f"unknown task kind {kind!r}: choose labels or generate")
@@ -155,6 +131,42 @@ def load_task(
         targets=targets,
     )
     return Task(info=info, **splits, dev_origin=origin)
+
+
+def _given_splits(train, dev, test, fields: Fields, kind: str | None, dev_fraction: float, seed: int):
+    """(splits, meta, how dev was made, kind) of split files; dev carved from train where none is given."""
+    if train is None or test is None:
+        raise TuneforgeError("split files: give both --train and --test (--dev is optional)")
+    train_file = read_task_file(train, fields)
+    splits = {"train": train_file.examples, "dev": read_examples(dev, fields) if dev is not None else [],
+              "test": read_examples(test, fields)}
+    meta = {"name": _name_of(train), "source": f"{_source_of(train)}, {_source_of(dev)}, {_source_of(test)}",
+            "instruction": train_file.instruction}
+    origin = f"given as a file ({_source_of(dev)})"
+    if dev is None:
+        kind = kind or infer_kind(splits["train"])
+        splits["train"], splits["dev"], origin = carve_dev(splits["train"], dev_fraction, seed, kind == "labels")
+    return splits, meta, origin, kind
+
+
+def _split_task(task, fields: Fields, kind: str | None, seed: int, fractions: tuple[float, float, float]):
+    """(splits, meta, how they were made, kind) of a built-in task or one data file, split by `seed`."""
+    if task is None:
+        raise TuneforgeError("no task: give --task (a built-in name or a data file) or --train/--test files")
+    if not isinstance(task, (str, Path)) or _is_data(Path(task)):
+        file = read_task_file(task, fields)
+        examples = file.examples
+        meta = {"name": _name_of(task), "source": _source_of(task), "instruction": file.instruction}
+    elif "/" in str(task) or Path(task).suffix.lower() in DATA_SUFFIXES:
+        raise TuneforgeError(f"{task}: no such file")
+    else:
+        examples = read_examples(builtin_path(task))
+        meta = {**builtin_info(task), "source": f"builtin:{task}"}
+    kind = kind or meta.get("kind") or infer_kind(examples)
+    splits = split_examples(examples, seed=seed, fractions=fractions, stratify=kind == "labels")
+    origin = (f"split from one file with train, dev and test: {' / '.join(f'{f:.0%}' for f in fractions)}"
+              f"{', stratified by label' if kind == 'labels' else ''}, seed {seed}")
+    return splits, meta, origin, kind
 
 
 def _is_data(path: Path) -> bool:

@@ -4,7 +4,7 @@ of the batch job, and the results record the report reads."""
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tuneforge.config import to_dict
+from tuneforge.settings_io import to_dict
 from tuneforge.data.splits import Task, task_warnings
 from tuneforge.errors import TuneforgeError
 from tuneforge.experiment.decide import pareto_fronts

@@ -22,17 +22,17 @@ from pathlib import Path
 
 from tuneforge import __version__
 from tuneforge.atomic import check_writable, write_json_atomic, write_text_atomic
-from tuneforge.config import to_dict
+from tuneforge.settings_io import to_dict
 from tuneforge.data.splits import Task, warn_about_task
 from tuneforge.errors import TuneforgeError
 from tuneforge.hashing import content_hash
 from tuneforge.experiment.cache import cache_root, keep, read_finished, relocate, take
 from tuneforge.data.source import TaskSource
-from tuneforge.experiment.config import ExperimentConfig
+from tuneforge.experiment.sections import ExperimentConfig
 from tuneforge.experiment.decide import recommend
 from tuneforge.experiment.report import write_report
 from tuneforge.experiment.routes import batch_plan, experiment_results, routes_from_stages
-from tuneforge.experiment.stages import load_task_spec, restore_rows
+from tuneforge.experiment.stages import restore_rows
 from tuneforge.model.layout import check_lora_targets, check_student_layers, layer_count
 from tuneforge.model.load import default_device, default_model_dir, fingerprint, resolve_model_dir
 
@@ -46,7 +46,7 @@ def run(config: ExperimentConfig, out: str | Path | None = None, *, echo=print, 
     check_writable(run_dir, folder=True)
     if cache is not None:
         check_writable(cache, folder=True)
-    task = load_task_spec(to_dict(config.task))  # bad task data stops the run before any stage
+    task = config.task.load()  # bad task data stops the run before any stage
     warn_about_task(task)
     check_inputs(config)  # ... and so does any other file or name a later stage would read
     base = (default_model_dir() if config.model is None else resolve_model_dir(config.model)).resolve()
@@ -67,13 +67,9 @@ def run(config: ExperimentConfig, out: str | Path | None = None, *, echo=print, 
             spec = {**common, "kind": kind, "settings": settings}
             done[name] = run_stage(run_dir, name, spec, prints, echo, cache)
     if config.distill is not None:
-        teacher = done[config.distill.teacher]
-        settings = to_dict(replace(config.distill, sizes=()))
-        spec = {**common, "kind": "distill", "settings": settings, "teacher": teacher["result"]["model_dir"],
-                "unlabeled": _file_hash(config.distill.unlabeled), "teacher_cache": "teacher-outputs"}
-        for stage, layers in [("distill", None)] + [(f"distill-{n}", n) for n in config.distill.sizes]:
-            sized = {**spec, "settings": {**settings, "layers": layers or settings["layers"]}}
-            done[stage] = run_stage(run_dir, stage, sized, {**prints, "teacher": teacher["hash"]}, echo, cache)
+        for stage, spec in _distill_specs(config, common, done):
+            done[stage] = run_stage(run_dir, stage, spec, {**prints, "teacher": done[config.distill.teacher]["hash"]},
+                                    echo, cache)
     adapted = [s for s in ("lora", "full", "distill") if s in done]  # the audit reads the main student
     if config.audit is not None:
         spec = {**common, "kind": "audit", "settings": to_dict(config.audit),
@@ -196,6 +192,16 @@ def _file_hash(path: str | None) -> str | None:
     if not Path(path).is_file():
         raise TuneforgeError(f"{path}: no such file")
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _distill_specs(config: ExperimentConfig, common: dict, done: dict) -> list[tuple[str, dict]]:
+    """(stage, spec) of the main student and of each of `distill.sizes`, all taught by one teacher."""
+    settings = to_dict(replace(config.distill, sizes=()))
+    spec = {**common, "kind": "distill", "settings": settings,
+            "teacher": done[config.distill.teacher]["result"]["model_dir"],
+            "unlabeled": _file_hash(config.distill.unlabeled), "teacher_cache": "teacher-outputs"}
+    return [(stage, {**spec, "settings": {**settings, "layers": layers or settings["layers"]}})
+            for stage, layers in [("distill", None)] + [(f"distill-{n}", n) for n in config.distill.sizes]]
 
 
 def _synonyms_spec(config: ExperimentConfig, common: dict, run_dir: Path) -> dict:

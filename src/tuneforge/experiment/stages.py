@@ -29,7 +29,7 @@ class Progress:
 
 
 def prompting(spec: dict, stage_dir: Path, progress: Progress) -> dict:
-    from tuneforge.config import from_dict
+    from tuneforge.settings_io import from_dict
     from tuneforge.evaluate.prompting import PromptingConfig, compare_prompting
     from tuneforge.model.load import load_model
     from tuneforge.model.params import size_on_disk
@@ -49,7 +49,7 @@ def prompting(spec: dict, stage_dir: Path, progress: Progress) -> dict:
 def finetune(spec: dict, stage_dir: Path, progress: Progress) -> dict:
     from tuneforge.adapt.finetune import FinetuneConfig
     from tuneforge.adapt.finetune import finetune as run_finetune
-    from tuneforge.config import from_dict
+    from tuneforge.settings_io import from_dict
     from tuneforge.model.load import load_model
 
     task, cfg = load_task_spec(spec["task"]), from_dict(FinetuneConfig, spec["settings"])
@@ -66,8 +66,8 @@ def finetune(spec: dict, stage_dir: Path, progress: Progress) -> dict:
 def distill(spec: dict, stage_dir: Path, progress: Progress) -> dict:
     from tuneforge.adapt.distill import distill as run_distill
     from tuneforge.data.inputs import read_unlabeled
-    from tuneforge.config import from_dict
-    from tuneforge.experiment.config import DistillStage
+    from tuneforge.settings_io import from_dict
+    from tuneforge.experiment.sections import DistillStage
     from tuneforge.model.load import load_model
 
     task, cfg = load_task_spec(spec["task"]), from_dict(DistillStage, spec["settings"])
@@ -126,7 +126,7 @@ def record_serving_pass(model_dir: Path, test: dict, metric: str, dtype: str) ->
 
 def audit(spec: dict, stage_dir: Path, progress: Progress) -> dict:
     from tuneforge.audit.run import AuditConfig, audit_models
-    from tuneforge.config import from_dict
+    from tuneforge.settings_io import from_dict
 
     task, cfg = load_task_spec(spec["task"]), from_dict(AuditConfig, spec["settings"])
     return audit_models([spec["model"], *spec["adapted"]], task, cfg, dtype=spec["dtype"])
@@ -139,7 +139,7 @@ def batch(spec: dict, stage_dir: Path, progress: Progress) -> dict:
     (in bf16, other batch compositions move near-tied labels)."""
     from tuneforge.batch.job import BatchConfig, local_predictor, run_batch, store_setting
     from tuneforge.predict.setting import demo_pool
-    from tuneforge.config import from_dict
+    from tuneforge.settings_io import from_dict
     from tuneforge.model.load import load_model
     from tuneforge.store.sqlite import PredictionStore
 
@@ -179,7 +179,7 @@ def synonyms(spec: dict, stage_dir: Path, progress: Progress) -> dict:
     from tuneforge.predict.setting import demo_pool
     from tuneforge.adapt.list_writer import list_writer
     from tuneforge.batch.synonyms import SynonymsConfig, evaluate_lists, run_synonyms
-    from tuneforge.config import from_dict
+    from tuneforge.settings_io import from_dict
     from tuneforge.store.sqlite import PredictionStore
 
     task, cfg = load_task_spec(spec["task"]), from_dict(SynonymsConfig, spec["settings"])

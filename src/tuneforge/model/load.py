@@ -1,5 +1,8 @@
 """Loading models: the embedded default model (converted once from GGUF), any local or hub model,
-the dtype choice, and the model fingerprint used for provenance and cache keys."""
+the dtype choice, and the model fingerprint used for provenance and cache keys.
+
+Longer than 300 lines: every way a model arrives (embedded GGUF, a folder, an adapter, a hub id)
+ends in the one `load_model`, with the dtype and device it runs in."""
 
 import fcntl
 import hashlib

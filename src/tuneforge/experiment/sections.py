@@ -11,7 +11,7 @@ from importlib import resources
 from pathlib import Path
 from typing import ClassVar
 
-from tuneforge.config import apply_overrides, from_dict, load_config, to_dict
+from tuneforge.settings_io import apply_overrides, from_dict, load_config, to_dict
 from tuneforge.data.source import TaskSource
 from tuneforge.errors import TuneforgeError
 from tuneforge.settings import (

@@ -3,7 +3,10 @@
 
 This is the edge of the program: plain data comes in, a checked config object goes out, and every
 mistake is reported with the dotted key, the file line where known, and what would have been valid.
-YAML is read by `safe_yaml.py` (the YAML 1.2 core schema, with bounded nesting and aliases)."""
+YAML is read by `safe_yaml.py` (the YAML 1.2 core schema, with bounded nesting and aliases); the
+dataclasses themselves are in `settings.py`, `data/source.py` and `experiment/sections.py`.
+
+Longer than 300 lines: each way a value can be wrong (type, key, line, choice) gets its own message."""
 
 import difflib
 import types

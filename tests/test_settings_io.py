@@ -9,7 +9,7 @@ import yaml
 
 from tuneforge.adapt.distill import DistillConfig
 from tuneforge.adapt.finetune import FinetuneConfig
-from tuneforge.config import apply_overrides, from_dict, load_config, parse_text, to_dict
+from tuneforge.settings_io import apply_overrides, from_dict, load_config, parse_text, to_dict
 from tuneforge.errors import TuneforgeError
 from tuneforge.evaluate.prompting import PromptingConfig
 
@@ -327,7 +327,7 @@ def test_load_config_missing_file(tmp_path):
 
 
 def test_an_override_switches_a_null_section_back_on():
-    from tuneforge.experiment.config import ExperimentConfig
+    from tuneforge.experiment.sections import ExperimentConfig
 
     data = apply_overrides({"full": None, "lora": {"epochs": 2}}, ["full.epochs=2"])
     assert data == {"full": {"epochs": 2}, "lora": {"epochs": 2}}
@@ -429,7 +429,7 @@ def _numeric_fields():
     """(config class, field) for every int or float setting of every config dataclass."""
     import dataclasses
 
-    from tuneforge.experiment import config as experiment
+    from tuneforge.experiment import sections as experiment
     from tuneforge import settings
 
     classes = {c for m in (settings, experiment) for c in vars(m).values()
