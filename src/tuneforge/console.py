@@ -236,26 +236,30 @@ def render_experiment(results: dict, console: Console | None = None) -> None:
     """The experiment's summary table, the recommendation and what each stage cost."""
     from tuneforge import units
 
-    console = console or Console(width=max(Console().width, 170))  # twelve columns, route names unwrapped
+    console = console or Console(width=max(Console().width, 185))  # thirteen columns, route names unwrapped
     task, metric = results["task"], results["metric"]
     table = Table(title=f"experiment {results['experiment']['name']} · task {task['name']} · dev "
                         f"{task['sizes']['dev']} / test {task['sizes']['test']} examples",
                   caption=f"{metric} with 95% bootstrap CI; * = a route's chosen setting (chosen on dev); "
                           f"prompting conditions not chosen have no test score")
     for col in ("", "route", f"dev {metric}", f"test {metric}", "test 95% CI", "params total", "trained", "size",
-                "ms/example", "ex/s", "training", "peak memory"):
+                "compute/example", "ms/example", "ex/s", "training", "peak memory"):
         table.add_column(col, justify="left" if col == "route" else "right")
     for r in results["routes"]:
         s, p = r["score"], r["parameters"]
         table.add_row("*" if r.get("chosen") is not False else "", r["name"], _mean_sd(r.get("dev_score"), r["draws"]),
                       _mean_sd(s, r["draws"]), f"[{s['ci95'][0]:.3f}, {s['ci95'][1]:.3f}]" if s else "-",
                       units.count(p["total"]), units.count(p["trained"]), units.size(r["size_on_disk_bytes"]),
-                      units.milliseconds(r["ms_per_example"]), units.rate(r["examples_per_second"]),
+                      units.flops(r.get("flops_per_example")), units.milliseconds(r["ms_per_example"]), units.rate(r["examples_per_second"]),
                       units.seconds(r["training_seconds"]), units.size(r["peak_memory_bytes"]))
     console.print(table)
     rec = results["recommendation"]
     console.print(f"dev split: {task.get('dev_origin', '-')}")
     console.print(f"recommended: {rec['route']} — {rec['reason']}")
+    if rec.get("small_dev"):
+        small = rec["small_dev"]
+        console.print(f"warning: dev has only {small['items']} items; a difference under about {small['resolves']:.2f} "
+                      f"between two routes' dev scores can be noise")
     if results.get("store"):
         st = results["store"]
         console.print(f"store: {st['path']} · {st['route']} as model {st.get('name') or st['setting'][:12]} · "

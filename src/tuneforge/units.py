@@ -15,6 +15,16 @@ def count(n: int | float | None) -> str:
     return f"{n:,.0f}"
 
 
+def flops(n: float | None) -> str:
+    """Floating-point operations with three significant digits: 4.1e10 -> "41.0 GFLOP"."""
+    if n is None:
+        return MISSING
+    for divisor, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= divisor * 0.9995:
+            return f"{_three_digits(n / divisor)} {prefix}FLOP"
+    return f"{n:.0f} FLOP"
+
+
 def exact(n: int | None) -> str:
     """An exact count with thousands separators, for claims that compare counts exactly."""
     return MISSING if n is None else f"{n:,}"

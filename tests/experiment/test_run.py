@@ -299,3 +299,40 @@ def test_the_python_api_takes_a_config_object_a_file_or_demo(experiment_file):
     built = experiment_config(ExperimentConfig(name="x"), ["audit.max_gap=0.2"])
     assert built.name == "x" and built.audit.max_gap == 0.2
     assert experiment_config(str(experiment_file)).synonyms.max_new_tokens == 6
+
+
+def test_every_competing_route_records_what_the_verdict_weighs(first_run):
+    """Counted compute and per-item dev scores for each route's chosen setting; the recommendation
+    compares each with the best on the same dev items."""
+    out, results = first_run
+    dev = results["task"]["sizes"]["dev"]
+    competing = [r for r in results["routes"] if r["chosen"]]
+    for r in competing:
+        assert r["tokens_per_example"] > 0, r["name"]
+        assert r["flops_per_example"] == 2 * r["parameters"]["total"] * r["tokens_per_example"], r["name"]
+        assert len(r["dev_score"]["per_item"]) == dev and sum(r["dev_score"]["per_item"]) / dev == \
+            pytest.approx(r["dev_score"]["mean"]), r["name"]
+    by = {r["name"]: r for r in competing}
+    assert by["distilled (1 layers)"]["flops_per_example"] < by["LoRA fine-tune"]["flops_per_example"]
+    rec = results["recommendation"]
+    assert {c["route"] for c in rec["comparisons"]} == set(by) - {rec["best"]}
+    assert all(c["paired"]["items"] == dev for c in rec["comparisons"]) and rec["items"] == dev
+    assert rec["small_dev"]["items"] == dev  # the fruit task's dev split has 24 items
+
+
+def test_a_throttled_rerun_gives_the_same_verdict(experiment_file, first_run, tmp_path):
+    """The routes again in a new folder (no stage cache) while two busy processes compete for both cores:
+    every latency moves, the verdict does not."""
+    busy = [subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 240\nwhile time.time() < end: pass"])
+            for _ in range(2)]
+    try:
+        again = _run(experiment_file, tmp_path / "tiny", "audit=null", "batch=null", "synonyms=null")
+    finally:
+        for p in busy:
+            p.kill()
+            p.wait()
+    first = first_run[1]
+    timing = {"ms_per_example"}
+    assert {k: v for k, v in again["recommendation"].items() if k not in timing} == \
+        {k: v for k, v in first["recommendation"].items() if k not in timing}
+    assert [r["ms_per_example"] for r in again["routes"]] != [r["ms_per_example"] for r in first["routes"]]

@@ -77,6 +77,34 @@ METRICS = {
 """The metrics `summarize` reports for each way a task is scored (`Task.scored_as`), headline first."""
 
 
+ITEM_SCORES = {
+    "labels": lambda g, p: float(g == p),
+    "generate": lambda g, p: float(normalize_text(g) == normalize_text(p)),
+    "list": lambda g, p: list_scores(g, p)[2],
+}
+"""Each item's share of the headline metric (accuracy, exact match, list F1: each is their mean)."""
+
+
+def per_item(gold: list[str], preds: list[list[str]], kind: str) -> list[float]:
+    """Each item's headline score, averaged over the draws: what a paired comparison of two routes
+    on the same items compares."""
+    score = ITEM_SCORES[kind]
+    return [statistics.fmean(score(g, p[i]) for p in preds) for i, g in enumerate(gold)]
+
+
+def paired_difference(a: list[float], b: list[float], *, n_resamples: int = 2000, seed: int = 0,
+                      level: float = 0.95) -> dict:
+    """The mean of `a - b` over the same items (two routes' per-item scores) and its percentile
+    bootstrap CI, items resampled in pairs (seeded: the same inputs give the same interval)."""
+    if len(a) != len(b) or not a:
+        raise ValueError(f"a paired comparison needs the same items on both sides, got {len(a)} and {len(b)}")
+    diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    idx = np.random.default_rng(seed).integers(0, len(diff), (n_resamples, len(diff)))
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(diff[idx].mean(axis=1), [tail, 100 - tail])
+    return {"difference": float(diff.mean()), "ci95": [float(low), float(high)], "items": len(diff)}
+
+
 def bootstrap_ci(
     gold: list[str], preds: list[list[str]], metric, *, n_resamples: int = 1000, seed: int = 0, level: float = 0.95
 ) -> tuple[float, float]:
@@ -105,7 +133,8 @@ def confusion(gold: list[str], pred: list[str]) -> dict[str, dict[str, int]]:
 
 
 def summarize(gold: list[str], preds: list[list[str]], kind: str) -> dict:
-    """Metrics of one or more prediction draws: per draw, mean, sd and bootstrap CI; label tasks
+    """Metrics of one or more prediction draws: per draw, mean, sd and bootstrap CI (the headline
+    metric also each item's score, `per_item`, for paired comparisons); label tasks
     (`kind` "labels") get accuracy, macro-F1 and the first draw's confusion, open ones exact match,
     list-valued ones ("list") list F1, precision and recall."""
     out = {}
@@ -117,6 +146,7 @@ def summarize(gold: list[str], preds: list[list[str]], kind: str) -> dict:
             "ci95": bootstrap_ci(gold, preds, fn),
             "per_draw": per_draw,
         }
+    out[next(iter(METRICS[kind]))]["per_item"] = per_item(gold, preds, kind)
     if kind == "labels":
         out["confusion"] = confusion(gold, preds[0])
     return out

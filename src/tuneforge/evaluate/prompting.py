@@ -9,6 +9,7 @@ split only.
 """
 
 import itertools
+import statistics
 import time
 from dataclasses import asdict
 
@@ -80,13 +81,18 @@ def variants(task: Task, cfg: PromptingConfig) -> list[tuple[str, str]]:
 
 
 def predict_draws(predictor: Predictor, task: Task, items: list[Example], k: int, pick: str | None,
-                  seeds: list[int]) -> tuple[list, float]:
-    """Each draw's Predictions for `items` (demonstrations from train), and the seconds it took."""
+                  seeds: list[int]) -> tuple[list, float, float]:
+    """Each draw's Predictions for `items` (demonstrations from train), the seconds it took, and the
+    tokens processed per item (the mean over the draws: `Predictor.tokens`)."""
     start = time.perf_counter()
-    draws = [predictor.predict(items, [pick_demos(task.train, ex, k, pick or "first", seed,
-                                                  labelled=task.label_set is not None) for ex in items])
-             for seed in seeds]
-    return draws, time.perf_counter() - start
+    demos, draws = [], []
+    for seed in seeds:
+        demos.append([pick_demos(task.train, ex, k, pick or "first", seed, labelled=task.label_set is not None)
+                      for ex in items])
+        draws.append(predictor.predict(items, demos[-1]))
+    seconds = time.perf_counter() - start
+    tokens = [t for d, p in zip(demos, draws) for t in predictor.tokens(items, d, p.outputs)]
+    return draws, seconds, statistics.fmean(tokens) if tokens else 0.0
 
 
 def run_conditions(predictor: Predictor, task: Task, split: str, k: int, pick: str | None,
@@ -97,7 +103,7 @@ def run_conditions(predictor: Predictor, task: Task, split: str, k: int, pick: s
     seeded = pick in ("random", "balanced")  # first-k and similar are fixed
     seeds = [cfg.seed + d for d in range(cfg.draws if seeded else 1)]
     items = task.split(split)
-    draws, seconds = predict_draws(predictor, task, items, k, pick, seeds)
+    draws, seconds, tokens = predict_draws(predictor, task, items, k, pick, seeds)
     gold = [ex.target for ex in items]
     conditions = []
     for calibration, scoring in variants(task, cfg):
@@ -110,6 +116,7 @@ def run_conditions(predictor: Predictor, task: Task, split: str, k: int, pick: s
             "test": summarize(gold, answers, task.scored_as) if split == "test" else None,
             "chosen": False, "predictions": answers[0] if split == "test" else None, "priors": priors,
             "seconds": seconds, "ms_per_example": 1000 * seconds / (len(seeds) * len(items)),
+            "tokens_per_example": tokens,
         })
     return conditions
 
@@ -118,11 +125,11 @@ def score_on_test(predictor: Predictor, task: Task, k: int, pick: str | None, cf
                   conditions: list[dict]) -> None:
     """Score `conditions` (one forward-pass setting) on test, in place, batch calibration against the
     dev priors; their latency is the test pass's."""
-    draws, seconds = predict_draws(predictor, task, task.test, k, pick, conditions[0]["seeds"])
+    draws, seconds, tokens = predict_draws(predictor, task, task.test, k, pick, conditions[0]["seeds"])
     gold = [ex.target for ex in task.test]
     for c in conditions:
         priors = c["priors"] or [None] * len(draws)
         answers = [d.ranked(c["calibration"], c["scoring"], p if p is None else torch.tensor(p))
                    for d, p in zip(draws, priors)]
         c.update(test=summarize(gold, answers, task.scored_as), predictions=answers[0], seconds=seconds,
-                 ms_per_example=1000 * seconds / (len(draws) * len(task.test)))
+                 ms_per_example=1000 * seconds / (len(draws) * len(task.test)), tokens_per_example=tokens)

@@ -1,11 +1,20 @@
 """The experiment's decision, which the report shows but does not make.
 
-The recommendation: the cheapest route whose dev score is within a margin of the best (test scores
-are shown beside it and never choose; a task without a dev split falls back to test, and says so).
-Only each route's chosen setting competes: a prompting condition not chosen on dev is shown, not
-recommended. A route a
-hair below the best that runs ten times faster is usually the one to ship; the margin says how much
-score the user will trade for cost, and the reason spells the trade out in numbers.
+The recommendation weighs two things, each the same on every run of the same seed:
+
+- **Score, compared in pairs.** Every route is scored on the same dev items, so the best route and
+  each other one are compared item by item: the mean of their per-item differences with a paired
+  bootstrap CI (`evaluate.metrics.paired_difference`). A route is *not credibly worse* than the best
+  when that difference's upper bound reaches within `margin` of zero. Where a route recorded no
+  per-item scores, its mean must lie within `margin` of the best's instead.
+- **Cost, counted.** A route's compute per example: the tokens it processes per test example times
+  its parameters, in FLOPs (`routes.compute`). A route is *materially cheaper* only when the best
+  costs at least `cheaper` times as much (default 1.5x), never by a rounding or noise difference.
+  Measured latency is reported beside, and drawn in the Pareto plots, but never decides.
+
+The cheapest route that is not credibly worse and materially cheaper ships; otherwise the best.
+Test scores are shown beside and never choose (a task without a dev split falls back to test, and
+says so). Only each route's chosen setting competes. The reason spells the comparison out in numbers.
 
 The Pareto fronts, one per cost: the routes worth considering at some budget. A route off a front
 has another route that scores at least as well for at most the cost, and is strictly better on one
@@ -14,45 +23,81 @@ of the two; nobody should pick it."""
 import math
 
 from tuneforge import units
+from tuneforge.evaluate.metrics import paired_difference
 from tuneforge.experiment.records import nested
 
-COSTS = {"parameters": ("parameters", "total"), "latency": ("ms_per_example",)}
+COSTS = {"parameters": ("parameters", "total"), "latency": ("ms_per_example",),
+         "compute": ("flops_per_example",)}
 """The costs a route is weighed by, and where each sits in a route's record."""
 
 TOLERANCE = 1e-9  # 0.608 - 0.05 must admit a 0.558 despite float rounding
+CHEAPER = 1.5
+"""How many times the compute per example of the best route a cheaper one must save to be shipped instead."""
+SMALL_DEV = 50
+"""Below this many dev items, the report and the console say how little dev can tell apart."""
 
 
-def decide(results: dict, margin: float) -> dict:
+def decide(results: dict, margin: float, cheaper: float = CHEAPER) -> dict:
     """The decision as the results record carries it: the recommendation and the Pareto fronts."""
-    return {"recommendation": recommend(results, margin), "pareto": pareto_fronts(results)}
+    return {"recommendation": recommend(results, margin, cheaper), "pareto": pareto_fronts(results)}
 
 
-def recommend(results: dict, margin: float) -> dict:
-    """Among the routes' chosen settings with a score, the cheapest one scoring at least `best - margin`
-    on dev (on test where no route has a dev score).
+def recommend(results: dict, margin: float, cheaper: float = CHEAPER) -> dict:
+    """Among the routes' chosen settings with a score, the cheapest one that is not credibly worse
+    than the best on dev (on test where no route has a dev score) and costs the best's compute per
+    example divided by at least `cheaper`; else the best (see the module's note).
 
-    Cheapest = lowest ms per example, ties broken by fewer total parameters, then by run order.
-    `candidates` lists every route within the margin, cheapest first."""
+    `comparisons` holds each other route's paired difference from the best and its cost ratio;
+    `candidates` the routes that qualify, cheapest first."""
     scored = _scored(results)
     if not scored:
         return {"route": None, "reason": "no route was evaluated"}
     split = choice_split(scored)
-    key = lambda r: mean_score(r, split)  # noqa: E731
-    best = max(scored, key=key)  # the first of equal bests, in run order
-    floor = key(best) - margin - TOLERANCE
-    candidates = sorted((r for r in scored if key(r) >= floor), key=cost)
-    chosen = candidates[0]
-    return {
-        "route": chosen["name"],
-        "best": best["name"],
-        "margin": margin,
-        "score": key(chosen),
-        "best_score": key(best),
-        "chosen_on": split,
-        "ms_per_example": chosen.get("ms_per_example"),
-        "reason": reason(chosen, best, margin, split),
-        "candidates": [r["name"] for r in candidates],
+    best = max(scored, key=lambda r: mean_score(r, split))  # the first of equal bests, in run order
+    comparisons = [compare(r, best, split, margin, cheaper) for r in scored if r is not best]
+    candidates = sorted((c for c in comparisons if c["close"] and c["cheaper"]), key=lambda c: c["sort"])
+    chosen = next(r for r in scored if r["name"] == candidates[0]["route"]) if candidates else best
+    items = len(nested(best, *_score_key(split), "per_item") or [])
+    out = {
+        "route": chosen["name"], "best": best["name"], "margin": margin, "cheaper": cheaper,
+        "score": mean_score(chosen, split), "best_score": mean_score(best, split), "chosen_on": split,
+        "items": items or None, "ms_per_example": chosen.get("ms_per_example"),
+        "flops_per_example": chosen.get("flops_per_example"),
+        "reason": reason(chosen, best, comparisons, margin, cheaper, split),
+        "candidates": [c["route"] for c in candidates],
+        "comparisons": [{k: v for k, v in c.items() if k != "sort"} for c in comparisons],
     }
+    if split == "dev" and 0 < items < SMALL_DEV:
+        out["small_dev"] = {"items": items, "resolves": resolvable(items)}
+    return out
+
+
+def compare(route: dict, best: dict, split: str, margin: float, cheaper: float) -> dict:
+    """`route` against the best: its paired difference on `split` (None where either side recorded no
+    per-item scores or they differ in length), whether it is close enough, and its cost ratio."""
+    mine, theirs = (nested(r, *_score_key(split), "per_item") for r in (route, best))
+    paired = paired_difference(mine, theirs) if mine and theirs and len(mine) == len(theirs) else None
+    if paired is not None:
+        close = paired["ci95"][1] >= -margin - TOLERANCE
+    else:
+        close = mean_score(route, split) >= mean_score(best, split) - margin - TOLERANCE
+    ratio = cost_ratio(best, route)
+    return {"route": route["name"], "score": mean_score(route, split), "paired": paired, "close": close,
+            "cost_ratio": ratio,
+            "cheaper": ratio is not None and ratio >= cheaper - TOLERANCE, "sort": cost(route)}
+
+
+def cost_ratio(best: dict, route: dict) -> float | None:
+    """How many times `route`'s compute per example the best's is (2.0: the route costs half); None
+    where either was not counted."""
+    a, b = best.get("flops_per_example"), route.get("flops_per_example")
+    return a / b if a and b else None
+
+
+def resolvable(items: int) -> float:
+    """About the smallest difference between two routes' scores `items` dev items can tell from
+    noise (95 %, the worst case: independent errors at a score of 0.5)."""
+    return 1.96 * math.sqrt(0.5 / items)
 
 
 def choice_split(routes: list[dict]) -> str:
@@ -60,32 +105,49 @@ def choice_split(routes: list[dict]) -> str:
     return "dev" if routes and all(nested(r, "dev_score", "mean") is not None for r in routes) else "test"
 
 
+def _score_key(split: str) -> tuple[str]:
+    return ("dev_score",) if split == "dev" else ("score",)
+
+
 def mean_score(route: dict, split: str = "test") -> float | None:
     """The route's mean score on `split` (`dev` or `test`), or None when it was not scored there."""
-    return nested(route, "dev_score" if split == "dev" else "score", "mean")
+    return nested(route, *_score_key(split), "mean")
 
 
 def cost(route: dict) -> tuple[float, float]:
-    """Sort key: latency first (what a user pays per call), then size; unmeasured sorts last."""
-    ms = route.get("ms_per_example")
+    """Sort key: compute per example first, then size; uncounted sorts last."""
+    flops = route.get("flops_per_example")
     total = nested(route, "parameters", "total")
-    return (math.inf if ms is None else ms, math.inf if total is None else total)
+    return (math.inf if flops is None else flops, math.inf if total is None else total)
 
 
-def reason(chosen: dict, best: dict, margin: float, split: str = "test") -> str:
+def reason(chosen: dict, best: dict, comparisons: list[dict], margin: float, cheaper: float,
+           split: str = "test") -> str:
     """One or two sentences that let a reader check the choice against the numbers."""
     on = f"on {split}" + (" (test scores are shown beside and never choose)" if split == "dev" else
                           " (the task has no dev split)")
-    if chosen["name"] == best["name"]:
-        return (
-            f"{chosen['name']} has the best score {on}, {_score(chosen, split)}, and no route within {margin:g} "
-            f"of it is cheaper: {_cost(chosen)}."
-        )
-    return (
-        f"{chosen['name']} scores {_score(chosen, split)} {on}, within {margin:g} of the best, {best['name']} at "
-        f"{_score(best, split)}, and is the cheapest such route: {_cost(chosen)}, against {_cost(best)} "
-        f"for {best['name']}."
-    )
+    if chosen["name"] != best["name"]:
+        c = next(c for c in comparisons if c["route"] == chosen["name"])
+        return (f"{_versus(c, best, split)}, within {margin:g} of the best; {chosen['name']} costs "
+                f"{c['cost_ratio']:.1f}x less compute per example ({_cost(chosen)}, against {_cost(best)}): "
+                f"{chosen['name']}.")
+    text = f"{best['name']} has the best score {on}, {_score(best, split)}"
+    cheap = sorted((c for c in comparisons if c["cheaper"]), key=lambda c: c["sort"])
+    if not cheap:
+        return f"{text}, and no route costs {cheaper:g}x less compute per example ({_cost(best)})."
+    c = cheap[0]
+    return (f"{text}. The cheapest route with {cheaper:g}x less compute per example is credibly worse: "
+            f"{_versus(c, best, split)}, beyond {margin:g}.")
+
+
+def _versus(c: dict, best: dict, split: str) -> str:
+    """How the route compares with the best, in numbers: "A and B differ by -0.040 on 24 dev items
+    (95% CI -0.12 to +0.21)", or both means where the scores are not paired."""
+    p = c["paired"]
+    if p is None:
+        return f"{c['route']} scores {c['score']:.3f} {split}, {best['name']} {mean_score(best, split):.3f}"
+    return (f"{c['route']} and {best['name']} differ by {p['difference']:+.3f} on {p['items']} {split} items "
+            f"(95% CI {p['ci95'][0]:+.2f} to {p['ci95'][1]:+.2f})")
 
 
 def _score(route: dict, split: str) -> str:
@@ -97,10 +159,9 @@ def _score(route: dict, split: str) -> str:
 
 
 def _cost(route: dict) -> str:
-    ms = route.get("ms_per_example")
-    latency = "latency not measured" if ms is None else f"{units.milliseconds(ms)} per example"
-    total = nested(route, "parameters", "total")
-    return f"{latency}, {units.count(total)} parameters"
+    flops = route.get("flops_per_example")
+    compute = "compute not counted" if flops is None else f"{units.flops(flops)} per example"
+    return f"{compute}, {units.count(nested(route, 'parameters', 'total'))} parameters"
 
 
 def pareto_fronts(results: dict) -> dict[str, list[str]]:

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from tuneforge.errors import TuneforgeError
-from tuneforge.experiment.decide import decide
+from tuneforge.experiment.decide import CHEAPER, decide
 from tuneforge.experiment.report import write_report
 
 
@@ -23,8 +23,8 @@ def rewrite_report(run_dir: Path, margin: float | None = None) -> dict[str, str]
     """report.html and report.md rewritten from results.json; with `margin`, the recommendation made
     again with it (results.json keeps the run's own). Returns the paths written."""
     results = read_results(run_dir)
-    run_margin = results.get("experiment", {}).get("config", {}).get("report", {}).get("margin", 0.05)
-    decision = decide(results, run_margin if margin is None else margin)
+    chosen = results.get("experiment", {}).get("config", {}).get("report", {})
+    decision = decide(results, chosen.get("margin", 0.05) if margin is None else margin, chosen.get("cheaper", CHEAPER))
     if margin is None:  # the run's own decision stands; a run from before it was all kept gets the rest
         decision = {k: v for k, v in decision.items() if k not in results}
     return {k: str(v) for k, v in write_report({**results, **decision}, run_dir).items()}

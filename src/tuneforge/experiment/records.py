@@ -25,6 +25,8 @@ class Score(TypedDict):
     sd: float | None
     ci95: list[float] | None
     per_draw: list[float] | None
+    per_item: NotRequired[list[float]]
+    """Each item's score, averaged over the draws (for paired comparisons on the same items)."""
 
 
 class RouteParameters(TypedDict):
@@ -77,6 +79,11 @@ class Route(TypedDict):
     parameters: RouteParameters
     size_on_disk_bytes: int
     ms_per_example: float
+    tokens_per_example: float | None
+    """Tokens processed per test example: prompt (instruction, demonstrations, input) and labels or answer."""
+    flops_per_example: float | None
+    """Forward compute per test example: 2 x parameters x tokens_per_example (what cost means when
+    the recommendation weighs routes: counted, so no timing noise moves it)."""
     examples_per_second: float
     training_seconds: float | None
     peak_memory_bytes: int
@@ -123,7 +130,17 @@ class Recommendation(TypedDict):
     score: NotRequired[float]
     best_score: NotRequired[float]
     ms_per_example: NotRequired[float | None]
+    cheaper: NotRequired[float]
+    """How many times its compute per example the best must cost for a cheaper route to ship."""
+    items: NotRequired[int | None]
+    """The items (dev, or test without dev) the paired comparisons rest on."""
+    flops_per_example: NotRequired[float | None]
     candidates: NotRequired[list[str]]
+    comparisons: NotRequired[list[dict]]
+    """Each other route against the best: route, score, paired {difference, ci95, items}, close,
+    cost_ratio, cheaper."""
+    small_dev: NotRequired[dict]
+    """{items, resolves} when dev has under 50 items: about the smallest difference it tells from noise."""
 
 
 class StoreRecord(TypedDict):

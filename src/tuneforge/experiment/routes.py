@@ -51,6 +51,7 @@ def prompting_routes(record: dict) -> list[Route]:
             "parameters": {"total": params["after"]["total"], "trained": 0,
                            "base_total": params["before"]["total"], "unchanged": params["unchanged"]},
             "size_on_disk_bytes": results["size_on_disk_bytes"], "ms_per_example": c["ms_per_example"],
+            **compute(params["after"]["total"], c.get("tokens_per_example")),
             "examples_per_second": 1000 / c["ms_per_example"], "training_seconds": None,
             "peak_memory_bytes": record["peak_memory_bytes"], "confusion": _metric(c["test"], "confusion"),
             "history": None,
@@ -65,6 +66,13 @@ def condition_name(c: dict, with_format: bool = False) -> str:
     name += f" {c['style']}" if with_format else ""
     name += f" {c['calibration']}-calibrated" if c["calibration"] != "none" else ""
     return name + (" per-char" if c["scoring"] == "per-char" else "")
+
+
+def compute(parameters: int, tokens: float | None) -> dict:
+    """A route's compute per example: the tokens it processes per test example and the forward pass's
+    FLOPs over them (2 per parameter per token), the same on every run of the same seed. None where
+    a stage recorded no token count."""
+    return {"tokens_per_example": tokens, "flops_per_example": None if tokens is None else 2 * parameters * tokens}
 
 
 def _metric(summary: dict | None, key: str):
@@ -93,6 +101,7 @@ def adapted_route(stage: str, record: dict) -> Route:
         "parameters": {"total": serving["parameters"]["total"], "trained": trained, "base_total": base_total,
                        "unchanged": None},
         "size_on_disk_bytes": serving["size_on_disk_bytes"], "ms_per_example": serving["ms_per_example"],
+        **compute(serving["parameters"]["total"], serving.get("tokens_per_example")),
         "examples_per_second": serving["examples_per_second"], "training_seconds": record["result"]["training_seconds"],
         "peak_memory_bytes": record["peak_memory_bytes"], "confusion": serving["test"].get("confusion"),
         "history": [{k: h[k] for k in ("step", "epoch", "loss", "lr", "dev_score") if k in h} for h in res["history"]],

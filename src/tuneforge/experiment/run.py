@@ -77,7 +77,7 @@ def run(config: ExperimentConfig, out: str | Path | None = None, *, echo=print, 
         done["audit"] = run_stage(run_dir, "audit", spec, {**prints, **{s: done[s]["hash"] for s in adapted}}, echo,
                                    cache)
     routes = routes_from_stages(done)
-    recommendation = recommend({"routes": routes}, config.report.margin)
+    recommendation = recommend({"routes": routes}, config.report.margin, config.report.cheaper)
     if config.batch is not None:
         plan = batch_plan(config.batch, routes, recommendation, done, task, config.name)
         spec = {**common, "kind": "batch", "settings": plan["settings"], "model": plan["model"],

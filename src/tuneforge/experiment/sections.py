@@ -87,10 +87,13 @@ class SynonymsStage(SynonymsConfig):
 class ReportConfig:
     """How the report chooses."""
 
-    RANGES: ClassVar[dict] = {"margin": (0, 1)}
+    RANGES: ClassVar[dict] = {"margin": (0, 1), "cheaper": (1, 1000)}
 
     margin: float = 0.05
-    """The recommendation: the cheapest route whose score is within this of the best."""
+    """The recommendation ships a cheaper route only when it is not credibly worse than the best: the
+    upper bound of their paired difference on dev reaches within this of zero."""
+    cheaper: float = 1.5
+    """... and only when the best costs at least this many times its compute per example (FLOPs)."""
 
     def __post_init__(self):
         if not 0 <= self.margin <= 1:

@@ -88,8 +88,8 @@ SERVING_BATCH = 16
 
 def serving_pass(model_dir: Path, task, style: str, dtype: str) -> dict:
     """The test split predicted as the model would be served (inference dtype, batched), timed
-    after a warm-up on train items: the score and latency every adapted route reports; and dev,
-    predicted alike, the score the recommendation weighs."""
+    after a warm-up on train items: the score, latency and tokens processed per example every
+    adapted route reports; and dev, predicted alike, the score the recommendation weighs."""
     from tuneforge.evaluate.metrics import summarize
     from tuneforge.model.load import load_model
     from tuneforge.model.params import count_parameters, size_on_disk
@@ -106,7 +106,8 @@ def serving_pass(model_dir: Path, task, style: str, dtype: str) -> dict:
     dev = predictor.predict(task.dev).outputs  # the score the recommendation weighs, in the same dtype
     test = summarize([ex.target for ex in task.test], [preds], task.scored_as)
     record_serving_pass(model_dir, test, task.metric, str(loaded.dtype).removeprefix("torch."))
-    return {"test": test, "predictions": preds,
+    tokens = predictor.tokens(task.test, None, preds)
+    return {"test": test, "predictions": preds, "tokens_per_example": sum(tokens) / len(tokens),
             "dev": summarize([ex.target for ex in task.dev], [dev], task.scored_as) if task.dev else None,
             "ms_per_example": 1000 * seconds / len(task.test), "examples_per_second": len(task.test) / seconds,
             "parameters": count_parameters(loaded.model), "size_on_disk_bytes": size_on_disk(loaded.path)}

@@ -96,6 +96,20 @@ class Predictor:
         return [encode_prompt(self.fmt, tok, render_prompt(self.fmt, tok, demos, ex.input))
                 for demos, ex in zip(demonstrations, items, strict=True)]
 
+    def tokens(self, items: list[Example], demonstrations: list[list[Example]] | None, outputs: list[str]
+               ) -> list[int]:
+        """Tokens the model processes to answer each item: its prompt, then every label's tokens (each
+        is scored after the prompt) or the answer it wrote. Counted, not timed: the same on every
+        run, the measure of compute per example the recommendation weighs."""
+        demos = demonstrations if demonstrations is not None else [[] for _ in items]
+        prompts = self.encode(items, demos)
+        if self.labels is not None:
+            scored = sum(len(c) for c in self.continuations)
+            return [len(p) + scored for p in prompts]
+        tok = self.loaded.tokenizer
+        return [len(p) + len(tok(text, add_special_tokens=False).input_ids) + 1  # + the end of the line
+                for p, text in zip(prompts, outputs, strict=True)]
+
     def predict_encoded(self, prompts: list[list[int]], demonstrations: list[list[Example]], on_text=None
                         ) -> Predictions:
         """Answers for prompts already encoded (see `encode`); the demonstrations serve calibration.

@@ -28,6 +28,7 @@ class CostAxis:
 COST_AXES = (
     CostAxis("cost-parameters", ("parameters", "total"), "parameters", "parameters (total)"),
     CostAxis("cost-latency", ("ms_per_example",), "latency", "latency (ms per example)"),
+    CostAxis("cost-compute", ("flops_per_example",), "compute", "compute (FLOPs per example)"),
 )
 
 GLOSSARY = {
@@ -86,12 +87,31 @@ def recommendation(rec: dict) -> Section:
               Paragraph(rec.get("reason") or "")]
     if rec.get("chosen_on") in CHOSEN_ON:
         blocks.append(Paragraph(CHOSEN_ON[rec["chosen_on"]]))
-    others = [name for name in rec.get("candidates") or [] if name != rec["route"]]
-    if others:
-        on = f" on {rec['chosen_on']}" if rec.get("chosen_on") else ""
-        blocks.append(Paragraph(f"Also within {rec['margin']:g} of the best score{on}, but costlier: "
-                                f"{', '.join(others)}."))
+    if rec.get("small_dev"):
+        small = rec["small_dev"]
+        blocks.append(Paragraph(f"Dev has only {small['items']} items: a difference under about "
+                                f"{small['resolves']:.2f} between two routes' dev scores can be noise (95%, worst "
+                                f"case), so the paired comparisons below carry wide intervals.", strong=True))
+    compared = rec.get("comparisons") or []
+    if compared:
+        on = rec.get("chosen_on") or "dev"
+        rows = [[c["route"], _paired(c.get("paired")), units.exact(nested(c, "paired", "items")),
+                 "–" if c.get("cost_ratio") is None else f"{c['cost_ratio']:.2f}x",
+                 "yes" if c.get("close") else "no", "yes" if c.get("cheaper") else "no"] for c in compared]
+        caption = (f"Each route against the best, {rec.get('best')}, on the same {on} items: the mean per-item "
+                   f"difference with its paired bootstrap 95% CI; not credibly worse when the upper bound reaches "
+                   f"within {rec.get('margin', 0):g} of zero; materially cheaper when the best costs at least "
+                   f"{rec.get('cheaper', 1.5):g}x its compute per example (FLOPs, counted: timing never decides)")
+        blocks.append(Table(["Route", f"Difference from the best on {on} (95% CI)", "Items",
+                             "Best's compute / its", "Not credibly worse", "Materially cheaper"], rows, caption))
     return Section("Recommendation", blocks)
+
+
+def _paired(paired: dict | None) -> str:
+    if not paired:
+        return "– (no per-item scores: means compared)"
+    low, high = paired["ci95"]
+    return f"{paired['difference']:+.3f} ({low:+.2f} to {high:+.2f})"
 
 
 def summary(results: dict) -> Section:
@@ -102,12 +122,18 @@ def summary(results: dict) -> Section:
     headers = ["Route", "Kind", "Setting", "Chosen on dev", f"Dev {name} (95% CI)", f"Test {name} (95% CI)"]
     headers += ["Test macro-F1 (95% CI)"] if with_f1 else []
     scores = Table(headers, [_score_row(r, with_f1) for r in routes(results)], "Each route's setting and scores")
+    dev = nested(results, "task", "sizes", "dev")
+    draws = max((r.get("draws") or 1 for r in routes(results) if r.get("kind") == "prompting"), default=1)
+    behind = (f" Each choice rests on the {dev} dev items: a prompting condition's on {dev} x its draws (up to "
+              f"{draws}, {dev * draws} predictions), a fine-tune's learning rate and step on {dev}; the CIs say how "
+              f"sure each score is." if dev else "")
     chosen = Paragraph("✓ marks each route's setting chosen on dev. Of the prompting conditions only the chosen one "
                        "competes for the recommendation, and the others may have no test score (a dash, as for "
-                       "anything not recorded).")
-    headers = ["Route", "Parameters", "Trained", "Size on disk", "Latency / example", "Throughput",
-               "Training time", "Peak memory"]
-    caption = "Latency and throughput were measured on the test split; a dash means not recorded."
+                       "anything not recorded)." + behind)
+    headers = ["Route", "Parameters", "Trained", "Size on disk", "Tokens / example", "Compute / example",
+               "Latency / example", "Throughput", "Training time", "Peak memory"]
+    caption = ("Tokens and compute (2 FLOPs per parameter per token) are counted on the test split, the same on "
+               "every run; latency and throughput were measured there; a dash means not recorded.")
     costs = Table(headers, [_cost_row(r) for r in routes(results)], caption)
     return Section("Routes compared", [scores, chosen, costs])
 
@@ -124,6 +150,8 @@ def _cost_row(route: dict) -> list[str]:
         units.count(nested(route, "parameters", "total")),
         units.count(nested(route, "parameters", "trained")),
         units.size(route.get("size_on_disk_bytes")),
+        units.MISSING if route.get("tokens_per_example") is None else f"{route['tokens_per_example']:.1f}",
+        units.flops(route.get("flops_per_example")),
         units.milliseconds(route.get("ms_per_example")),
         units.rate(route.get("examples_per_second")),
         units.seconds(route.get("training_seconds")),

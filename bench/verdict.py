@@ -1,0 +1,125 @@
+"""How often the recommendation is right: `tuneforge run` with default settings on every task of the
+recipe suite (the built-in fruit and bias-demo, and the real-data tasks of bench/recipes_data.py given
+as train + test files, as users give them), each run twice, the second without the stage cache.
+
+Prints, per task: every route's (chosen setting's) dev and test score, the route each rule recommends
+— today's (paired comparison on dev, compute counted: `experiment/decide.py`) and the rule before it
+(the cheapest by measured latency whose dev mean is within the margin of the best) — and each one's
+**regret**: the best route's test score minus the recommended route's. Then whether the two runs gave
+the same verdict, and the mean and largest regret of each rule over the tasks.
+
+    python bench/verdict.py [--tasks fruit,syllables] [--once] [--out bench/.verdict]
+    python bench/verdict.py --from runs/demo [runs/other ...]   # read finished runs, run nothing
+
+A run takes minutes per task on a 2-core CPU (the demo's 13 min without bf16); the sections that do
+not weigh in the verdict (audit, batch job, synonym lists) are left out.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+from _machine import cpu_line  # noqa: E402
+
+BUILTIN = ("fruit", "bias-demo")
+MARGIN = 0.05
+
+
+def task_section(task: str) -> dict:
+    """The experiment's `task:` for a suite task: a built-in name, or the train and test files."""
+    if task in BUILTIN:
+        return {"name": task}
+    from recipes_data import build
+
+    data = build(task)
+    return {"train": data["train"], "test": data["test"], "instruction": data["instruction"]}
+
+
+def run_task(task: str, out: Path, cache: bool) -> dict:
+    """`tuneforge run` on the task with default settings; its results.json."""
+    config = out.with_suffix(".yaml")
+    config.parent.mkdir(parents=True, exist_ok=True)
+    experiment = {"name": out.name, "task": task_section(task), "audit": None, "batch": None, "synonyms": None}
+    config.write_text(json.dumps(experiment))  # JSON is YAML
+    command = [sys.executable, "-m", "tuneforge.cli", "run", str(config), "--out", str(out)]
+    subprocess.run(command + ([] if cache else ["--no-cache"]), check=True, env=os.environ.copy())
+    return json.loads((out / "results.json").read_text())
+
+
+def chosen(results: dict) -> list[dict]:
+    return [r for r in results["routes"] if r.get("chosen") is not False and r.get("score")]
+
+
+def mean(score: dict | None) -> float | None:
+    return None if not score else score.get("mean")
+
+
+def rule_before(results: dict, margin: float = MARGIN) -> str:
+    """The recommendation before the paired rule: the lowest measured latency among the routes whose
+    dev mean is within `margin` of the best's (ties by parameters)."""
+    routes = chosen(results)
+    split = "dev_score" if all(mean(r.get("dev_score")) is not None for r in routes) else "score"
+    best = max(mean(r[split]) for r in routes)
+    close = [r for r in routes if mean(r[split]) >= best - margin - 1e-9]
+    return min(close, key=lambda r: (r.get("ms_per_example") or float("inf"), r["parameters"]["total"]))["name"]
+
+
+def regret(results: dict, name: str) -> float:
+    routes = chosen(results)
+    return max(mean(r["score"]) for r in routes) - next(mean(r["score"]) for r in routes if r["name"] == name)
+
+
+def row(task: str, first: dict, second: dict | None) -> dict:
+    today = first["recommendation"]["route"]
+    before = rule_before(first)
+    same = None if second is None else second["recommendation"]["route"] == today
+    return {"task": task, "routes": [(r["name"], mean(r.get("dev_score")), mean(r["score"])) for r in chosen(first)],
+            "today": today, "regret_today": regret(first, today), "before": before,
+            "regret_before": regret(first, before), "same_twice": same}
+
+
+def show(rows: list[dict]) -> None:
+    print(cpu_line())
+    for r in rows:
+        print(f"\n### {r['task']}")
+        print("| route | dev | test |\n|---|---|---|")
+        for name, dev, test in r["routes"]:
+            print(f"| {name} | {'–' if dev is None else f'{dev:.3f}'} | {test:.3f} |")
+        twice = {None: "not run twice", True: "the same verdict twice", False: "a DIFFERENT verdict the second time"}
+        print(f"today's rule: {r['today']} (regret {r['regret_today']:.3f}) · the rule before: {r['before']} "
+              f"(regret {r['regret_before']:.3f}) · {twice[r['same_twice']]}")
+    for rule in ("today", "before"):
+        values = [r[f"regret_{rule}"] for r in rows]
+        print(f"{rule}: mean regret {statistics.fmean(values):.3f}, max {max(values):.3f} over {len(values)} task(s)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", default=None, help="comma-separated (default: every task of the suite)")
+    parser.add_argument("--once", action="store_true", help="run each task once (no check of the same verdict)")
+    parser.add_argument("--out", default=str(HERE / ".verdict"))
+    parser.add_argument("--from", dest="runs", nargs="*", default=None, help="finished run folders to read instead")
+    args = parser.parse_args()
+    if args.runs:
+        rows = [row(Path(d).name, json.loads((Path(d) / "results.json").read_text()), None) for d in args.runs]
+    else:
+        from recipes_data import SOURCES
+
+        tasks = args.tasks.split(",") if args.tasks else [*BUILTIN, *SOURCES]
+        rows = []
+        for task in tasks:
+            first = run_task(task, Path(args.out) / f"{task}-1", cache=True)
+            second = None if args.once else run_task(task, Path(args.out) / f"{task}-2", cache=False)
+            rows.append(row(task, first, second))
+    show(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
