@@ -23,6 +23,12 @@ CHATML = (
 )
 
 
+def pytest_collection_modifyitems(session, config, items):
+    """The real-model tests first, so that on two workers (`make test`) the longest files start at
+    once and the short ones fill in beside them, instead of the long ones running last, one a worker."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: file order kept otherwise
+
+
 @pytest.fixture(autouse=True)
 def _private_home(tmp_path_factory, monkeypatch):
     """Each test gets a fresh fingerprint cache; the real default model is shared (see real_home)."""
