@@ -90,6 +90,18 @@ def test_a_rerun_in_another_folder_runs_no_stage_and_a_change_runs_only_its_depe
     assert lines[0].startswith("stage prompting: from cache ")
 
 
+def test_a_stage_kept_by_a_build_recording_less_is_not_reused(config, home, tmp_path, monkeypatch):
+    """The stage hash covers the shape of what stages record (`stages.RESULTS_VERSION`): a stage an
+    older build of the same release kept, without the figures the recommendation now weighs, runs again."""
+    from tuneforge.experiment import run
+
+    only = ["lora=null", "audit=null", "batch=null", "synonyms=null"]
+    first, _ = _run(config, tmp_path / "a", *only)
+    assert _ran(first) == {"prompting"} and _ran(_run(config, tmp_path / "b", *only)[0]) == set()
+    monkeypatch.setattr(run, "RESULTS_VERSION", run.RESULTS_VERSION + 1)
+    assert _ran(_run(config, tmp_path / "c", *only)[0]) == {"prompting"}
+
+
 def test_no_cache_keeps_and_takes_nothing(config, home, tmp_path):
     settings = ["--lora=null", "--audit=null", "--batch=null", "--out"]
     assert main(["run", str(config), "--no-cache", *settings, str(tmp_path / "a")]) == 0

@@ -32,7 +32,7 @@ from tuneforge.experiment.sections import ExperimentConfig
 from tuneforge.experiment.decide import recommend
 from tuneforge.experiment.report import write_report
 from tuneforge.experiment.routes import batch_plan, experiment_results, routes_from_stages
-from tuneforge.experiment.stages import restore_rows
+from tuneforge.experiment.stages import RESULTS_VERSION, restore_rows
 from tuneforge.model.layout import check_lora_targets, check_student_layers, layer_count
 from tuneforge.model.load import default_device, default_model_dir, fingerprint, resolve_model_dir
 
@@ -52,10 +52,11 @@ def run(config: ExperimentConfig, out: str | Path | None = None, *, echo=print, 
     base = (default_model_dir() if config.model is None else resolve_model_dir(config.model)).resolve()
     check_model_settings(config, base)  # ... and any layer or module name the model does not have
     common = {"task": to_dict(config.task), "dtype": config.dtype, "model": str(base)}
-    # tuneforge's version too: a stage kept in the cache by an older release is not reused by a newer one;
+    # tuneforge's version too: a stage kept in the cache by an older release is not reused by a newer one
+    # (nor one whose record lacks what this build's stages record: RESULTS_VERSION);
     # and the device: a stage made on a GPU (bf16 there) is not a CPU's
     prints = {"base": fingerprint(base), "task": task_fingerprint(task), "tuneforge": __version__,
-              "device": default_device().type}
+              "results": RESULTS_VERSION, "device": default_device().type}
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "experiment.json", json.dumps(to_dict(config), indent=2))
     done = {}

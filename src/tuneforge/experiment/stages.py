@@ -82,6 +82,11 @@ def distill(spec: dict, stage_dir: Path, progress: Progress) -> dict:
             "serving": serving_pass(out / "student", task, cfg.training.format, spec["dtype"])}
 
 
+RESULTS_VERSION = 2
+"""The shape of what the stages record (2: tokens per example and per-item dev scores, which the
+recommendation weighs). Every stage hash covers it, so a stage that an older build of the same release
+kept in the cache, without those figures, runs again instead of being reused."""
+
 SERVING_BATCH = 16
 """Prompts per forward pass of an adapted route's serving pass."""
 
