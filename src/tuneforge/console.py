@@ -20,14 +20,17 @@ def render_prompting(results: dict, console: Console | None = None) -> None:
                   caption=f"{metric}: mean ± sd over demonstration draws, 95% bootstrap CI over examples; "
                           f"* = the condition chosen on {on}, the only one scored on test unless --score-all")
     for col in ("", "format", "shots", "pick", "calibration", "scoring", "draws", f"dev {metric}",
-                f"test {metric}", "test 95% CI", "ms/example"):
+                f"train-CV {metric}", f"test {metric}", "test 95% CI", "ms/example"):
         table.add_column(col, justify="left" if col in ("format", "pick", "calibration", "scoring") else "right")
     for c in results["conditions"]:
-        dev, test = (c[s][metric] if c[s] else None for s in ("dev", "test"))
+        dev, cv, test = (c[s][metric] if c.get(s) else None for s in ("dev", "cv", "test"))
         table.add_row("*" if c["chosen"] else "", c["style"], str(c["shots"]), c["pick"] or "-", c["calibration"],
-                      c["scoring"], str(c["draws"]), _mean_sd(dev, c["draws"]), _mean_sd(test, c["draws"]),
-                      f"[{test['ci95'][0]:.3f}, {test['ci95'][1]:.3f}]" if test else "-", f"{c['ms_per_example']:.1f}")
+                      c["scoring"], str(c["draws"]), _mean_sd(dev, c["draws"]), _mean_sd(cv, c["draws"]),
+                      _mean_sd(test, c["draws"]), f"[{test['ci95'][0]:.3f}, {test['ci95'][1]:.3f}]" if test else "-",
+                      f"{c['ms_per_example']:.1f}")
     console.print(table)
+    if results.get("choice"):
+        console.print(choice_line(results))
     console.print(f"dev split: {task['dev_origin']}")
     if task.get("instruction"):
         console.print(f"instruction: {task['instruction']!r}")
@@ -40,6 +43,19 @@ def render_prompting(results: dict, console: Console | None = None) -> None:
         title = (f"confusion on test · chosen: {chosen['style']} {chosen['shots']}-shot {chosen['pick'] or ''} "
                  f"{chosen['calibration']} {chosen['scoring']}, first draw")
         console.print(_confusion_table(chosen["test"]["confusion"], title))
+
+
+def choice_line(results: dict) -> str:
+    """What the prompting choice rested on, and whether a simpler condition was kept for a tie."""
+    choice, conditions = results["choice"], results["conditions"]
+    chosen = conditions[choice["chosen"]]
+    line = (f"chosen on {choice['split_items']} {results['chosen_on']} items + {choice['cv_items']} train items by "
+            f"cross-validation: {chosen['selection']['predictions']} predictions, mean "
+            f"{chosen['selection']['mean']:.3f}")
+    if len(choice["tied"]) > 1:
+        line += (f"; {len(choice['tied'])} conditions tie with the best within one standard error, the simplest "
+                 f"kept ({chosen['shots']}-shot {chosen['pick'] or ''} {chosen['calibration']} {chosen['scoring']})")
+    return line
 
 
 def _mean_sd(m: dict | None, draws: int) -> str:

@@ -41,7 +41,7 @@ class PromptingConfig:
     """Settings of a prompting comparison."""
 
     RANGES: ClassVar[dict] = {"shots": SHOTS, "draws": (1, 100), "seed": SEEDS, "batch_size": BATCH,
-                              "max_new_tokens": TOKENS, "max_input_tokens": TOKENS}
+                              "max_new_tokens": TOKENS, "max_input_tokens": TOKENS, "cv_items": (0, 10**6)}
 
     shots: tuple[int, ...] = (0, 1, 5)
     """Numbers of demonstrations to compare."""
@@ -61,6 +61,10 @@ class PromptingConfig:
     scorings: tuple[str, ...] = ("sum", "per-char")
     """Label scores to compare: `sum` (summed log-likelihood) and/or `per-char` (divided by the
     label's length in characters, lm-evaluation-harness's acc_norm)."""
+    cv_items: int = 48
+    """Train items each condition is also scored on by cross-validation (demonstrations drawn from the
+    rest of train, never the item itself), a seeded sample; the choice weighs them with dev. 0: dev
+    alone."""
     score_all: bool = False
     """Also score every condition not chosen on test (shown beside, never choosing; a test pass each)."""
     batch_size: int = 16

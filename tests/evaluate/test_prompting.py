@@ -24,7 +24,7 @@ def fruit():
 
 def _without_timings(results):
     for c in results["conditions"]:
-        c.pop("seconds"), c.pop("ms_per_example")
+        c.pop("seconds"), c.pop("ms_per_example"), c.pop("latency", None)
     return results
 
 
@@ -42,10 +42,12 @@ def test_every_condition_is_scored_on_dev_and_only_the_chosen_one_on_test(tiny, 
     assert results["chosen_on"] == "dev" and results["parameters"]["unchanged"] is True
     chosen = [c for c in results["conditions"] if c["chosen"]]
     assert len(chosen) == 1
-    best = max(c["dev"]["accuracy"]["mean"] for c in results["conditions"])
-    assert chosen[0] is next(c for c in results["conditions"] if c["dev"]["accuracy"]["mean"] == best), \
-        "the first condition with the best dev score"
+    choice = results["choice"]
+    assert chosen[0] is results["conditions"][choice["chosen"]] and choice["chosen"] in choice["tied"]
+    assert choice["cv_items"] == min(CFG.cv_items, len(fruit.train)) > 0 and choice["split_items"] == len(fruit.dev)
     for c in results["conditions"]:
+        assert c["selection"]["per_item"] == c["dev"]["accuracy"]["per_item"] + c["cv"]["accuracy"]["per_item"]
+        assert c["selection"]["predictions"] == c["draws"] * (len(fruit.dev) + choice["cv_items"])
         acc = c["dev"]["accuracy"]
         assert len(acc["per_draw"]) == c["draws"] and acc["ci95"][0] <= acc["mean"] <= acc["ci95"][1]
         if c["chosen"]:
@@ -95,8 +97,8 @@ def test_demonstrations_come_from_train_and_never_the_query(tiny, fruit, monkeyp
     monkeypatch.setattr(predictor, "render_prompt", spy)
     compare_prompting(tiny, fruit, CFG)
     train_ids = {ex.id for ex in fruit.train}
-    allowed_queries = {ex.input for ex in fruit.dev + fruit.test} | {predictor.CONTENT_FREE}
-    assert seen
+    allowed_queries = {ex.input for ex in fruit.dev + fruit.test + fruit.train} | {predictor.CONTENT_FREE}
+    assert seen and any(query in {ex.input for ex in fruit.train} for _, query in seen), "train-CV items predicted"
     for demos, query in seen:
         assert query in allowed_queries
         assert all(d.id in train_ids for d in demos)
@@ -242,3 +244,59 @@ def test_balanced_on_an_open_task_falls_back_to_random(tiny):
     balanced = compare_prompting(tiny, task, PromptingConfig(picks=("balanced",), **cfg))["conditions"][0]
     drawn = compare_prompting(tiny, task, PromptingConfig(picks=("random",), **cfg))["conditions"][0]
     assert balanced["predictions"] == drawn["predictions"]
+
+
+def _condition(shots, calibration="none", scoring="sum", per_item=(1.0,)):
+    return {"shots": shots, "calibration": calibration, "scoring": scoring, "selection": {"per_item": list(per_item)}}
+
+
+# each case: conditions as (shots, calibration, scoring, per-item scores), the expected chosen, best and tied
+CHOICES = {
+    "one condition": ([(0, "none", "sum", [1, 0, 1])], 0, 0, [0]),
+    "a clear winner with more shots": ([(0, "none", "sum", [0] * 20), (5, "none", "sum", [1] * 20)], 1, 1, [1]),
+    "equal scores: the fewest shots": ([(5, "none", "sum", [1, 0] * 10), (0, "none", "sum", [1, 0] * 10)], 1, 0,
+                                       [0, 1]),
+    "a noisy lead: the simpler within one SE": ([(0, "none", "sum", [1, 0, 1, 0, 1, 0, 1, 0]),
+                                                 (5, "none", "sum", [1, 0, 1, 0, 1, 0, 1, 1])], 0, 1, [0, 1]),
+    "a lead beyond one SE is kept": ([(0, "none", "sum", [1, 0] * 20), (5, "none", "sum", [1, 1] * 20)], 1, 1, [1]),
+    "uncalibrated before calibrated": ([(5, "batch", "sum", [1, 0, 1, 1]), (5, "none", "sum", [1, 0, 1, 1])], 1, 0,
+                                       [0, 1]),
+    "summed before per-char": ([(1, "none", "per-char", [1, 1, 0]), (1, "none", "sum", [1, 1, 0])], 1, 0, [0, 1]),
+    "equally simple ties: the better mean": ([(1, "none", "sum", [1, 0, 1, 0, 1, 0, 0, 0]),
+                                              (1, "none", "sum", [1, 0, 1, 0, 1, 0, 1, 0])], 1, 1, [0, 1]),
+}
+
+
+@pytest.mark.parametrize("case", CHOICES)
+def test_choose_condition_prefers_the_simplest_of_those_tied_within_noise(case):
+    specs, chosen, best, tied = CHOICES[case]
+    choice = prompting.choose_condition([_condition(*spec) for spec in specs])
+    assert (choice["chosen"], choice["best"], choice["tied"]) == (chosen, best, tied)
+
+
+def test_cv_items_are_a_seeded_train_sample_and_none_where_train_cannot_spare_the_shots(fruit):
+    cfg = PromptingConfig(shots=(0, 5), cv_items=10)
+    sample = prompting.cv_sample(fruit, cfg)
+    assert len(sample) == 10 and sample == prompting.cv_sample(fruit, cfg)
+    assert {ex.id for ex in sample} <= {ex.id for ex in fruit.train}
+    assert prompting.cv_sample(fruit, replace(cfg, seed=1)) != sample
+    assert prompting.cv_sample(fruit, replace(cfg, cv_items=0)) == []
+    assert len(prompting.cv_sample(fruit, replace(cfg, cv_items=10**6))) == len(fruit.train)
+    assert prompting.cv_sample(replace(fruit, train=fruit.train[:5]), cfg) == []
+
+
+def test_the_chosen_condition_alone_is_timed_like_every_route(tiny, fruit):
+    from tuneforge.predict import timing
+
+    results = compare_prompting(tiny, fruit, PromptingConfig(shots=(0, 1), picks=("similar",), cv_items=4))
+    timed = [c for c in results["conditions"] if "latency" in c]
+    assert timed == [c for c in results["conditions"] if c["chosen"]]
+    latency = timed[0]["latency"]
+    assert (latency["items"], latency["repeats"]) == (min(timing.TIMED_ITEMS, len(fruit.test)), timing.REPEATS)
+    assert timed[0]["ms_per_example"] == latency["ms_per_example"] == sorted(latency["spread_ms"])[1]
+
+
+def test_without_cv_items_the_choice_rests_on_dev_alone(tiny, fruit):
+    results = compare_prompting(tiny, fruit, PromptingConfig(shots=(0, 1), picks=("first",), cv_items=0))
+    assert results["choice"]["cv_items"] == 0
+    assert all(c["cv"] is None and c["selection"]["items"] == len(fruit.dev) for c in results["conditions"])

@@ -341,6 +341,21 @@ def test_a_small_dev_split_is_flagged_in_the_report_and_on_the_console(results, 
     assert "warning: dev has only 24 items; a difference under about 0.28" in printed.getvalue()
 
 
+def test_the_prompting_choice_states_its_predictions_ties_and_dev_to_test_gap(results, tmp_path, report):
+    text = section(report["markdown"], "Routes compared")
+    assert ("The prompting condition was chosen among 3 on 80 dev items and 48 train items scored by "
+            "cross-validation") in text
+    assert "128 predictions with the draws, mean 0.690" in text
+    assert "it scores 0.700 there and 0.692 on test, a gap of -0.008" in text
+    assert "tie with the best" not in text  # the fixture's choice is the best by mean, alone
+    chosen = next(r for r in results["routes"] if r.get("choice"))
+    chosen["choice"].update(best="prompting 4-shot random", tied=["prompting 4-shot random", chosen["name"]])
+    text = section(write_report(results, tmp_path)["markdown"].read_text(), "Routes compared")
+    assert ("2 conditions tie with the best by mean (prompting 4-shot random) within one standard error of their "
+            "paired difference; the simplest (fewest shots, uncalibrated, summed scores) was kept: "
+            "prompting 4-shot similar.") in text
+
+
 def test_report_without_any_route(tmp_path):
     markdown = write_report({"routes": [], **decide({"routes": []}, 0.05)}, tmp_path)["markdown"].read_text()
     assert "No recommendation: no route was evaluated." in markdown

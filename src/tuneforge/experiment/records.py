@@ -99,6 +99,12 @@ class Route(TypedDict):
     """Prompting with batch calibration: the label prior of the first draw, estimated on dev."""
     model_dir: NotRequired[str]
     """Adapted routes: the model as trained."""
+    selection: NotRequired[dict | None]
+    """Prompting: what the condition's choice weighed: {mean, items, predictions} over dev and the
+    train items scored by cross-validation."""
+    choice: NotRequired[dict | None]
+    """Prompting, the chosen condition: {best, tied, rule, conditions, cv_items, split_items, on}:
+    the best by mean, the conditions tied with it within one standard error, and what it rested on."""
 
 
 class TaskRecord(TypedDict):

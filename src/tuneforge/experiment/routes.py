@@ -38,11 +38,12 @@ def prompting_routes(record: dict) -> list[Route]:
     results = record["result"]
     metric, params = results["metric"], results["parameters"]
     styles = {c["style"] for c in results["conditions"]}
+    names = [condition_name(c, len(styles) > 1) for c in results["conditions"]]
     rows = []
-    for c in results["conditions"]:
+    for c, name in zip(results["conditions"], names):
         setting = {k: c[k] for k in ("style", "shots", "pick", "calibration", "scoring")}
         rows.append({
-            "name": condition_name(c, len(styles) > 1), "kind": "prompting", "stage": "prompting",
+            "name": name, "kind": "prompting", "stage": "prompting",
             "score": _metric(c["test"], metric), "dev_score": _metric(c["dev"], metric), "chosen": c["chosen"],
             "setting": setting, "trials": None, "macro_f1": _metric(c["test"] or c["dev"], "macro_f1"),
             "shots": c["shots"], "pick": c["pick"], "format": c["style"], "calibration": c["calibration"],
@@ -54,9 +55,27 @@ def prompting_routes(record: dict) -> list[Route]:
             **compute(params["after"]["total"], c.get("tokens_per_example")),
             "examples_per_second": 1000 / c["ms_per_example"], "training_seconds": None,
             "peak_memory_bytes": record["peak_memory_bytes"], "confusion": _metric(c["test"], "confusion"),
-            "history": None,
+            "history": None, "selection": _selection(c),
+            "choice": _choice(results, names) if c["chosen"] else None,
         })
     return rows
+
+
+def _selection(c: dict) -> dict | None:
+    """What a condition's choice weighed, less its per-item scores: their mean, items and predictions."""
+    chosen_by = c.get("selection")
+    return None if chosen_by is None else {k: chosen_by[k] for k in ("mean", "items", "predictions")}
+
+
+def _choice(results: dict, names: list[str]) -> dict | None:
+    """How the chosen condition was chosen, conditions named: the best by mean, those tied with it
+    within noise, the rule, and the items it rested on (dev or test, and train-CV)."""
+    choice = results.get("choice")
+    if choice is None:
+        return None
+    return {"best": names[choice["best"]], "tied": [names[i] for i in choice["tied"]], "rule": choice["rule"],
+            "conditions": len(names), "cv_items": choice["cv_items"], "split_items": choice["split_items"],
+            "on": results["chosen_on"]}
 
 
 def condition_name(c: dict, with_format: bool = False) -> str:

@@ -82,40 +82,41 @@ def distill(spec: dict, stage_dir: Path, progress: Progress) -> dict:
             "serving": serving_pass(out / "student", task, cfg.training.format, spec["dtype"])}
 
 
-RESULTS_VERSION = 2
+RESULTS_VERSION = 3
 """The shape of what the stages record (2: tokens per example and per-item dev scores, which the
-recommendation weighs). Every stage hash covers it, so a stage that an older build of the same release
-kept in the cache, without those figures, runs again instead of being reused."""
+recommendation weighs; 3: the prompting choice's train-CV scores, and latency timed alike by every
+route). Every stage hash covers it, so a stage that an older build of the same release kept in the
+cache, without those figures, runs again instead of being reused."""
 
 SERVING_BATCH = 16
 """Prompts per forward pass of an adapted route's serving pass."""
 
 
 def serving_pass(model_dir: Path, task, style: str, dtype: str) -> dict:
-    """The test split predicted as the model would be served (inference dtype, batched), timed
-    after a warm-up on train items: the score, latency and tokens processed per example every
-    adapted route reports; and dev, predicted alike, the score the recommendation weighs."""
+    """The test split predicted as the model would be served (inference dtype, batched), and timed
+    like every route (`predict.timing.latency`): the score, latency and tokens processed per example
+    every adapted route reports; and dev, predicted alike, the score the recommendation weighs."""
     from tuneforge.evaluate.metrics import summarize
     from tuneforge.model.load import load_model
     from tuneforge.model.params import count_parameters, size_on_disk
     from tuneforge.predict.predictor import Predictor
+    from tuneforge.predict.timing import latency
     from tuneforge.prompts.formats import PromptFormat
 
     loaded = load_model(model_dir, dtype=dtype)
     predictor = Predictor(loaded, PromptFormat(style, task.info.instruction), task.label_set,
                           batch_size=SERVING_BATCH)
-    predictor.predict(task.train[:8])
-    start = time.perf_counter()
     preds = predictor.predict(task.test).outputs
-    seconds = time.perf_counter() - start
+    timed = latency(predictor.predict, task.test)  # as the prompting route's chosen condition is timed
     dev = predictor.predict(task.dev).outputs  # the score the recommendation weighs, in the same dtype
     test = summarize([ex.target for ex in task.test], [preds], task.scored_as)
     record_serving_pass(model_dir, test, task.metric, str(loaded.dtype).removeprefix("torch."))
     tokens = predictor.tokens(task.test, None, preds)
     return {"test": test, "predictions": preds, "tokens_per_example": sum(tokens) / len(tokens),
             "dev": summarize([ex.target for ex in task.dev], [dev], task.scored_as) if task.dev else None,
-            "ms_per_example": 1000 * seconds / len(task.test), "examples_per_second": len(task.test) / seconds,
-            "parameters": count_parameters(loaded.model), "size_on_disk_bytes": size_on_disk(loaded.path)}
+            "ms_per_example": timed["ms_per_example"], "examples_per_second": timed["examples_per_second"],
+            "latency": timed, "parameters": count_parameters(loaded.model),
+            "size_on_disk_bytes": size_on_disk(loaded.path)}
 
 
 def record_serving_pass(model_dir: Path, test: dict, metric: str, dtype: str) -> None:

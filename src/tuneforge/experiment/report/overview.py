@@ -9,7 +9,7 @@ from tuneforge import units
 from . import plots
 from .document import Figure, Paragraph, Section, Table, not_run
 from .results import metric, metric_words, nested, routes
-from .selection import chosen_mark, setting_words
+from .selection import chosen_mark, prompting_choice, setting_words
 from .svg import figure_svg
 
 
@@ -123,10 +123,8 @@ def summary(results: dict) -> Section:
     headers += ["Test macro-F1 (95% CI)"] if with_f1 else []
     scores = Table(headers, [_score_row(r, with_f1) for r in routes(results)], "Each route's setting and scores")
     dev = nested(results, "task", "sizes", "dev")
-    draws = max((r.get("draws") or 1 for r in routes(results) if r.get("kind") == "prompting"), default=1)
-    behind = (f" Each choice rests on the {dev} dev items: a prompting condition's on {dev} x its draws (up to "
-              f"{draws}, {dev * draws} predictions), a fine-tune's learning rate and step on {dev}; the CIs say how "
-              f"sure each score is." if dev else "")
+    behind = (f" A fine-tune's learning rate and step rest on the {dev} dev items, and so does the comparison of "
+              f"routes; the CIs say how sure each score is." if dev else "")
     chosen = Paragraph("✓ marks each route's setting chosen on dev. Of the prompting conditions only the chosen one "
                        "competes for the recommendation, and the others may have no test score (a dash, as for "
                        "anything not recorded)." + behind)
@@ -135,7 +133,7 @@ def summary(results: dict) -> Section:
     caption = ("Tokens and compute (2 FLOPs per parameter per token) are counted on the test split, the same on "
                "every run; latency and throughput were measured there; a dash means not recorded.")
     costs = Table(headers, [_cost_row(r) for r in routes(results)], caption)
-    return Section("Routes compared", [scores, chosen, costs])
+    return Section("Routes compared", [scores, chosen, *prompting_choice(results), costs])
 
 
 def _score_row(route: dict, with_f1: bool) -> list[str]:

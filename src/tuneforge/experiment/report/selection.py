@@ -81,6 +81,31 @@ def chosen_mark(route: dict) -> str:
     return "✓" if route.get("chosen") is not False else ""
 
 
+def prompting_choice(results: dict) -> list[Paragraph]:
+    """How the prompting condition was chosen: the predictions behind it, the conditions tied within
+    noise and the simplest kept, and its dev-to-test gap (the winner's curse)."""
+    route = next((r for r in routes(results) if r.get("choice")), None)
+    if route is None:
+        return []
+    choice, chosen_by = route["choice"], route.get("selection") or {}
+    cv = (f" and {choice['cv_items']} train items scored by cross-validation (each with demonstrations from the "
+          f"rest of train, never itself)" if choice["cv_items"] else "")
+    text = (f"The prompting condition was chosen among {choice['conditions']} on {choice['split_items']} "
+            f"{choice['on']} items{cv}: {units.exact(chosen_by.get('predictions'))} predictions with the draws, "
+            f"mean {units.score(chosen_by.get('mean'))}.")
+    tied = [name for name in choice["tied"] if name != route["name"]]
+    if tied:
+        text += (f" {len(choice['tied'])} conditions tie with the best by mean ({choice['best']}) within one "
+                 f"standard error of their paired difference; the simplest (fewest shots, uncalibrated, summed "
+                 f"scores) was kept: {route['name']}.")
+    dev, test = nested(route, "dev_score", "mean"), nested(route, "score", "mean")
+    if choice["on"] == "dev" and dev is not None and test is not None:
+        text += (f" Chosen on dev, it scores {units.score(dev)} there and {units.score(test)} on test, a gap of "
+                 f"{test - dev:+.3f}: the best of many conditions on few items tends to look better than it is "
+                 f"(the winner's curse), and test, never used to choose, is the fair figure.")
+    return [Paragraph(text)]
+
+
 def disagreements(results: dict) -> list[str]:
     """A warning for each route whose dev mean lies outside its test 95% CI: a choice made on dev that
     test does not bear out."""
