@@ -40,9 +40,11 @@ def finetune(task: "str | TaskSource" = "fruit", *, model: str | None = None,
     """Fine-tune `model` (default: the embedded model) on `task` with LoRA or every weight; artifacts
     and results.json go to `out`. `resume` continues a killed run from its last checkpoint."""
     source, data = _task(task, out, folder=True)
+    from tuneforge.adapt.finetune import check_objective
     from tuneforge.adapt.finetune import finetune as run_finetune
     from tuneforge.model.load import load_model
 
+    check_objective(data, config)
     loaded = load_model(model, dtype="fp32")  # fp32 master weights; bf16 comes from autocast
     return run_finetune(loaded, data, config, Path(out), resume=resume, progress=progress)
 

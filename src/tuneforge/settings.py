@@ -96,6 +96,10 @@ class PromptingConfig:
         check_ranges(self)
 
 
+OBJECTIVES = ("tokens", "labels", "labels+tokens")
+"""What fine-tuning learns: the answer's tokens, the label set's ranking, or both."""
+
+
 @dataclass(frozen=True)
 class FinetuneConfig:
     """Settings of a fine-tuning run."""
@@ -145,6 +149,10 @@ class FinetuneConfig:
     """Names of the modules that get adapters (default: every linear layer of a llama block)."""
     format: str = "plain"
     """Prompt format of the training rows, the same as the prompting route's zero-shot prompt."""
+    objective: str = "tokens"
+    """What the model learns (label tasks may choose): `tokens` (cross-entropy on the answer's tokens),
+    `labels` (cross-entropy over the label set's scores, the summed log-likelihoods the prediction
+    ranks by), `labels+tokens` (both, per row)."""
     max_length: int = 256
     """Longest training row in tokens (prompts are cut from the left)."""
     eval_every: int = 0
@@ -166,6 +174,7 @@ class FinetuneConfig:
     def __post_init__(self):
         checks = [
             (self.method in METHODS, f"unknown method {self.method!r}: choose lora or full"),
+            (self.objective in OBJECTIVES, f"unknown objective {self.objective!r}: choose {', '.join(OBJECTIVES)}"),
             (self.lr is None or self.lr > 0, f"learning rate must be positive, got {self.lr}"),
             (self.lrs is None or len(self.lrs) > 0, "lrs: the learning-rate grid is empty; give at least one"),
             (self.lrs is None or all(lr > 0 for lr in self.lrs), f"lrs: learning rates must be positive, got {self.lrs}"),

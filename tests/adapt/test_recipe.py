@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from tuneforge.adapt.distill import DistillConfig, distill
-from tuneforge.adapt.finetune import FinetuneConfig, loop_config, loss, trainable_model
+from tuneforge.adapt.finetune import FinetuneConfig, loop_config, token_loss, trainable_model
 from tuneforge.adapt.recipe import finished_run, run_trial, save_artifact, save_run, score_on_test
 from tuneforge.adapt.rows import build_rows
 from tuneforge.data.splits import load_task
@@ -24,7 +24,7 @@ def test_the_test_pass_runs_with_dropout_off(tiny_model_dir, tmp_path):
     trainee = replace(loaded, model=trainable_model(loaded, cfg))
     fmt = PromptFormat("plain", task.info.instruction)
     rows = build_rows(task.train, fmt, loaded.tokenizer)
-    run_trial(trainee, rows, loss, task, fmt, loop_config(cfg, has_dev=True), bf16=False, out=tmp_path, trial_id={},
+    run_trial(trainee, rows, token_loss, task, fmt, loop_config(cfg, has_dev=True), bf16=False, out=tmp_path, trial_id={},
               resume=False, progress=None)
     from accelerate import Accelerator
 

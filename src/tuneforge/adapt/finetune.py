@@ -1,7 +1,8 @@
 """The fine-tuning route: full fine-tuning of every weight, or LoRA adapters through peft.
 
-Builds its pieces (the model with adapters or every weight trainable, the rows, cross-entropy) and
-hands them to the training recipe (`recipe.py`). A small search chooses the learning rate on dev:
+Builds its pieces (the model with adapters or every weight trainable, the rows, the loss: token
+cross-entropy, or for a label task cross-entropy over the label set's scores, `objective`) and hands
+them to the training recipe (`recipe.py`). A small search chooses the learning rate on dev:
 one trial per rate, each stopping early on dev and keeping its best step, within a budget of steps
 or seconds; the best trial's model is scored on test once and written as standard artifacts with
 their provenance. Every trial is recorded."""
@@ -13,20 +14,22 @@ from pathlib import Path
 
 import torch
 
+from tuneforge.adapt.label_kd import LabelRow, LabelScores, label_continuations
 from tuneforge.adapt.loop import LoopConfig, epoch_steps
-from tuneforge.adapt.losses import ce_loss
+from tuneforge.adapt.losses import ce_loss, label_ce_loss
 from tuneforge.adapt.recipe import finished_run, run_trial, save_artifact, save_run, score_on_test, task_record
 from tuneforge.adapt.recipe import trial_score
 from tuneforge.adapt.recipe import accelerator_for, test_pass, use_training_attention
 from tuneforge.adapt.rows import build_rows
 from tuneforge.data.limits import check_input_lengths
 from tuneforge.data.splits import Task
+from tuneforge.errors import TuneforgeError
 from tuneforge.hashing import content_hash
 from tuneforge.model.load import LoadedModel, load_model
 from tuneforge.model.lora import add_lora
 from tuneforge.model.params import count_parameters
 from tuneforge.predict.predictor import Predictor
-from tuneforge.prompts.formats import PromptFormat, prompt_record
+from tuneforge.prompts.formats import PromptFormat, encode_prompt, prompt_record, render_prompt
 from tuneforge.settings import FinetuneConfig
 
 
@@ -39,10 +42,11 @@ def finetune(loaded: LoadedModel, task: Task, cfg: FinetuneConfig, out: Path, *,
     run_id = {"run_hash": run_hash(cfg, task), "base_fingerprint": loaded.fingerprint}
     if (finished := finished_run(out, resume, run_id)) is not None:
         return finished
+    check_objective(task, cfg)
     check_input_lengths(task, loaded.tokenizer)
     base_counts = count_parameters(loaded.model, loaded.path)
     fmt = PromptFormat(cfg.format, task.info.instruction)
-    rows = build_rows(task.train, fmt, loaded.tokenizer, cfg.max_length)
+    rows, make_net, loss = training_pieces(task, fmt, loaded.tokenizer, cfg)
     bf16 = cfg.uses_bf16(loaded.device)
     grid = cfg.grid(bool(task.dev))
     use_training_attention(loaded.model, loaded.device)
@@ -59,7 +63,8 @@ def finetune(loaded: LoadedModel, task: Task, cfg: FinetuneConfig, out: Path, *,
         model = pristine if i == len(grid) - 1 else copy.deepcopy(pristine)
         trainee = replace(loaded, model=trainable_model(replace(loaded, model=model), trial_cfg))
         trial = run_trial(trainee, rows, loss, task, fmt, loop, bf16=bf16, out=out / "trials" / str(i),
-                          trial_id={**run_id, "trial": i, "lr": lr}, resume=resume, progress=progress)
+                          trial_id={**run_id, "trial": i, "lr": lr}, resume=resume, progress=progress,
+                          net=make_net(trainee.model))
         trials.append(trial)
         if best is None or trial_score(trial) > trial_score(best[0]):  # the first of equal dev scores stays
             best = trial, trainee
@@ -69,7 +74,8 @@ def finetune(loaded: LoadedModel, task: Task, cfg: FinetuneConfig, out: Path, *,
     test = score_on_test(Predictor(trainee, fmt, task.label_set), task, accelerator)
     results = {
         "route": "finetune", "method": cfg.method, "config": asdict(cfg), "peak_lr": chosen["lr"],
-        "setting": {"lr": chosen["lr"], "epochs": cfg.epochs, "best_step": chosen["best_step"],
+        "setting": {"lr": chosen["lr"], "objective": cfg.objective, "epochs": cfg.epochs,
+                    "best_step": chosen["best_step"],
                     "lora_r": cfg.lora_r if cfg.method == "lora" else None},
         "trials": trials,
         "task": task_record(task), "base_model": {"path": str(loaded.path), "fingerprint": loaded.fingerprint},
@@ -117,8 +123,33 @@ def frozen_in_bf16(model: torch.nn.Module) -> None:
             module.weight.data = module.weight.data.to(torch.bfloat16)
 
 
-def loss(logits, batch, n_global: int, world_size: int):
-    """Fine-tuning's loss: cross-entropy on the target tokens."""
+def check_objective(task: Task, cfg: FinetuneConfig) -> None:
+    """Refuse a label objective for an open task (cheap: call it before loading the model)."""
+    if cfg.objective != "tokens" and task.label_set is None:
+        raise TuneforgeError(f"objective {cfg.objective!r} ranks a label set, but task {task.info.name!r} is open "
+                             f"(its answers are generated): use objective tokens")
+
+
+def training_pieces(task: Task, fmt: PromptFormat, tokenizer, cfg: FinetuneConfig):
+    """The train rows, a function of the trial's model giving the net that runs it on them (None: the
+    shared loop's), and the loss, for `cfg.objective`."""
+    if cfg.objective == "tokens":
+        return build_rows(task.train, fmt, tokenizer, cfg.max_length), lambda model: None, token_loss
+    index = {label: i for i, label in enumerate(task.label_set)}
+    prompts = [encode_prompt(fmt, tokenizer, render_prompt(fmt, tokenizer, [], ex.input)) for ex in task.train]
+    rows = [LabelRow(tuple(ids[-cfg.max_length:]), 1, "train", (), index[ex.target])
+            for ids, ex in zip(prompts, task.train, strict=True)]
+    continuations = label_continuations(fmt, tokenizer, task.label_set)
+    with_tokens = cfg.objective == "labels+tokens"
+
+    def loss(out, batch, n_global: int, world_size: int):
+        return label_ce_loss(out["scores"], batch["targets"], n_global, world_size, tokens=with_tokens)
+
+    return rows, lambda model: LabelScores(model, continuations, tokenizer.pad_token_id, hidden=False), loss
+
+
+def token_loss(logits, batch, n_global: int, world_size: int):
+    """Fine-tuning's token objective: cross-entropy on the target tokens."""
     return ce_loss(logits, batch["targets"], n_global, world_size)
 
 

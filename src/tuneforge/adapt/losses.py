@@ -46,6 +46,20 @@ def label_kd_loss(student: torch.Tensor, teacher: torch.Tensor, gold: torch.Tens
     return per_row.sum() / sum(weights) * world_size / n_global
 
 
+def label_ce_loss(scores: torch.Tensor, gold: torch.Tensor, n_global: int, world_size: int = 1,
+                  tokens: bool = False) -> torch.Tensor:
+    """Cross-entropy over the label set, per row: -log softmax(scores)[gold], the K labels' summed
+    log-likelihoods being the scores a label prediction ranks by; with `tokens`, plus the gold
+    label's own negative log-likelihood (token cross-entropy summed over its tokens). Summed over rows
+    as this slice's share of the global mean over `n_global` rows.
+
+    scores: (B, K) label scores with gradients; gold: (B,) label indices."""
+    per_row = F.cross_entropy(scores.float(), gold, reduction="none")  # (B,)
+    if tokens:
+        per_row = per_row - scores.float().gather(1, gold[:, None])[:, 0]
+    return per_row.sum() * world_size / n_global
+
+
 def hidden_cosine(student: list[torch.Tensor], teacher: list[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
     """(B,) each row's mean of 1 − cosine similarity between each student layer's hidden states and
     its teacher layer's, over the row's real tokens (DistilBERT's cosine loss, layer by layer).
