@@ -8,11 +8,13 @@ Prints, per task: every route's (chosen setting's) dev and test score, the route
 **regret**: the best route's test score minus the recommended route's. Then whether the two runs gave
 the same verdict, and the mean and largest regret of each rule over the tasks.
 
-    python bench/verdict.py [--tasks fruit,syllables] [--once] [--out bench/.verdict]
+    python bench/verdict.py [--tasks fruit,syllables] [--once] [--settings demo] [--out bench/.verdict]
     python bench/verdict.py --from runs/demo [runs/other ...]   # read finished runs, run nothing
 
-A run takes minutes per task on a 2-core CPU (the demo's 13 min without bf16); the sections that do
-not weigh in the verdict (audit, batch job, synonym lists) are left out.
+With default settings a run takes most of an hour per task on a 2-core CPU without bf16 (the full
+fine-tune's and the student's searches); `--settings demo` runs every route with the demo's narrowed
+sections instead (demo.yaml: its lr, epochs and student; about 13 min per task there). The sections
+that do not weigh in the verdict (audit, batch job, synonym lists) are left out.
 """
 
 import argparse
@@ -41,11 +43,25 @@ def task_section(task: str) -> dict:
     return {"train": data["train"], "test": data["test"], "instruction": data["instruction"]}
 
 
-def run_task(task: str, out: Path, cache: bool) -> dict:
-    """`tuneforge run` on the task with default settings; its results.json."""
+def route_sections(settings: str) -> dict:
+    """The route sections of the experiment: none (defaults) or the demo's."""
+    if settings == "defaults":
+        return {}
+    import yaml
+
+    from tuneforge.experiment.sections import __file__ as sections_file
+
+    demo = yaml.safe_load(Path(sections_file).with_name("demo.yaml").read_text())
+    demo["distill"]["pool_size"] = 1  # the train split alone, as the demo's 147 is for fruit (1 adds nothing to it)
+    return {name: demo[name] for name in ("prompting", "lora", "full", "distill")}
+
+
+def run_task(task: str, out: Path, cache: bool, settings: str = "defaults") -> dict:
+    """`tuneforge run` on the task with default settings (or the demo's sections); its results.json."""
     config = out.with_suffix(".yaml")
     config.parent.mkdir(parents=True, exist_ok=True)
-    experiment = {"name": out.name, "task": task_section(task), "audit": None, "batch": None, "synonyms": None}
+    experiment = {"name": out.name, "task": task_section(task), **route_sections(settings),
+                  "audit": None, "batch": None, "synonyms": None}
     config.write_text(json.dumps(experiment))  # JSON is YAML
     command = [sys.executable, "-m", "tuneforge.cli", "run", str(config), "--out", str(out)]
     subprocess.run(command + ([] if cache else ["--no-cache"]), check=True, env=os.environ.copy())
@@ -103,6 +119,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default=None, help="comma-separated (default: every task of the suite)")
     parser.add_argument("--once", action="store_true", help="run each task once (no check of the same verdict)")
+    parser.add_argument("--settings", choices=("defaults", "demo"), default="defaults",
+                        help="the routes' settings: the defaults, or the demo's narrowed sections")
     parser.add_argument("--out", default=str(HERE / ".verdict"))
     parser.add_argument("--from", dest="runs", nargs="*", default=None, help="finished run folders to read instead")
     args = parser.parse_args()
@@ -114,8 +132,9 @@ def main() -> int:
         tasks = args.tasks.split(",") if args.tasks else [*BUILTIN, *SOURCES]
         rows = []
         for task in tasks:
-            first = run_task(task, Path(args.out) / f"{task}-1", cache=True)
-            second = None if args.once else run_task(task, Path(args.out) / f"{task}-2", cache=False)
+            first = run_task(task, Path(args.out) / f"{task}-1", cache=True, settings=args.settings)
+            second = None if args.once else run_task(task, Path(args.out) / f"{task}-2", cache=False,
+                                                     settings=args.settings)
             rows.append(row(task, first, second))
     show(rows)
     return 0

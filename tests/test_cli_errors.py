@@ -186,6 +186,8 @@ DEMO = "demo.yaml"  # resolved in the test: the built-in experiment
     (["finetune", "--task", "synonyms", "--objective", "labels"],
      "objective 'labels' ranks a label set, but task 'synonyms' is open"),
     (["run", DEMO, "--lora.objective=ranks"], "lora: unknown objective 'ranks'"),
+    (["finetune", "--shots", "0,147"], "--shots 147 needs 147 demonstrations besides each train row itself"),
+    (["finetune", "--pick", "best"], "unknown demonstration picker 'best'"),
     (["prompt", "--pick", "random,best"], "unknown demonstration picker 'best'"),
     (["prompt", "--scoring", "mean"], "unknown scoring 'mean': choose sum, per-char"),
     (["prompt", "--calibration="], "give at least one calibration"),

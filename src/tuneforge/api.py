@@ -40,11 +40,11 @@ def finetune(task: "str | TaskSource" = "fruit", *, model: str | None = None,
     """Fine-tune `model` (default: the embedded model) on `task` with LoRA or every weight; artifacts
     and results.json go to `out`. `resume` continues a killed run from its last checkpoint."""
     source, data = _task(task, out, folder=True)
-    from tuneforge.adapt.finetune import check_objective
+    from tuneforge.adapt.finetune import check_feasible
     from tuneforge.adapt.finetune import finetune as run_finetune
     from tuneforge.model.load import load_model
 
-    check_objective(data, config)
+    check_feasible(data, config)
     loaded = load_model(model, dtype="fp32")  # fp32 master weights; bf16 comes from autocast
     return run_finetune(loaded, data, config, Path(out), resume=resume, progress=progress)
 
@@ -148,7 +148,7 @@ def predict(model: str | Path | None, inputs: "list[str] | str | Path", *, task:
     texts, failed = (list(inputs), []) if isinstance(inputs, (list, tuple)) else read_inputs(inputs, unique=False)
     if not texts:
         return failed
-    from tuneforge.predict.setting import SettingPredictor, artifact_setting, build_setting, demo_pool
+    from tuneforge.predict.setting import SettingPredictor, artifact_pool, artifact_setting, build_setting, demo_pool
     from tuneforge.model.load import load_model
 
     if model is not None and (Path(model) / "results.json").is_file() and (Path(model) / "experiment.json").is_file():
@@ -158,7 +158,8 @@ def predict(model: str | Path | None, inputs: "list[str] | str | Path", *, task:
     else:
         loaded = load_model(model, dtype=dtype, device=device)
         if task is None:
-            predictor = SettingPredictor(loaded, artifact_setting(loaded, config), None, config.batch_size)
+            predictor = SettingPredictor(loaded, artifact_setting(loaded, config), artifact_pool(loaded.path),
+                                         config.batch_size)
         else:
             data = task_source(task).load()
             predictor = SettingPredictor(loaded, build_setting(loaded, data, config), demo_pool(data), config.batch_size)

@@ -109,7 +109,7 @@ class FinetuneConfig:
         "budget_seconds": (0, 10**8), "batch_size": BATCH, "grad_accum": (1, 1024), "warmup_ratio": (0, 1),
         "weight_decay": (0, 1), "max_grad_norm": (1e-6, 1e6), "lora_r": (1, 4096), "lora_alpha": (0, 1e4),
         "lora_dropout": (0, 1), "max_length": (2, TOKENS[1]), "eval_every": (0, 10**9), "patience": (0, 1000),
-        "checkpoint_every": (0, 10**9), "checkpoint_seconds": (0, 10**7), "seed": SEEDS}
+        "checkpoint_every": (0, 10**9), "checkpoint_seconds": (0, 10**7), "seed": SEEDS, "shots": SHOTS}
 
     method: str = "lora"
     """`lora` (adapters through peft; the base stays frozen) or `full` (every weight trains)."""
@@ -149,6 +149,12 @@ class FinetuneConfig:
     """Names of the modules that get adapters (default: every linear layer of a llama block)."""
     format: str = "plain"
     """Prompt format of the training rows, the same as the prompting route's zero-shot prompt."""
+    shots: tuple[int, ...] = (0,)
+    """Demonstrations in every training, dev and test prompt, a grid chosen on dev with the learning
+    rates: each train row's drawn from the rest of train (never itself), dev and test rows' from
+    train, as the prompting route draws them; the model is served with the same."""
+    pick: str = "similar"
+    """How the demonstrations are picked (`first`, `random`, `similar`, `balanced`; seeded by `seed`)."""
     objective: str = "tokens"
     """What the model learns (label tasks may choose): `tokens` (cross-entropy on the answer's tokens),
     `labels` (cross-entropy over the label set's scores, the summed log-likelihoods the prediction
@@ -175,6 +181,9 @@ class FinetuneConfig:
         checks = [
             (self.method in METHODS, f"unknown method {self.method!r}: choose lora or full"),
             (self.objective in OBJECTIVES, f"unknown objective {self.objective!r}: choose {', '.join(OBJECTIVES)}"),
+            (len(self.shots) > 0 and all(k >= 0 for k in self.shots),
+             f"shots must be non-negative integers, got {list(self.shots)}"),
+            (self.pick in PICKERS, f"unknown demonstration picker {self.pick!r}: choose {', '.join(PICKERS)}"),
             (self.lr is None or self.lr > 0, f"learning rate must be positive, got {self.lr}"),
             (self.lrs is None or len(self.lrs) > 0, "lrs: the learning-rate grid is empty; give at least one"),
             (self.lrs is None or all(lr > 0 for lr in self.lrs), f"lrs: learning rates must be positive, got {self.lrs}"),

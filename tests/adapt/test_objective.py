@@ -5,7 +5,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from tuneforge.adapt.finetune import FinetuneConfig, check_objective, finetune, training_pieces
+from tuneforge.adapt.finetune import FinetuneConfig, check_feasible, finetune, training_pieces
 from tuneforge.adapt.losses import ce_loss, label_ce_loss
 from tuneforge.adapt.rows import collate
 from tuneforge.data.splits import load_task
@@ -63,9 +63,9 @@ def test_a_label_objective_trains_and_lowers_its_loss(tiny_model_dir, fruit, tmp
 
 def test_a_label_objective_is_refused_for_an_open_task():
     synonyms = load_task("synonyms")
-    check_objective(synonyms, CFG)  # tokens: any task
+    check_feasible(synonyms, CFG)  # tokens: any task
     with pytest.raises(TuneforgeError, match="objective 'labels' ranks a label set, but task 'synonyms' is open"):
-        check_objective(synonyms, replace(CFG, objective="labels"))
+        check_feasible(synonyms, replace(CFG, objective="labels"))
     with pytest.raises(TuneforgeError, match="unknown objective 'ranks'"):
         replace(CFG, objective="ranks")
 

@@ -49,8 +49,8 @@ class _Recorder:
     def __init__(self):
         self.calls = []
 
-    def predict(self, items):
-        self.calls.append(items)
+    def predict(self, items, demonstrations=None):
+        self.calls.append((items, demonstrations))
         return Predictions([ex.target for ex in items])
 
 
@@ -68,7 +68,7 @@ class _Accelerator:
 def test_the_test_split_is_predicted_once_after_a_warm_up_on_train(tmp_path):
     task, predictor = load_task("fruit"), _Recorder()
     on_test = score_on_test(predictor, task, _Accelerator(True, tmp_path))
-    assert predictor.calls == [task.train[:8], task.test]
+    assert predictor.calls == [(task.train[:8], None), (task.test, None)]
     assert on_test.predictions == [ex.target for ex in task.test] and on_test.metrics["accuracy"]["mean"] == 1
 
 

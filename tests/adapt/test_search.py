@@ -31,7 +31,8 @@ def test_each_learning_rate_is_a_trial_on_dev_and_the_best_is_scored_on_test_onc
                                                                                   monkeypatch):
     tested = []
     real = finetune_module.score_on_test
-    monkeypatch.setattr(finetune_module, "score_on_test", lambda p, task, acc: tested.append(1) or real(p, task, acc))
+    monkeypatch.setattr(finetune_module, "score_on_test",
+                        lambda p, task, acc, demos: tested.append(1) or real(p, task, acc, demos))
     results = _run(tiny_model_dir, fruit, CFG, tmp_path / "run")
     trials = results["trials"]
     assert [t["lr"] for t in trials] == list(DEFAULT_LRS["lora"]) and all(t["steps"] > 0 for t in trials)

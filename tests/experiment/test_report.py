@@ -356,6 +356,14 @@ def test_the_prompting_choice_states_its_predictions_ties_and_dev_to_test_gap(re
             "prompting 4-shot similar.") in text
 
 
+def test_a_route_left_out_of_the_experiment_is_said_to_be_left_out_not_lost(results, tmp_path, report):
+    assert "Not run in this experiment" not in report["markdown"]
+    results["experiment"]["config"].update(full=None, lora={"lrs": [0.001]})
+    markdown = write_report(results, tmp_path)["markdown"].read_text()
+    assert ("Not run in this experiment (its section is null): full fine-tuning; a route left out is not a route "
+            "that lost.") in markdown
+
+
 def test_report_without_any_route(tmp_path):
     markdown = write_report({"routes": [], **decide({"routes": []}, 0.05)}, tmp_path)["markdown"].read_text()
     assert "No recommendation: no route was evaluated." in markdown

@@ -39,6 +39,7 @@ from tuneforge.model.layout import check_student_layers
 from tuneforge.model.load import LoadedModel
 from tuneforge.model.params import count_parameters, size_on_disk
 from tuneforge.predict.predictor import Predictor
+from tuneforge.predict.setting import rule_demonstrations
 from tuneforge.prompts.formats import PromptFormat, prompt_record
 from tuneforge.settings import DistillConfig
 
@@ -85,7 +86,8 @@ def distill(teacher: LoadedModel, task: Task, cfg: DistillConfig, out: Path, *, 
         trial.pop("history", None)
     accelerator = accelerator_for(trainee, cfg.training.uses_bf16(trainee.device))
     test = score_on_test(Predictor(trainee, fmt, task.label_set), task, accelerator)
-    teacher_test = score_on_test(Predictor(teacher, fmt, task.label_set), task, accelerator)
+    teacher_test = score_on_test(Predictor(teacher, fmt, task.label_set), task, accelerator,
+                                 teacher_demos(teacher, task, task.test))  # as the teacher is served
     results = {
         "route": "distill", "kd": kd, "alpha": cfg.alpha, "temperature": cfg.temperature, "weights": list(cfg.weights),
         "student": student_spec(student, layers, choice), "config": asdict(cfg), "task": task_record(task),
@@ -214,6 +216,12 @@ def base_model_of(teacher: LoadedModel) -> LoadedModel:
     return load_model(base, dtype="auto") if base and Path(base).is_dir() else teacher
 
 
+def teacher_demos(teacher: LoadedModel, task: Task, items: list[Example]) -> list[list[Example]] | None:
+    """Each item's demonstrations under the rule the teacher was fine-tuned with (None: 0-shot)."""
+    rule = provenance.demonstrations(provenance.read(teacher.path))
+    return rule_demonstrations(rule, items, task.label_set is not None)
+
+
 def _generator_id(teacher: LoadedModel, generator: LoadedModel | None) -> str:
     return generator.fingerprint if generator else f"base-of:{teacher.fingerprint}"
 
@@ -225,16 +233,19 @@ def teacher_outputs(teacher: LoadedModel, task: Task, fmt: PromptFormat, texts: 
     label ranking in bf16 agrees with fp32 on ~99.6 % of inputs). Computed once: each chunk of
     LABEL_CHUNK inputs is kept in `folder` under a name covering the teacher, the prompt and the
     inputs, written atomically, so a killed run resumes from the chunks done and no input is
-    labelled twice."""
+    labelled twice. A teacher fine-tuned on prompts with demonstrations gets them, as it is served;
+    the student learns its 0-shot prompts."""
     predictor = Predictor(teacher, fmt, task.label_set)
+    rule = provenance.demonstrations(provenance.read(teacher.path))
     outputs, fresh = [], 0
     for start in range(0, len(texts), LABEL_CHUNK):
         chunk = texts[start:start + LABEL_CHUNK]
-        key = _hash([teacher.fingerprint, fmt.id, task.label_set, bf16, chunk])[:16]
+        key = _hash([teacher.fingerprint, fmt.id, task.label_set, bf16, chunk] + ([rule] if rule else []))[:16]
         path = folder / f"{start // LABEL_CHUNK:05d}-{key}.json"
         if not path.is_file():
+            items = [Example(text, "", f"pool-{start + i}") for i, text in enumerate(chunk)]
             with torch.autocast(teacher.device.type, dtype=torch.bfloat16, enabled=bf16):
-                preds = predictor.predict([Example(text, "", f"pool-{start + i}") for i, text in enumerate(chunk)])
+                preds = predictor.predict(items, teacher_demos(teacher, task, items))
             write_json_atomic(path, preds.scores.tolist() if task.label_set else preds.outputs)
             fresh += len(chunk)
         outputs += json.loads(path.read_text())

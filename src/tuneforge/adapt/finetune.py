@@ -30,53 +30,39 @@ from tuneforge.model.lora import add_lora
 from tuneforge.model.params import count_parameters
 from tuneforge.predict.predictor import Predictor
 from tuneforge.prompts.formats import PromptFormat, encode_prompt, prompt_record, render_prompt
+from tuneforge.prompts.shots import check_shots, pick_demos
 from tuneforge.settings import FinetuneConfig
 
 
 
 def finetune(loaded: LoadedModel, task: Task, cfg: FinetuneConfig, out: Path, *, resume: bool = False,
              progress=None) -> dict:
-    """Fine-tune `loaded` (fp32 weights) on the train split of `task`, the learning rate chosen on dev;
-    write artifacts under `out`."""
+    """Fine-tune `loaded` (fp32 weights) on the train split of `task`, the learning rate (and the
+    demonstrations per prompt, `shots`) chosen on dev; write artifacts under `out`."""
     out = Path(out)
     run_id = {"run_hash": run_hash(cfg, task), "base_fingerprint": loaded.fingerprint}
     if (finished := finished_run(out, resume, run_id)) is not None:
         return finished
-    check_objective(task, cfg)
+    check_feasible(task, cfg)
     check_input_lengths(task, loaded.tokenizer)
     base_counts = count_parameters(loaded.model, loaded.path)
     fmt = PromptFormat(cfg.format, task.info.instruction)
-    rows, make_net, loss = training_pieces(task, fmt, loaded.tokenizer, cfg)
     bf16 = cfg.uses_bf16(loaded.device)
-    grid = cfg.grid(bool(task.dev))
     use_training_attention(loaded.model, loaded.device)
     if cfg.method == "lora" and bf16:
         frozen_in_bf16(loaded.model)
-    pristine = loaded.model  # each trial starts from the base: a copy of it, the last trial the base itself
-    trials, best, started = [], None, time.perf_counter()
-    for i, lr in enumerate(grid):
-        trial_cfg = replace(cfg, lr=lr)
-        loop = loop_config(trial_cfg, has_dev=bool(task.dev))
-        if trials and not _within_budget(cfg, loop, len(rows), trials, time.perf_counter() - started):
-            trials.append(_skipped(lr))
-            continue
-        model = pristine if i == len(grid) - 1 else copy.deepcopy(pristine)
-        trainee = replace(loaded, model=trainable_model(replace(loaded, model=model), trial_cfg))
-        trial = run_trial(trainee, rows, loss, task, fmt, loop, bf16=bf16, out=out / "trials" / str(i),
-                          trial_id={**run_id, "trial": i, "lr": lr}, resume=resume, progress=progress,
-                          net=make_net(trainee.model))
-        trials.append(trial)
-        if best is None or trial_score(trial) > trial_score(best[0]):  # the first of equal dev scores stays
-            best = trial, trainee
-    chosen, trainee = best
+    trials, (chosen, trainee) = search(loaded, task, cfg, fmt, bf16, out, run_id, resume, progress)
     chosen["chosen"] = True
     accelerator = accelerator_for(trainee, bf16)
-    test = score_on_test(Predictor(trainee, fmt, task.label_set), task, accelerator)
+    shots = chosen.get("shots", 0)
+    test = score_on_test(Predictor(trainee, fmt, task.label_set), task, accelerator,
+                         demonstrations(task, task.test, shots, cfg))
     results = {
         "route": "finetune", "method": cfg.method, "config": asdict(cfg), "peak_lr": chosen["lr"],
-        "setting": {"lr": chosen["lr"], "objective": cfg.objective, "epochs": cfg.epochs,
-                    "best_step": chosen["best_step"],
+        "setting": {"shots": shots, "pick": cfg.pick if shots else None, "lr": chosen["lr"],
+                    "objective": cfg.objective, "epochs": cfg.epochs, "best_step": chosen["best_step"],
                     "lora_r": cfg.lora_r if cfg.method == "lora" else None},
+        "demonstrations": demonstration_rule(task, shots, cfg),
         "trials": trials,
         "task": task_record(task), "base_model": {"path": str(loaded.path), "fingerprint": loaded.fingerprint},
         "prompt_format": fmt.id, "prompt": prompt_record(fmt, task.label_set), "metric": task.metric,
@@ -90,6 +76,52 @@ def finetune(loaded: LoadedModel, task: Task, cfg: FinetuneConfig, out: Path, *,
     return save_run(out, results, accelerator,
                     lambda: save_artifacts(trainee.model, loaded.tokenizer, cfg, out, results, base_counts,
                                            base_dtype=loaded.dtype))
+
+
+def search(loaded: LoadedModel, task: Task, cfg: FinetuneConfig, fmt: PromptFormat, bf16: bool, out: Path,
+           run_id: dict, resume: bool, progress) -> tuple[list[dict], tuple[dict, LoadedModel]]:
+    """One trial per (shots, learning rate) of the grid, each from the base model and scored on dev,
+    within the budget; every trial's record, and the best (the first of equal dev scores) with its
+    trained model."""
+    grid = [(k, lr) for k in (cfg.shots if task.dev else cfg.shots[:1]) for lr in cfg.grid(bool(task.dev))]
+    pieces = {k: training_pieces(task, fmt, loaded.tokenizer, cfg, k) for k in dict.fromkeys(k for k, _ in grid)}
+    pristine = loaded.model  # each trial starts from the base: a copy of it, the last trial the base itself
+    trials, best, started = [], None, time.perf_counter()
+    for i, (k, lr) in enumerate(grid):
+        rows, make_net, loss = pieces[k]
+        trial_cfg = replace(cfg, lr=lr)
+        loop = loop_config(trial_cfg, has_dev=bool(task.dev))
+        if trials and not _within_budget(cfg, loop, len(rows), trials, time.perf_counter() - started):
+            trials.append({**_skipped(lr), "shots": k})
+            continue
+        model = pristine if i == len(grid) - 1 else copy.deepcopy(pristine)
+        trainee = replace(loaded, model=trainable_model(replace(loaded, model=model), trial_cfg))
+        trial = run_trial(trainee, rows, loss, task, fmt, loop, bf16=bf16, out=out / "trials" / str(i),
+                          trial_id={**run_id, "trial": i, "lr": lr, "shots": k}, resume=resume, progress=progress,
+                          net=make_net(trainee.model), dev_demos=demonstrations(task, task.dev, k, cfg))
+        trials.append({"shots": k, **trial})
+        if best is None or trial_score(trials[-1]) > trial_score(best[0]):  # the first of equal dev scores stays
+            best = trials[-1], trainee
+    return trials, best
+
+
+def demonstrations(task: Task, items: list, shots: int, cfg: FinetuneConfig) -> list | None:
+    """Each item's demonstrations from train (never the item itself), as the prompting route picks
+    them; None for 0 shots."""
+    if not shots:
+        return None
+    return [pick_demos(task.train, ex, shots, cfg.pick, cfg.seed, labelled=task.label_set is not None)
+            for ex in items]
+
+
+def demonstration_rule(task: Task, shots: int, cfg: FinetuneConfig) -> dict | None:
+    """How the model's prompts get their demonstrations, as its `tuneforge.json` records it: enough
+    for `predict`, a server or plain transformers to rebuild every prompt (the pool is the train
+    split, [input, target, id] rows); None for a 0-shot model."""
+    if not shots:
+        return None
+    return {"shots": shots, "pick": cfg.pick, "seed": cfg.seed,
+            "pool": [[ex.input, ex.target, ex.id] for ex in task.train]}
 
 
 def _within_budget(cfg: FinetuneConfig, loop: LoopConfig, n_rows: int, trials: list[dict], seconds: float) -> bool:
@@ -123,20 +155,25 @@ def frozen_in_bf16(model: torch.nn.Module) -> None:
             module.weight.data = module.weight.data.to(torch.bfloat16)
 
 
-def check_objective(task: Task, cfg: FinetuneConfig) -> None:
-    """Refuse a label objective for an open task (cheap: call it before loading the model)."""
+def check_feasible(task: Task, cfg: FinetuneConfig) -> None:
+    """Refuse a label objective for an open task, and more shots than train can give a train row
+    besides itself (cheap: call it before loading the model)."""
+    check_shots(task, max(cfg.shots), train_rows=True)
     if cfg.objective != "tokens" and task.label_set is None:
         raise TuneforgeError(f"objective {cfg.objective!r} ranks a label set, but task {task.info.name!r} is open "
                              f"(its answers are generated): use objective tokens")
 
 
-def training_pieces(task: Task, fmt: PromptFormat, tokenizer, cfg: FinetuneConfig):
-    """The train rows, a function of the trial's model giving the net that runs it on them (None: the
-    shared loop's), and the loss, for `cfg.objective`."""
+def training_pieces(task: Task, fmt: PromptFormat, tokenizer, cfg: FinetuneConfig, shots: int = 0):
+    """The train rows (each prompt with `shots` demonstrations from the rest of train), a function of
+    the trial's model giving the net that runs it on them (None: the shared loop's), and the loss,
+    for `cfg.objective`."""
+    demos = demonstrations(task, task.train, shots, cfg)
     if cfg.objective == "tokens":
-        return build_rows(task.train, fmt, tokenizer, cfg.max_length), lambda model: None, token_loss
+        return build_rows(task.train, fmt, tokenizer, cfg.max_length, demos), lambda model: None, token_loss
     index = {label: i for i, label in enumerate(task.label_set)}
-    prompts = [encode_prompt(fmt, tokenizer, render_prompt(fmt, tokenizer, [], ex.input)) for ex in task.train]
+    prompts = [encode_prompt(fmt, tokenizer, render_prompt(fmt, tokenizer, demos[i] if demos else [], ex.input))
+               for i, ex in enumerate(task.train)]
     rows = [LabelRow(tuple(ids[-cfg.max_length:]), 1, "train", (), index[ex.target])
             for ids, ex in zip(prompts, task.train, strict=True)]
     continuations = label_continuations(fmt, tokenizer, task.label_set)
@@ -161,7 +198,8 @@ def save_artifacts(model, tokenizer, cfg: FinetuneConfig, out: Path, results: di
     its provenance; returns the parameter accounting for the results."""
     trainable = count_parameters(model)["trainable"]
     params = {"base": base["total"], "trainable": trainable, "trainable_pct_of_base": 100 * trainable / base["total"]}
-    provenance = {k: results[k] for k in ("route", "method", "config", "base_model", "prompt_format", "prompt", "task")}
+    provenance = {k: results[k] for k in ("route", "method", "config", "base_model", "prompt_format", "prompt", "task",
+                                          "demonstrations")}
     provenance["metrics"] = {results["metric"]: results["test"][results["metric"]],
                              "pass": test_pass("the fine-tuning run", results["autocast"])}
     if cfg.method == "full":

@@ -59,19 +59,21 @@ class Trained:
 
 
 def train_on_dev(trainee: LoadedModel, rows: list[Row], loss, task: Task, fmt: PromptFormat, loop: LoopConfig, *,
-                 bf16: bool, out: Path, run_id: dict, resume: bool = False, progress=None, net=None) -> Trained:
+                 bf16: bool, out: Path, run_id: dict, resume: bool = False, progress=None, net=None,
+                 dev_demos: list | None = None) -> Trained:
     """Train `trainee.model` on `rows` with `loss` on the shared loop (checkpoints under `out`), through
     `net` (default: the model's decoder and head at the target positions, `TargetLogits`), scoring
-    dev zero-shot in `fmt` as it goes (stopping early as `loop.patience` says); the best dev
-    evaluation's weights are loaded back into the model. Test is not touched."""
+    dev in `fmt` as it goes, each dev item with its `dev_demos` (none: zero-shot) as the model is
+    trained (stopping early as `loop.patience` says); the best dev evaluation's weights are loaded
+    back into the model. Test is not touched."""
     accelerator = accelerator_for(trainee, bf16)
     inner = base_model(trainee.model)  # a peft wrapper's adapters live inside the base model's modules
     net = net or TargetLogits(inner.get_decoder(), inner.get_output_embeddings())
-    predictor = Predictor(trainee, fmt, task.label_set)  # zero-shot, as the model is trained
+    predictor = Predictor(trainee, fmt, task.label_set)
 
     def evaluate() -> float:
         with accelerator.autocast():
-            preds = predictor.predict(task.dev).outputs
+            preds = predictor.predict(task.dev, dev_demos).outputs
         return summarize([ex.target for ex in task.dev], [preds], task.scored_as)[task.metric]["mean"]
 
     result = train(net, rows, loss, loop, accelerator=accelerator, pad_id=trainee.tokenizer.pad_token_id,
@@ -85,7 +87,8 @@ def train_on_dev(trainee: LoadedModel, rows: list[Row], loss, task: Task, fmt: P
 
 
 def run_trial(trainee: LoadedModel, rows: list[Row], loss, task: Task, fmt: PromptFormat, loop: LoopConfig, *,
-              bf16: bool, out: Path, trial_id: dict, resume: bool, progress, net=None) -> dict:
+              bf16: bool, out: Path, trial_id: dict, resume: bool, progress, net=None,
+              dev_demos: list | None = None) -> dict:
     """One trial of a search (fine-tuning's learning rates, distillation's students), trained and
     scored on dev (`train_on_dev`), its best weights left in `trainee.model`. A finished trial writes
     its record and best weights under `out`, so a resumed search reads it back instead of training
@@ -97,7 +100,7 @@ def run_trial(trainee: LoadedModel, rows: list[Row], loss, task: Task, fmt: Prom
         return record["trial"]
     start = time.perf_counter()
     trained = train_on_dev(trainee, rows, loss, task, fmt, loop, bf16=bf16, out=out, run_id=trial_id, resume=resume,
-                           progress=progress, net=net)
+                           progress=progress, net=net, dev_demos=dev_demos)
     trial = {"lr": loop.lr, "dev_score": trained.best_score, "best_step": trained.best_step, "steps": trained.steps,
              "seconds": time.perf_counter() - start, "chosen": False, "stopped_early": trained.stopped_early,
              "rows": len(rows), "history": trained.history}
@@ -109,12 +112,13 @@ def run_trial(trainee: LoadedModel, rows: list[Row], loss, task: Task, fmt: Prom
     return trial
 
 
-def score_on_test(predictor: Predictor, task: Task, accelerator) -> OnTest:
-    """The test split predicted once, batched and timed after a warm-up on train items."""
+def score_on_test(predictor: Predictor, task: Task, accelerator, demos: list | None = None) -> OnTest:
+    """The test split predicted once (each item with its `demos`, if any), batched and timed after a
+    warm-up on train items."""
     with accelerator.autocast():
         predictor.predict(task.train[:WARM_UP])
         start = time.perf_counter()
-        preds = predictor.predict(task.test).outputs
+        preds = predictor.predict(task.test, demos).outputs
         seconds = time.perf_counter() - start
     metrics = summarize([ex.target for ex in task.test], [preds], task.scored_as)
     return OnTest(preds, metrics, 1000 * seconds / max(len(task.test), 1))

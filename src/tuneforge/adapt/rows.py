@@ -1,7 +1,7 @@
 """Training rows: prompt + answer token ids with the prompt masked, and length-grouped batches.
 
-The prompt is built by the same code as the prompting route (zero-shot by default), so a fine-tuned
-model is evaluated exactly as it was trained."""
+The prompt is built by the same code as the prompting route (zero-shot by default, or with each row's
+demonstrations), so a fine-tuned model is evaluated exactly as it was trained."""
 
 import random
 from dataclasses import dataclass
@@ -23,11 +23,13 @@ class Row:
     """Where the row came from (`train`, or e.g. `teacher` for teacher-labelled inputs)."""
 
 
-def build_rows(examples: list[Example], fmt: PromptFormat, tokenizer, max_length: int = 256) -> list[Row]:
-    """A Row per example; prompts too long for `max_length` are cut from the left."""
+def build_rows(examples: list[Example], fmt: PromptFormat, tokenizer, max_length: int = 256,
+               demos: list[list[Example]] | None = None) -> list[Row]:
+    """A Row per example, its prompt holding its `demos` (none by default); prompts too long for
+    `max_length` are cut from the left."""
     rows = []
-    for ex in examples:
-        prompt = encode_prompt(fmt, tokenizer, render_prompt(fmt, tokenizer, [], ex.input))
+    for i, ex in enumerate(examples):
+        prompt = encode_prompt(fmt, tokenizer, render_prompt(fmt, tokenizer, demos[i] if demos else [], ex.input))
         answer = encode_continuation(tokenizer, render_continuation(fmt, tokenizer, ex.target))[:max_length - 1]
         prompt = prompt[-(max_length - len(answer)):]
         rows.append(Row(tuple(prompt + answer), len(answer)))

@@ -94,7 +94,7 @@ class Route(TypedDict):
     scoring: NotRequired[str]
     """Prompting: `sum` or `per-char`."""
     seed: NotRequired[int]
-    """Prompting: the first demonstration draw's seed."""
+    """Prompting: the first demonstration draw's seed; a fine-tune trained with demonstrations: their seed."""
     prior: NotRequired[list[float] | None]
     """Prompting with batch calibration: the label prior of the first draw, estimated on dev."""
     model_dir: NotRequired[str]

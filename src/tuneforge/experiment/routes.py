@@ -98,6 +98,12 @@ def _metric(summary: dict | None, key: str):
     return None if summary is None else summary.get(key)
 
 
+def _demonstrations(res: dict) -> dict:
+    """The shots, picker and seed a fine-tuned model's prompts hold (0-shot for most)."""
+    rule = res.get("demonstrations")
+    return {"shots": rule["shots"], "pick": rule["pick"], "seed": rule["seed"]} if rule else {"shots": 0, "pick": None}
+
+
 def adapted_route(stage: str, record: dict) -> Route:
     """A fine-tuned or distilled model, scored and timed by its serving pass."""
     res, serving = record["result"]["results"], record["result"]["serving"]
@@ -116,7 +122,7 @@ def adapted_route(stage: str, record: dict) -> Route:
         "score": serving["test"][metric], "dev_score": dev[metric] if dev else None, "chosen": True,
         "setting": res.get("setting") or {}, "trials": res.get("trials"),
         "macro_f1": serving["test"].get("macro_f1"),
-        "shots": 0, "pick": None, "format": style, "draws": 1,
+        **_demonstrations(res), "format": style, "draws": 1,
         "parameters": {"total": serving["parameters"]["total"], "trained": trained, "base_total": base_total,
                        "unchanged": None},
         "size_on_disk_bytes": serving["size_on_disk_bytes"], "ms_per_example": serving["ms_per_example"],
@@ -150,7 +156,8 @@ def batch_plan(section, routes: list[dict], recommendation: dict, done: dict, ta
         model = done["prompting"]["result"]["model"]["path"]
         batch_size = done["prompting"]["result"]["config"]["batch_size"]
     else:
-        settings.update(shots=0, format=chosen["format"], calibration="none", scoring="sum")
+        settings.update(shots=chosen["shots"], pick=chosen["pick"] or "first", seed=chosen.get("seed", 0),
+                        format=chosen["format"], calibration="none", scoring="sum")  # as it was trained
         model = chosen["model_dir"]
         batch_size = SERVING_BATCH
     inputs = _batch_inputs(section.inputs, task)

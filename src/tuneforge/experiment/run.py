@@ -49,7 +49,7 @@ def run(config: ExperimentConfig, out: str | Path | None = None, *, echo=print, 
     task = config.task.load()  # bad task data stops the run before any stage
     warn_about_task(task)
     check_inputs(config)  # ... and so does any other file or name a later stage would read
-    check_objectives(config, task)  # ... and a fine-tuning objective the task cannot take
+    check_finetuning(config, task)  # ... and a fine-tuning objective or shots the task cannot take
     base = (default_model_dir() if config.model is None else resolve_model_dir(config.model)).resolve()
     check_model_settings(config, base)  # ... and any layer or module name the model does not have
     common = {"task": to_dict(config.task), "dtype": config.dtype, "model": str(base)}
@@ -119,13 +119,13 @@ def check_inputs(config: ExperimentConfig) -> None:
         _checked("synonyms.model", lambda: resolve_model_dir(config.synonyms.model))
 
 
-def check_objectives(config: ExperimentConfig, task) -> None:
-    """Each fine-tuning section's objective against the task (a label objective needs a label set)."""
-    from tuneforge.adapt.finetune import check_objective
+def check_finetuning(config: ExperimentConfig, task) -> None:
+    """Each fine-tuning section against the task: a label objective needs a label set, shots enough train."""
+    from tuneforge.adapt.finetune import check_feasible
 
     for name in ("lora", "full"):
         if getattr(config, name) is not None:
-            _checked(name, lambda: check_objective(task, getattr(config, name)))
+            _checked(name, lambda: check_feasible(task, getattr(config, name)))
 
 
 def check_model_settings(config: ExperimentConfig, base: Path) -> None:

@@ -99,19 +99,27 @@ def serving_pass(model_dir: Path, task, style: str, dtype: str) -> dict:
     from tuneforge.evaluate.metrics import summarize
     from tuneforge.model.load import load_model
     from tuneforge.model.params import count_parameters, size_on_disk
+    from tuneforge.model import provenance
     from tuneforge.predict.predictor import Predictor
+    from tuneforge.predict.setting import rule_demonstrations
     from tuneforge.predict.timing import latency
     from tuneforge.prompts.formats import PromptFormat
 
     loaded = load_model(model_dir, dtype=dtype)
     predictor = Predictor(loaded, PromptFormat(style, task.info.instruction), task.label_set,
                           batch_size=SERVING_BATCH)
-    preds = predictor.predict(task.test).outputs
-    timed = latency(predictor.predict, task.test)  # as the prompting route's chosen condition is timed
-    dev = predictor.predict(task.dev).outputs  # the score the recommendation weighs, in the same dtype
+    rule, labelled = provenance.demonstrations(provenance.read(model_dir)), task.label_set is not None
+
+    def predict(items):  # each item with the demonstrations the model was trained with, if any
+        return predictor.predict(items, rule_demonstrations(rule, items, labelled))
+
+    test_demos = rule_demonstrations(rule, task.test, labelled)
+    preds = predictor.predict(task.test, test_demos).outputs
+    timed = latency(predict, task.test)  # as the prompting route's chosen condition is timed
+    dev = predict(task.dev).outputs  # the score the recommendation weighs, in the same dtype
     test = summarize([ex.target for ex in task.test], [preds], task.scored_as)
     record_serving_pass(model_dir, test, task.metric, str(loaded.dtype).removeprefix("torch."))
-    tokens = predictor.tokens(task.test, None, preds)
+    tokens = predictor.tokens(task.test, test_demos, preds)
     return {"test": test, "predictions": preds, "tokens_per_example": sum(tokens) / len(tokens),
             "dev": summarize([ex.target for ex in task.dev], [dev], task.scored_as) if task.dev else None,
             "ms_per_example": timed["ms_per_example"], "examples_per_second": timed["examples_per_second"],

@@ -34,6 +34,12 @@ def prompt(record: dict) -> dict | None:
     return record.get("prompt")
 
 
+def demonstrations(record: dict) -> dict | None:
+    """How each of the model's prompts gets its demonstrations ({shots, pick, seed, pool: [input,
+    target, id] rows}), for a model fine-tuned on prompts that hold them; None for a 0-shot model."""
+    return record.get("demonstrations")
+
+
 def training_format(record: dict) -> str:
     """The prompt format a trained model's rows had (`plain` for an unchanged model)."""
     if record.get("route") == "distill":

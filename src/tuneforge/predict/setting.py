@@ -42,14 +42,34 @@ def build_setting(loaded: LoadedModel, task: Task, cfg: BatchConfig, prior: list
 
 def artifact_setting(loaded: LoadedModel, cfg: BatchConfig) -> dict:
     """The setting of a fine-tuned or distilled model, from the prompt its `tuneforge.json` records
-    (format, instruction, labels): 0-shot, uncalibrated, as it was trained and scored."""
+    (format, instruction, labels, and the demonstration rule of a model trained with them),
+    uncalibrated, as it was trained and scored. Its pool: `artifact_pool`."""
     record = provenance.read(loaded.path)
     prompt = provenance.prompt(record)
     if prompt is None:
         raise TuneforgeError(f"{loaded.path}: records no prompt format (not a model tuneforge trained, or one "
                              "trained by an older tuneforge): give --task to say which task's prompt to use")
+    rule = provenance.demonstrations(record)
+    demos = None if rule is None else {"shots": rule["shots"], "pick": rule["pick"], "seed": rule["seed"],
+                                       "pool": content_hash(rule["pool"]), "pool_size": len(rule["pool"])}
     return _setting(loaded, record["task"]["name"], prompt["labels"], prompt["format"], prompt["instruction"],
-                    cfg, None, {"method": "none", "prior": None})
+                    cfg, demos, {"method": "none", "prior": None})
+
+
+def artifact_pool(folder) -> list[list[str]] | None:
+    """The demonstration pool a model fine-tuned with demonstrations recorded (its train split), or
+    None for a 0-shot model."""
+    rule = provenance.demonstrations(provenance.read(folder))
+    return None if rule is None else rule["pool"]
+
+
+def rule_demonstrations(rule: dict | None, items: list[Example], labelled: bool) -> list[list[Example]] | None:
+    """Each item's demonstrations under a model's recorded rule (`provenance.demonstrations`); None
+    for a 0-shot model."""
+    if rule is None:
+        return None
+    pool = [Example(i, t, ident) for i, t, ident in rule["pool"]]
+    return [pick_demos(pool, ex, rule["shots"], rule["pick"], rule["seed"], labelled=labelled) for ex in items]
 
 
 def _setting(loaded: LoadedModel, name: str, labels: list[str] | None, style: str, instruction: str | None,

@@ -45,11 +45,13 @@ def pick_demos(pool: list[Example], query: Example, k: int, method: str = "rando
     return demos[::-1] if method == "similar" else demos
 
 
-def check_shots(task: Task, shots: int) -> None:
+def check_shots(task: Task, shots: int, train_rows: bool = False) -> None:
     """Refuse `shots` demonstrations where the task's train split holds fewer examples (every route
-    that prompts with demonstrations calls this before its model loads)."""
-    if shots > len(task.train):
-        raise TuneforgeError(f"--shots {shots} needs {shots} demonstrations, but the train split of "
+    that prompts with demonstrations calls this before its model loads); with `train_rows` (train
+    items prompted too, as fine-tuning's rows are), fewer besides each item itself."""
+    if shots + (train_rows and shots > 0) > len(task.train):
+        besides = " besides each train row itself" if train_rows else ""
+        raise TuneforgeError(f"--shots {shots} needs {shots} demonstrations{besides}, but the train split of "
                              f"{task.info.name!r} has {len(task.train)} examples")
 
 

@@ -61,7 +61,21 @@ def intro(results: dict) -> list[Paragraph]:
     kinds = dict.fromkeys(r.get("kind") for r in routes(results))
     explained = [GLOSSARY[k] for k in kinds if k in GLOSSARY]
     second = "The routes: " + "; ".join(explained) + "." if explained else "No route was evaluated."
+    left_out = [ROUTE_SECTIONS[name] for name in ROUTE_SECTIONS if _left_out(results, name)]
+    if left_out:
+        second += (f" Not run in this experiment (its section is null): {', '.join(left_out)}; a route left out "
+                   f"is not a route that lost.")
     return [Paragraph(first), Paragraph(second)]
+
+
+ROUTE_SECTIONS = {"prompting": "prompting", "lora": "LoRA fine-tuning", "full": "full fine-tuning",
+                  "distill": "distillation"}
+"""An experiment's route sections, as the report names them."""
+
+
+def _left_out(results: dict, name: str) -> bool:
+    config = nested(results, "experiment", "config")
+    return isinstance(config, dict) and name in config and config[name] is None
 
 
 def warnings(results: dict) -> list[str]:
