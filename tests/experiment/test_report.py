@@ -557,6 +557,14 @@ def test_trials_table_lists_every_trial(results, report):
     assert [row.endswith("| ✓ |") for row in rows] == [t["chosen"] for t in lora["trials"]]
 
 
+def test_a_trial_with_demonstrations_says_how_many(results, tmp_path):
+    lora = next(r for r in results["routes"] if r["name"] == "LoRA fine-tune")
+    lora["trials"][1]["shots"] = 5
+    text = section(write_report(results, tmp_path)["markdown"].read_text(), "Fine-tuning trials on dev")
+    rows = text.split("*LoRA fine-tune: ")[1].split("\n\n")[1].splitlines()[2:]
+    assert [row.split(" | ")[0] for row in rows] == ["| 1e-4", "| 5-shot, 2e-4", "| 5e-4"]
+
+
 def test_trials_with_null_parts_and_none_at_all(results, tmp_path):
     full = next(r for r in results["routes"] if r["name"] == "full fine-tune")
     full["trials"] = [dict.fromkeys(full["trials"][0])]

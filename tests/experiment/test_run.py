@@ -175,6 +175,28 @@ def test_a_winning_prompting_condition_with_per_input_demonstrations_and_calibra
     _assert_store_matches(results, scored["predictions"], "similar-prompting")
 
 
+def test_a_lora_route_trained_with_demonstrations_is_served_from_the_store_with_them(tiny3, tmp_path):
+    """LoRA alone, on 2-shot similar prompts: the store's setting picks each input's demonstrations
+    from the train pool as training did, and answers every test input as the serving pass scored it;
+    `tuneforge predict` on the run folder answers the same."""
+    from tuneforge.api import predict, run
+    from tuneforge.data.splits import load_task
+
+    config = tmp_path / "shots.yaml"
+    config.write_text(f"name: shots\nmodel: {tiny3}\ndtype: fp32\ntask: {{name: fruit}}\nprompting: null\n"
+                      "lora: {lr: 0.003, epochs: 1, shots: [2], autocast: 'off'}\nfull: null\ndistill: null\n"
+                      "audit: null\nsynonyms: null\n")
+    results = run(str(config), out=tmp_path / "shots", echo=lambda line: None, cache=False)
+    (lora,) = results["routes"]
+    assert (lora["shots"], lora["pick"], lora["seed"]) == (2, "similar", 0)
+    stage = json.loads((tmp_path / "shots" / "stages" / "lora" / "result.json").read_text())["result"]
+    assert stage["results"]["demonstrations"]["shots"] == 2
+    _assert_store_matches(results, stage["serving"]["predictions"], "shots-lora")
+    test = load_task("fruit").test
+    rows = predict(tmp_path / "shots", [ex.input for ex in test], dtype="fp32")
+    assert [r["output"] for r in rows] == stage["serving"]["predictions"]
+
+
 def test_a_real_run_writes_the_declared_shape(first_run):
     """The producer side of the results record: the report's fixture is held to the same shape."""
     from tuneforge.experiment.records import shape_problems

@@ -49,8 +49,8 @@ def trials(results: dict) -> Section:
     searched = [r for r in routes(results) if r.get("trials")]
     if not searched:
         return Section(TITLE, [not_run("no fine-tuned route recorded the settings it tried")])
-    explain = ("Each fine-tuned or distilled route trained one model per setting below (a learning rate; for a "
-               "student, the teacher layers it keeps) and kept the one with the best dev score (✓); the test "
+    explain = ("Each fine-tuned or distilled route trained one model per setting below (a learning rate, with "
+               "the demonstrations per prompt where several were tried; for a student, the teacher layers it keeps) and kept the one with the best dev score (✓); the test "
                "split played no part. Best step: the evaluation whose weights were kept; stopped early: training "
                "ended before its planned steps because the dev score stopped improving.")
     headers = ["Setting", f"Dev {metric(results)}", "Best step", "Steps", "Time", "Stopped early", "Chosen"]
@@ -62,8 +62,9 @@ def trials(results: dict) -> Section:
 def _trial_row(trial: dict) -> list[str]:
     stopped = trial.get("stopped_early")
     kept = trial.get("layers")
+    shots = f"{trial['shots']}-shot, " if trial.get("shots") else ""
     return [
-        f"{trial.get('choice')}: layers {' '.join(map(str, kept))}" if kept else learning_rate(trial.get("lr")),
+        f"{trial.get('choice')}: layers {' '.join(map(str, kept))}" if kept else shots + learning_rate(trial.get("lr")),
         units.score(trial.get("dev_score")),
         units.exact(trial.get("best_step")),
         units.exact(trial.get("steps")),
