@@ -77,3 +77,14 @@ def test_more_shots_than_train_can_spare_a_row_are_refused(fruit):
         check_feasible(small, replace(CFG, shots=(0, 4)))
     with pytest.raises(TuneforgeError, match="unknown demonstration picker 'best'"):
         replace(CFG, pick="best")
+
+
+def test_the_audit_prompts_a_model_trained_with_demonstrations_as_it_was_trained(tiny_model_dir, fruit, tmp_path):
+    from tuneforge.audit.run import AuditConfig, model_routes, route_predictor
+
+    out = tmp_path / "run"
+    results = finetune(load_model(tiny_model_dir, dtype="fp32", device="cpu"), fruit, replace(CFG, shots=(2,)), out)
+    loaded = load_model(out / "adapter", dtype="fp32", device="cpu")
+    (route,) = model_routes(loaded, AuditConfig())
+    assert (route["shots"], route["pick"]) == (2, "similar")
+    assert route_predictor(loaded, fruit, route, AuditConfig())(fruit.test) == results["test_predictions"]

@@ -14,6 +14,7 @@ from tuneforge.errors import TuneforgeError
 from tuneforge.model import provenance
 from tuneforge.model.load import LoadedModel, load_model
 from tuneforge.predict.predictor import Predictor
+from tuneforge.predict.setting import rule_demonstrations
 from tuneforge.prompts.formats import PromptFormat
 from tuneforge.prompts.shots import check_shots, pick_demos
 from tuneforge.settings import AuditConfig
@@ -39,7 +40,7 @@ def audit_models(models: list[str | None], task: Task, cfg: AuditConfig, *, dtyp
             predict = route_predictor(loaded, task, route, cfg)
             figures = audit_predictor(items, predict, swapper, kind=task.scored_as,
                                       permutations=cfg.permutations, seed=cfg.seed)
-            routes.append({**route, "model": str(loaded.path), **figures})
+            routes.append({**{k: v for k, v in route.items() if k != "rule"}, "model": str(loaded.path), **figures})
         del loaded
         gc.collect()
     _unique_names(routes)
@@ -75,8 +76,10 @@ def model_routes(loaded: LoadedModel, cfg: AuditConfig) -> list[dict]:
         return [{"name": f"base {k}-shot" + (f" {cfg.pick}" if k else ""), "kind": "prompting", "shots": k,
                  "pick": cfg.pick if k else None, "format": "plain"} for k in cfg.shots]
     names = {"distilled": "distilled student", "lora": "LoRA fine-tune", "full": "full fine-tune"}
-    return [{"name": names[route], "kind": "distill" if route == "distilled" else route, "shots": 0, "pick": None,
-             "format": provenance.training_format(record)}]
+    rule = provenance.demonstrations(record)  # a model fine-tuned on prompts with demonstrations gets them
+    return [{"name": names[route], "kind": "distill" if route == "distilled" else route,
+             "shots": rule["shots"] if rule else 0, "pick": rule["pick"] if rule else None,
+             "format": provenance.training_format(record), "rule": rule}]
 
 
 def route_predictor(loaded: LoadedModel, task: Task, route: dict, cfg: AuditConfig):
@@ -85,6 +88,9 @@ def route_predictor(loaded: LoadedModel, task: Task, route: dict, cfg: AuditConf
     predictor = Predictor(loaded, fmt, task.label_set, batch_size=cfg.batch_size)
 
     def predict(items):
+        if route.get("rule"):  # as the model was trained: its own pool and seed
+            labelled = task.label_set is not None
+            return predictor.predict(items, rule_demonstrations(route["rule"], items, labelled)).outputs
         demos = [pick_demos(task.train, ex, route["shots"], route["pick"] or "first", cfg.seed) for ex in items]
         return predictor.predict(items, demos).outputs
 
