@@ -24,8 +24,8 @@ def test_the_test_pass_runs_with_dropout_off(tiny_model_dir, tmp_path):
     trainee = replace(loaded, model=trainable_model(loaded, cfg))
     fmt = PromptFormat("plain", task.info.instruction)
     rows = build_rows(task.train, fmt, loaded.tokenizer)
-    run_trial(trainee, rows, token_loss, task, fmt, loop_config(cfg, has_dev=True), bf16=False, out=tmp_path, trial_id={},
-              resume=False, progress=None)
+    run_trial(trainee, rows, token_loss, task, fmt, loop_config(cfg, has_dev=True), bf16=False, out=tmp_path,
+              trial_id={}, resume=False, progress=None)
     from accelerate import Accelerator
 
     test = score_on_test(Predictor(trainee, fmt, task.label_set), task, Accelerator(mixed_precision="no"))

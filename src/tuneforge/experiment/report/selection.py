@@ -50,9 +50,10 @@ def trials(results: dict) -> Section:
     if not searched:
         return Section(TITLE, [not_run("no fine-tuned route recorded the settings it tried")])
     explain = ("Each fine-tuned or distilled route trained one model per setting below (a learning rate, with "
-               "the demonstrations per prompt where several were tried; for a student, the teacher layers it keeps) and kept the one with the best dev score (✓); the test "
-               "split played no part. Best step: the evaluation whose weights were kept; stopped early: training "
-               "ended before its planned steps because the dev score stopped improving.")
+               "the demonstrations per prompt where several were tried; for a student, the teacher layers it "
+               "keeps) and kept the one with the best dev score (✓); the test split played no part. Best step: "
+               "the evaluation whose weights were kept; stopped early: training ended before its planned steps "
+               "because the dev score stopped improving.")
     headers = ["Setting", f"Dev {metric(results)}", "Best step", "Steps", "Time", "Stopped early", "Chosen"]
     tables = [Table(headers, [_trial_row(t) for t in r["trials"]], f"{r['name']}: {len(r['trials'])} trials")
               for r in searched]
