@@ -48,6 +48,7 @@ def test_every_condition_is_scored_on_dev_and_only_the_chosen_one_on_test(tiny, 
     for c in results["conditions"]:
         assert c["selection"]["per_item"] == c["dev"]["accuracy"]["per_item"] + c["cv"]["accuracy"]["per_item"]
         assert c["selection"]["predictions"] == c["draws"] * (len(fruit.dev) + choice["cv_items"])
+        assert c["selection"]["ci95"][0] <= c["selection"]["mean"] <= c["selection"]["ci95"][1]
         acc = c["dev"]["accuracy"]
         assert len(acc["per_draw"]) == c["draws"] and acc["ci95"][0] <= acc["mean"] <= acc["ci95"][1]
         if c["chosen"]:

@@ -345,7 +345,7 @@ def test_the_prompting_choice_states_its_predictions_ties_and_dev_to_test_gap(re
     text = section(report["markdown"], "Routes compared")
     assert ("The prompting condition was chosen among 3 on 80 dev items and 48 train items scored by "
             "cross-validation") in text
-    assert "128 predictions with the draws, mean 0.690" in text
+    assert "128 predictions with the draws, mean 0.690 (95% CI 0.61–0.77)" in text
     assert "it scores 0.700 there and 0.692 on test, a gap of -0.008" in text
     assert "tie with the best" not in text  # the fixture's choice is the best by mean, alone
     chosen = next(r for r in results["routes"] if r.get("choice"))

@@ -99,10 +99,17 @@ def paired_difference(a: list[float], b: list[float], *, n_resamples: int = 2000
     if len(a) != len(b) or not a:
         raise ValueError(f"a paired comparison needs the same items on both sides, got {len(a)} and {len(b)}")
     diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
-    idx = np.random.default_rng(seed).integers(0, len(diff), (n_resamples, len(diff)))
+    return {"difference": float(diff.mean()), "ci95": mean_ci(diff, n_resamples=n_resamples, seed=seed, level=level),
+            "items": len(diff)}
+
+
+def mean_ci(values, *, n_resamples: int = 2000, seed: int = 0, level: float = 0.95) -> list[float]:
+    """The percentile bootstrap CI of the mean of per-item `values` (seeded)."""
+    values = np.asarray(values, dtype=float)
+    idx = np.random.default_rng(seed).integers(0, len(values), (n_resamples, len(values)))
     tail = (1 - level) / 2 * 100
-    low, high = np.percentile(diff[idx].mean(axis=1), [tail, 100 - tail])
-    return {"difference": float(diff.mean()), "ci95": [float(low), float(high)], "items": len(diff)}
+    low, high = np.percentile(values[idx].mean(axis=1), [tail, 100 - tail])
+    return [float(low), float(high)]
 
 
 def bootstrap_ci(

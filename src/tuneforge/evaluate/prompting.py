@@ -24,7 +24,7 @@ import torch
 from tuneforge.data.limits import check_input_lengths
 from tuneforge.data.splits import Task, task_warnings
 from tuneforge.data.tasks import Example
-from tuneforge.evaluate.metrics import summarize
+from tuneforge.evaluate.metrics import mean_ci, summarize
 from tuneforge.model.load import LoadedModel, weights_fingerprint
 from tuneforge.model.params import count_parameters
 from tuneforge.predict.predictor import Predictor
@@ -194,10 +194,11 @@ def time_chosen(predictor: Predictor, task: Task, k: int, pick: str | None, chos
 
 def selection(scored: dict, cv: dict | None, metric: str, draws: int) -> dict:
     """What a condition's choice weighs: its per-item scores on dev and on the train-CV items pooled
-    (each item once, its draws averaged), their mean, and how many predictions they rest on."""
+    (each item once, its draws averaged), their mean with its bootstrap CI, and how many predictions
+    they rest on."""
     per_item = scored[metric]["per_item"] + (cv[metric]["per_item"] if cv else [])
-    return {"mean": statistics.fmean(per_item), "per_item": per_item, "items": len(per_item),
-            "predictions": len(per_item) * draws}
+    return {"mean": statistics.fmean(per_item), "ci95": mean_ci(per_item), "per_item": per_item,
+            "items": len(per_item), "predictions": len(per_item) * draws}
 
 
 def score_on_test(predictor: Predictor, task: Task, k: int, pick: str | None, cfg: PromptingConfig,

@@ -100,8 +100,8 @@ class Route(TypedDict):
     model_dir: NotRequired[str]
     """Adapted routes: the model as trained."""
     selection: NotRequired[dict | None]
-    """Prompting: what the condition's choice weighed: {mean, items, predictions} over dev and the
-    train items scored by cross-validation."""
+    """Prompting: what the condition's choice weighed: {mean, ci95, items, predictions} over dev and
+    the train items scored by cross-validation."""
     choice: NotRequired[dict | None]
     """Prompting, the chosen condition: {best, tied, rule, conditions, cv_items, split_items, on}:
     the best by mean, the conditions tied with it within one standard error, and what it rested on."""

@@ -94,7 +94,7 @@ def prompting_choice(results: dict) -> list[Paragraph]:
           f"rest of train, never itself)" if choice["cv_items"] else "")
     text = (f"The prompting condition was chosen among {choice['conditions']} on {choice['split_items']} "
             f"{choice['on']} items{cv}: {units.exact(chosen_by.get('predictions'))} predictions with the draws, "
-            f"mean {units.score(chosen_by.get('mean'))}.")
+            f"mean {units.score(chosen_by.get('mean'))}{_ci_words(chosen_by.get('ci95'))}.")
     tied = [name for name in choice["tied"] if name != route["name"]]
     if tied:
         text += (f" {len(choice['tied'])} conditions tie with the best by mean ({choice['best']}) within one "
@@ -106,6 +106,10 @@ def prompting_choice(results: dict) -> list[Paragraph]:
                  f"{test - dev:+.3f}: the best of many conditions on few items tends to look better than it is "
                  f"(the winner's curse), and test, never used to choose, is the fair figure.")
     return [Paragraph(text)]
+
+
+def _ci_words(ci: list[float] | None) -> str:
+    return f" (95% CI {ci[0]:.2f}–{ci[1]:.2f})" if ci else ""
 
 
 def disagreements(results: dict) -> list[str]:
