@@ -3,9 +3,10 @@ recipe suite (the built-in fruit and bias-demo, and the real-data tasks of bench
 as train + test files, as users give them), each run twice, the second without the stage cache.
 
 Prints, per task: every route's (chosen setting's) dev and test score, the route each rule recommends
-— today's (paired comparison on dev, compute counted: `experiment/decide.py`) and the rule before it
-(the cheapest by measured latency whose dev mean is within the margin of the best) — and each one's
-**regret**: the best route's test score minus the recommended route's. Then whether the two runs gave
+— today's (`experiment/decide.py`: paired mean difference on dev within the margin, compute counted),
+the upper-bound rule (the paired CI's upper bound within the margin, compute counted) and the rule
+before both (the cheapest by measured latency whose dev mean is within the margin of the best) — and
+each one's **regret**: the best route's test score minus the recommended route's. Then whether the two runs gave
 the same verdict, and the mean and largest regret of each rule over the tasks.
 
     python bench/verdict.py [--tasks fruit,syllables] [--once] [--settings demo] [--out bench/.verdict]
@@ -91,13 +92,22 @@ def regret(results: dict, name: str) -> float:
     return max(mean(r["score"]) for r in routes) - next(mean(r["score"]) for r in routes if r["name"] == name)
 
 
+def decided(results: dict, rule: str) -> str:
+    """The route `experiment/decide.py` recommends from the run's routes under `rule` (`mean`, today's;
+    `upper`, the CI's upper bound within the margin), with the run's margin and cost factor."""
+    from tuneforge.experiment.decide import recommend
+
+    report = (results.get("experiment") or {}).get("config", {}).get("report") or {}
+    return recommend({"routes": results["routes"]}, report.get("margin", MARGIN), report.get("cheaper", 1.5),
+                     rule=rule)["route"]
+
+
 def row(task: str, first: dict, second: dict | None) -> dict:
-    today = first["recommendation"]["route"]
-    before = rule_before(first)
-    same = None if second is None else second["recommendation"]["route"] == today
+    today, upper, before = decided(first, "mean"), decided(first, "upper"), rule_before(first)
+    same = None if second is None else decided(second, "mean") == today
     return {"task": task, "routes": [(r["name"], mean(r.get("dev_score")), mean(r["score"])) for r in chosen(first)],
-            "today": today, "regret_today": regret(first, today), "before": before,
-            "regret_before": regret(first, before), "same_twice": same}
+            "today": today, "regret_today": regret(first, today), "upper": upper, "regret_upper": regret(first, upper),
+            "before": before, "regret_before": regret(first, before), "same_twice": same}
 
 
 def show(rows: list[dict]) -> None:
@@ -108,9 +118,10 @@ def show(rows: list[dict]) -> None:
         for name, dev, test in r["routes"]:
             print(f"| {name} | {'–' if dev is None else f'{dev:.3f}'} | {test:.3f} |")
         twice = {None: "not run twice", True: "the same verdict twice", False: "a DIFFERENT verdict the second time"}
-        print(f"today's rule: {r['today']} (regret {r['regret_today']:.3f}) · the rule before: {r['before']} "
-              f"(regret {r['regret_before']:.3f}) · {twice[r['same_twice']]}")
-    for rule in ("today", "before"):
+        print(f"today's rule: {r['today']} (regret {r['regret_today']:.3f}) · the upper-bound rule: {r['upper']} "
+              f"(regret {r['regret_upper']:.3f}) · the rule before: {r['before']} (regret {r['regret_before']:.3f}) · "
+              f"{twice[r['same_twice']]}")
+    for rule in ("today", "upper", "before"):
         values = [r[f"regret_{rule}"] for r in rows]
         print(f"{rule}: mean regret {statistics.fmean(values):.3f}, max {max(values):.3f} over {len(values)} task(s)")
 

@@ -222,10 +222,10 @@ def test_text_is_escaped_everywhere(results, tmp_path):
 
 
 def test_the_report_shows_the_experiments_decision_and_makes_none(results, tmp_path):
-    results.update(decide(results, 0.02))
+    results.update(decide(results, 0.04))
     results["pareto"]["latency"] = ["LoRA fine-tune"]  # whatever the experiment decided is what is shown
     markdown = write_report(results, tmp_path)["markdown"].read_text()
-    assert "Recommended route: distilled student." in markdown and "within 0.02 of the best" in markdown
+    assert "Recommended route: distilled student." in markdown and "within 0.04 of the best" in markdown
     assert "Pareto front by latency: LoRA fine-tune." in markdown
     assert "| distilled student | \\-0.037 (-0.09 to +0.00) | 80 | 1.65x | yes | yes |" in markdown
 
@@ -235,11 +235,11 @@ def test_the_report_command_decides_again_with_a_new_margin(results, tmp_path):
 
     student = next(r for r in results["routes"] if r["name"] == "distilled student")
     student["dev_score"] = {**student["dev_score"], "mean": 0.7, "per_item": [1.0] * 56 + [0.0] * 24}
-    results.update(decide(results, 0.05))  # 0.1375 below the best on the same items: credibly worse
+    results.update(decide(results, 0.05))  # 0.1375 below the best on the same items: beyond the margin
     (tmp_path / "results.json").write_text(json.dumps(results))
     report(tmp_path)
     assert "Recommended route: full fine-tune." in (tmp_path / "report.md").read_text()
-    report(tmp_path, margin=0.1)
+    report(tmp_path, margin=0.15)
     assert "Recommended route: distilled student." in (tmp_path / "report.md").read_text()
     assert json.loads((tmp_path / "results.json").read_text())["recommendation"]["route"] == "full fine-tune"
 

@@ -90,8 +90,8 @@ class ReportConfig:
     RANGES: ClassVar[dict] = {"margin": (0, 1), "cheaper": (1, 1000)}
 
     margin: float = 0.05
-    """The recommendation ships a cheaper route only when it is not credibly worse than the best: the
-    upper bound of their paired difference on dev reaches within this of zero."""
+    """The recommendation ships a cheaper route only when it is close to the best: the mean of their
+    paired per-item difference on dev lies within this of zero (its CI is quoted beside)."""
     cheaper: float = 1.5
     """... and only when the best costs at least this many times its compute per example (FLOPs)."""
 

@@ -113,11 +113,11 @@ def recommendation(rec: dict) -> Section:
                  "–" if c.get("cost_ratio") is None else f"{c['cost_ratio']:.2f}x",
                  "yes" if c.get("close") else "no", "yes" if c.get("cheaper") else "no"] for c in compared]
         caption = (f"Each route against the best, {rec.get('best')}, on the same {on} items: the mean per-item "
-                   f"difference with its paired bootstrap 95% CI; not credibly worse when the upper bound reaches "
+                   f"difference with its paired bootstrap 95% CI; close when that mean difference lies "
                    f"within {rec.get('margin', 0):g} of zero; materially cheaper when the best costs at least "
                    f"{rec.get('cheaper', 1.5):g}x its compute per example (FLOPs, counted: timing never decides)")
         blocks.append(Table(["Route", f"Difference from the best on {on} (95% CI)", "Items",
-                             "Best's compute / its", "Not credibly worse", "Materially cheaper"], rows, caption))
+                             "Best's compute / its", f"Within {rec.get('margin', 0):g}", "Materially cheaper"], rows, caption))
     return Section("Recommendation", blocks)
 
 
