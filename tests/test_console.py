@@ -18,7 +18,7 @@ def test_the_prompting_table_keeps_its_headers_and_intervals_on_one_line(capsys)
     summary = {"accuracy": score, "macro_f1": score, "confusion": {"a": {"a": 1}, "b": {"a": 1}}}
     condition = {"style": "plain", "shots": 5, "pick": "balanced", "calibration": "batch", "scoring": "per-char",
                  "draws": 2, "dev": summary, "test": summary, "cv": summary, "chosen": True, "ms_per_example": 12.5,
-                 "selection": {"mean": 0.55, "items": 12, "predictions": 24}}
+                 "selection": {"mean": 0.55, "items": 8, "predictions": 16, "on": "cv"}}
     results = {"metric": "accuracy", "chosen_on": "dev", "conditions": [condition, {**condition, "chosen": False,
                                                                                  "test": None}],
                "task": {"name": "t", "kind": "labels", "sizes": {"train": 8, "dev": 4, "test": 4},
@@ -31,5 +31,5 @@ def test_the_prompting_table_keeps_its_headers_and_intervals_on_one_line(capsys)
     assert "test 95% CI" in out and "[0.432, 0.662]" in out and "balanced" in out and "per-char" in out
     assert "dev split: carved from the train file" in out and "(unchanged)" in out
     said = " ".join(out.split())  # the line as read, however the console wrapped it
-    assert ("chosen on 4 dev items + 8 train items by cross-validation: 24 predictions, mean 0.550; 2 conditions "
+    assert ("chosen on 8 train items by cross-validation (dev chose nothing): 16 predictions, mean 0.550; 2 conditions "
             "tie with the best within one standard error, the simplest kept (5-shot balanced batch per-char)") in said

@@ -49,8 +49,11 @@ def choice_line(results: dict) -> str:
     """What the prompting choice rested on, and whether a simpler condition was kept for a tie."""
     choice, conditions = results["choice"], results["conditions"]
     chosen = conditions[choice["chosen"]]
-    line = (f"chosen on {choice['split_items']} {results['chosen_on']} items + {choice['cv_items']} train items by "
-            f"cross-validation: {chosen['selection']['predictions']} predictions, mean "
+    cv = f"{choice['cv_items']} train items by cross-validation"
+    split = f"{choice['split_items']} {results['chosen_on']} items"
+    on = chosen["selection"].get("on", "cv+dev")
+    where = {"cv": f"{cv} (dev chose nothing)", "cv+dev": f"{split} + {cv}", "dev": split}[on]
+    line = (f"chosen on {where}: {chosen['selection']['predictions']} predictions, mean "
             f"{chosen['selection']['mean']:.3f}")
     if len(choice["tied"]) > 1:
         line += (f"; {len(choice['tied'])} conditions tie with the best within one standard error, the simplest "

@@ -63,8 +63,10 @@ class PromptingConfig:
     label's length in characters, lm-evaluation-harness's acc_norm)."""
     cv_items: int = 48
     """Train items each condition is also scored on by cross-validation (demonstrations drawn from the
-    rest of train, never the item itself), a seeded sample; the choice weighs them with dev. 0: dev
-    alone."""
+    rest of train, never the item itself), a seeded sample. 0: none (the choice is made on dev)."""
+    choose_on: str = "cv"
+    """What the condition is chosen on: `cv` (the train-CV items: dev then scores the chosen condition
+    unbiased, as the comparison of routes needs), `cv+dev` (both pooled) or `dev`."""
     score_all: bool = False
     """Also score every condition not chosen on test (shown beside, never choosing; a test pass each)."""
     batch_size: int = 16
@@ -80,6 +82,8 @@ class PromptingConfig:
         for pick in self.picks:
             if pick not in PICKERS:
                 raise TuneforgeError(f"unknown demonstration picker {pick!r}: choose {', '.join(PICKERS)}")
+        if self.choose_on not in ("cv", "cv+dev", "dev"):
+            raise TuneforgeError(f"unknown choose_on {self.choose_on!r}: choose cv, cv+dev or dev")
         if not self.picks or not self.formats:
             raise TuneforgeError("give at least one prompt format and one demonstration picker")
         for style in self.formats:

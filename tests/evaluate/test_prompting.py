@@ -46,8 +46,8 @@ def test_every_condition_is_scored_on_dev_and_only_the_chosen_one_on_test(tiny, 
     assert chosen[0] is results["conditions"][choice["chosen"]] and choice["chosen"] in choice["tied"]
     assert choice["cv_items"] == min(CFG.cv_items, len(fruit.train)) > 0 and choice["split_items"] == len(fruit.dev)
     for c in results["conditions"]:
-        assert c["selection"]["per_item"] == c["dev"]["accuracy"]["per_item"] + c["cv"]["accuracy"]["per_item"]
-        assert c["selection"]["predictions"] == c["draws"] * (len(fruit.dev) + choice["cv_items"])
+        assert c["selection"]["per_item"] == c["cv"]["accuracy"]["per_item"] and c["selection"]["on"] == "cv"
+        assert c["selection"]["predictions"] == c["draws"] * choice["cv_items"]
         assert c["selection"]["ci95"][0] <= c["selection"]["mean"] <= c["selection"]["ci95"][1]
         acc = c["dev"]["accuracy"]
         assert len(acc["per_draw"]) == c["draws"] and acc["ci95"][0] <= acc["mean"] <= acc["ci95"][1]
@@ -295,6 +295,21 @@ def test_the_chosen_condition_alone_is_timed_like_every_route(tiny, fruit):
     latency = timed[0]["latency"]
     assert (latency["items"], latency["repeats"]) == (min(timing.TIMED_ITEMS, len(fruit.test)), timing.REPEATS)
     assert timed[0]["ms_per_example"] == latency["ms_per_example"] == sorted(latency["spread_ms"])[1]
+
+
+@pytest.mark.parametrize("choose_on", ["cv+dev", "dev"])
+def test_the_choice_can_pool_dev_with_train_cv_or_rest_on_dev(tiny, fruit, choose_on):
+    cfg = PromptingConfig(shots=(0, 1), picks=("first",), cv_items=6, choose_on=choose_on)
+    results = compare_prompting(tiny, fruit, cfg)
+    for c in results["conditions"]:
+        dev = c["dev"]["accuracy"]["per_item"]
+        if choose_on == "dev":
+            assert c["cv"] is None and c["selection"]["per_item"] == dev
+        else:
+            assert c["selection"]["per_item"] == dev + c["cv"]["accuracy"]["per_item"]
+        assert c["selection"]["on"] == choose_on
+    with pytest.raises(TuneforgeError, match="unknown choose_on 'test'"):
+        PromptingConfig(choose_on="test")
 
 
 def test_without_cv_items_the_choice_rests_on_dev_alone(tiny, fruit):

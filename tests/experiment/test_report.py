@@ -343,10 +343,11 @@ def test_a_small_dev_split_is_flagged_in_the_report_and_on_the_console(results, 
 
 def test_the_prompting_choice_states_its_predictions_ties_and_dev_to_test_gap(results, tmp_path, report):
     text = section(report["markdown"], "Routes compared")
-    assert ("The prompting condition was chosen among 3 on 80 dev items and 48 train items scored by "
-            "cross-validation") in text
-    assert "128 predictions with the draws, mean 0.690 (95% CI 0.61–0.77)" in text
-    assert "it scores 0.700 there and 0.692 on test, a gap of -0.008" in text
+    assert ("The prompting condition was chosen among 3 on 48 train items scored by cross-validation (each with "
+            "demonstrations from the rest of train, never itself), not on dev: dev, which chose nothing, scores it "
+            "unbiased for the comparison of routes") in text
+    assert "48 predictions with the draws, mean 0.690 (95% CI 0.61–0.77)" in text
+    assert "It scores 0.690 on what chose it and 0.692 on test, a gap of +0.002" in text
     assert "tie with the best" not in text  # the fixture's choice is the best by mean, alone
     chosen = next(r for r in results["routes"] if r.get("choice"))
     chosen["choice"].update(best="prompting 4-shot random", tied=["prompting 4-shot random", chosen["name"]])

@@ -2,8 +2,10 @@
 
 Every condition of the grid (format x shots x demonstration picker x calibration x label scoring) is
 scored on dev and, by cross-validation, on a seeded sample of train items (`cv_items`), each predicted
-with demonstrations drawn from the rest of train, never itself: the choice rests on dev and train-CV
-together, hundreds of predictions rather than a dev split's few. Of the conditions tied with the best
+with demonstrations drawn from the rest of train, never itself. The choice weighs what `choose_on`
+says: the train-CV items alone by default, so that dev, which chose nothing, stays an unbiased score
+for the comparison of routes (a condition chosen on dev among dozens looks better there than it is);
+`cv+dev` pools both; `dev` alone, as where train is too small to spare a row. Of the conditions tied with the best
 within one standard error of their paired difference, the simplest (fewest shots, uncalibrated,
 summed scores) is the route's chosen condition (`choose_condition`), and only it is scored on test
 (every one, on request, shown beside and never choosing). Conditions with seeded picking are repeated
@@ -42,7 +44,7 @@ def compare_prompting(loaded: LoadedModel, task: Task, cfg: PromptingConfig) -> 
     check_input_lengths(task, loaded.tokenizer, cfg.max_input_tokens)  # before the first prediction
     before = count_parameters(loaded.model), weights_fingerprint(loaded.model)
     on = "dev" if task.dev else "test"
-    cv = cv_sample(task, cfg) if on == "dev" else []
+    cv = cv_sample(task, cfg) if on == "dev" and cfg.choose_on != "dev" else []
     runs = []  # one (predictor, shots, pick) per forward-pass setting; each gives several conditions
     for style in cfg.formats:
         calibration = "content-free" if "content-free" in cfg.calibrations else "none"
@@ -152,7 +154,7 @@ def run_conditions(predictor: Predictor, task: Task, split: str, k: int, pick: s
     """The conditions of one (format, shots, picker) setting, scored on `split` over its draws: one per
     calibration x scoring, all read from the same forward passes. Batch calibration's label prior is
     each draw's own over `split`, kept in `priors` for the test pass (and the store) to use. The `cv`
-    train items are scored alike (`cv`), and `selection` pools both: what the choice weighs."""
+    train items are scored alike (`cv`), and `selection` is what the choice weighs (`choose_on`)."""
     seeded = pick in ("random", "balanced")  # first-k and similar are fixed
     seeds = [cfg.seed + d for d in range(cfg.draws if seeded else 1)]
     items = task.split(split)
@@ -171,7 +173,7 @@ def run_conditions(predictor: Predictor, task: Task, split: str, k: int, pick: s
             "calibration": calibration, "scoring": scoring, "draws": len(seeds), "seeds": seeds,
             "dev": scored if split == "dev" else None,
             "test": scored if split == "test" else None,
-            "cv": on_cv, "selection": selection(scored, on_cv, task.metric, len(seeds)),
+            "cv": on_cv, "selection": selection(scored, on_cv, task.metric, len(seeds), cfg.choose_on),
             "chosen": False, "predictions": answers[0] if split == "test" else None, "priors": priors,
             "seconds": seconds, "ms_per_example": 1000 * seconds / (len(seeds) * len(items)),
             "tokens_per_example": tokens,
@@ -192,13 +194,14 @@ def time_chosen(predictor: Predictor, task: Task, k: int, pick: str | None, chos
     chosen.update(ms_per_example=timed["ms_per_example"], latency=timed)
 
 
-def selection(scored: dict, cv: dict | None, metric: str, draws: int) -> dict:
-    """What a condition's choice weighs: its per-item scores on dev and on the train-CV items pooled
-    (each item once, its draws averaged), their mean with its bootstrap CI, and how many predictions
-    they rest on."""
-    per_item = scored[metric]["per_item"] + (cv[metric]["per_item"] if cv else [])
+def selection(scored: dict, cv: dict | None, metric: str, draws: int, choose_on: str = "cv") -> dict:
+    """What a condition's choice weighs (`choose_on`): its per-item scores on the train-CV items, on
+    dev and train-CV pooled, or on dev (each item once, its draws averaged; dev where there are no
+    CV items), their mean with its bootstrap CI, how many predictions they rest on, and on what."""
+    on = choose_on if cv else "dev"
+    per_item = (scored[metric]["per_item"] if on != "cv" else []) + (cv[metric]["per_item"] if on != "dev" else [])
     return {"mean": statistics.fmean(per_item), "ci95": mean_ci(per_item), "per_item": per_item,
-            "items": len(per_item), "predictions": len(per_item) * draws}
+            "items": len(per_item), "predictions": len(per_item) * draws, "on": on}
 
 
 def score_on_test(predictor: Predictor, task: Task, k: int, pick: str | None, cfg: PromptingConfig,

@@ -64,7 +64,7 @@ def prompting_routes(record: dict) -> list[Route]:
 def _selection(c: dict) -> dict | None:
     """What a condition's choice weighed, less its per-item scores: their mean (95% CI), items and predictions."""
     chosen_by = c.get("selection")
-    return None if chosen_by is None else {k: chosen_by.get(k) for k in ("mean", "ci95", "items", "predictions")}
+    return None if chosen_by is None else {k: chosen_by.get(k) for k in ("mean", "ci95", "items", "predictions", "on")}
 
 
 def _choice(results: dict, names: list[str]) -> dict | None:

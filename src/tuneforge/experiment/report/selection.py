@@ -84,26 +84,30 @@ def chosen_mark(route: dict) -> str:
 
 
 def prompting_choice(results: dict) -> list[Paragraph]:
-    """How the prompting condition was chosen: the predictions behind it, the conditions tied within
-    noise and the simplest kept, and its dev-to-test gap (the winner's curse)."""
+    """How the prompting condition was chosen: on what, the predictions behind it, the conditions tied
+    within noise and the simplest kept, and its gap from what chose it to test (the winner's curse)."""
     route = next((r for r in routes(results) if r.get("choice")), None)
     if route is None:
         return []
     choice, chosen_by = route["choice"], route.get("selection") or {}
-    cv = (f" and {choice['cv_items']} train items scored by cross-validation (each with demonstrations from the "
-          f"rest of train, never itself)" if choice["cv_items"] else "")
-    text = (f"The prompting condition was chosen among {choice['conditions']} on {choice['split_items']} "
-            f"{choice['on']} items{cv}: {units.exact(chosen_by.get('predictions'))} predictions with the draws, "
+    on = chosen_by.get("on") or ("cv+dev" if choice["cv_items"] else "dev")
+    cv = (f"{choice['cv_items']} train items scored by cross-validation (each with demonstrations from the rest of "
+          f"train, never itself)")
+    split = f"{choice['split_items']} {choice['on']} items"
+    where = {"cv": f"{cv}, not on dev: dev, which chose nothing, scores it unbiased for the comparison of routes",
+             "cv+dev": f"{split} and {cv}", "dev": split}[on]
+    text = (f"The prompting condition was chosen among {choice['conditions']} on {where}: "
+            f"{units.exact(chosen_by.get('predictions'))} predictions with the draws, "
             f"mean {units.score(chosen_by.get('mean'))}{_ci_words(chosen_by.get('ci95'))}.")
     tied = [name for name in choice["tied"] if name != route["name"]]
     if tied:
         text += (f" {len(choice['tied'])} conditions tie with the best by mean ({choice['best']}) within one "
                  f"standard error of their paired difference; the simplest (fewest shots, uncalibrated, summed "
                  f"scores) was kept: {route['name']}.")
-    dev, test = nested(route, "dev_score", "mean"), nested(route, "score", "mean")
-    if choice["on"] == "dev" and dev is not None and test is not None:
-        text += (f" Chosen on dev, it scores {units.score(dev)} there and {units.score(test)} on test, a gap of "
-                 f"{test - dev:+.3f}: the best of many conditions on few items tends to look better than it is "
+    chose, test = chosen_by.get("mean"), nested(route, "score", "mean")
+    if chose is not None and test is not None:
+        text += (f" It scores {units.score(chose)} on what chose it and {units.score(test)} on test, a gap of "
+                 f"{test - chose:+.3f}: the best of many conditions on few items tends to look better than it is "
                  f"(the winner's curse), and test, never used to choose, is the fair figure.")
     return [Paragraph(text)]
 
