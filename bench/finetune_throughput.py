@@ -30,7 +30,7 @@ import warnings
 
 import torch
 
-from tuneforge.adapt.finetune import FinetuneConfig, frozen_in_bf16, loop_config, loss
+from tuneforge.adapt.finetune import FinetuneConfig, frozen_in_bf16, loop_config, token_loss as loss
 from tuneforge.adapt.loop import TargetLogits, adamw, train_step
 from tuneforge.adapt.recipe import accelerator_for, use_training_attention
 from tuneforge.adapt.rows import build_rows, epoch_batches

@@ -78,12 +78,16 @@ def _accuracy(results, split="test"):
     return {(c["shots"], c["pick"], c["calibration"], c["scoring"]): c[split]["accuracy"] for c in results["conditions"]}
 
 
-def test_prompt_command_on_fruit_chooses_on_dev_and_few_shot_beats_zero_shot(fruit_prompting):
-    acc, dev = _accuracy(fruit_prompting), _accuracy(fruit_prompting, "dev")
+def test_prompt_command_on_fruit_chooses_by_train_cv_and_few_shot_beats_zero_shot(fruit_prompting):
+    acc, cv = _accuracy(fruit_prompting), _accuracy(fruit_prompting, "cv")
     print({k: (round(v["mean"], 3), [round(x, 3) for x in v["ci95"]]) for k, v in acc.items()})
     assert fruit_prompting["chosen_on"] == "dev" and fruit_prompting["parameters"]["unchanged"]
-    chosen = next(c for c in fruit_prompting["conditions"] if c["chosen"])
-    assert chosen["dev"]["accuracy"]["mean"] == max(v["mean"] for v in dev.values())
+    conditions, choice = fruit_prompting["conditions"], fruit_prompting["choice"]
+    chosen = next(c for c in conditions if c["chosen"])
+    assert chosen is conditions[choice["chosen"]] and choice["chosen"] in choice["tied"]
+    assert chosen["selection"]["on"] == "cv" and choice["cv_items"] == 48
+    best = conditions[choice["best"]]
+    assert best["cv"]["accuracy"]["mean"] == pytest.approx(max(v["mean"] for v in cv.values()))
     zero = acc[(0, None, "none", "sum")]["mean"]
     draws = acc[(5, "balanced", "none", "sum")]["per_draw"]
     assert len(draws) == 3 and acc[(5, "balanced", "none", "sum")]["sd"] == pytest.approx(statistics.stdev(draws))

@@ -2,7 +2,7 @@ import pytest
 import torch
 from accelerate import Accelerator
 
-from tuneforge.adapt.finetune import loss as finetune_loss
+from tuneforge.adapt.finetune import token_loss as finetune_loss
 from tuneforge.adapt.loop import LoopConfig, TargetLogits, train
 from tuneforge.adapt.rows import build_rows, collate
 from tuneforge.data.splits import load_task

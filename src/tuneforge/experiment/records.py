@@ -48,6 +48,8 @@ class Trial(TypedDict):
     stopped_early: bool
     rows: NotRequired[int]
     """Training rows (absent for a trial the budget left out)."""
+    shots: NotRequired[int]
+    """A fine-tune: the demonstrations in each of its prompts (0: zero-shot)."""
     choice: NotRequired[str]
     """A student: how its layers were chosen (`influence`, `even`, `given`, `student`)."""
     layers: NotRequired[list[int] | None]
