@@ -19,7 +19,7 @@ def _run(args, **kwargs):
 # The README's demo with fewer epochs and draws, so CI stays short; `tuneforge demo` runs the full one.
 # (the synonym job's 122 built-in topics are test_synonym_lists_generated_offline_match_live_queries' own).
 # Full fine-tuning has its own real-model test (test_full_finetune_keeps_the_parameter_count).
-REDUCED_DEMO = ["--prompting.shots=0,5", "--prompting.picks=similar,balanced", "--prompting.draws=2", "--lora.epochs=2", "--lora.lr=1e-3",
+REDUCED_DEMO = ["--prompting.shots=0,5", "--prompting.cv_items=16", "--prompting.picks=similar,balanced", "--prompting.draws=2", "--lora.epochs=2", "--lora.lr=1e-3",
                 "--distill.training.epochs=1", "--full=null"]
 
 

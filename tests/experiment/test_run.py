@@ -20,7 +20,7 @@ name: tiny
 model: {model}
 dtype: fp32
 task: {{name: fruit}}
-prompting: {{shots: [0, 1], picks: [random], draws: 2}}
+prompting: {{shots: [0, 1], picks: [random], draws: 2, cv_items: 8}}
 lora: {{epochs: 1, batch_size: 8, lrs: [0.001, 0.003]}}
 distill: {{layers: 1, training: {{epochs: 1}}}}
 audit: {{shots: [0], permutations: 50}}
