@@ -245,7 +245,7 @@ def teacher_outputs(teacher: LoadedModel, task: Task, fmt: PromptFormat, texts: 
         if not path.is_file():
             items = [Example(text, "", f"pool-{start + i}") for i, text in enumerate(chunk)]
             with torch.autocast(teacher.device.type, dtype=torch.bfloat16, enabled=bf16):
-                preds = predictor.predict(items, teacher_demos(teacher, task, items))
+                preds = predictor.predict(items, rule_demonstrations(rule, items, task.label_set is not None))
             write_json_atomic(path, preds.scores.tolist() if task.label_set else preds.outputs)
             fresh += len(chunk)
         outputs += json.loads(path.read_text())
